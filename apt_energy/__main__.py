@@ -1,0 +1,3 @@
+from apt_energy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,571 @@
+"""Typed, frozen settings loaded from ``config/*.yaml`` with environment overrides.
+
+Precedence: CLI flag (applied by each command with :func:`dataclasses.replace`) > environment > YAML >
+dataclass default. Every scalar leaf ``a.b.c`` can be overridden by ``APT_ENERGY_A_B_C``. Secrets are
+never read from YAML: they come from the environment or the git-ignored ``.env`` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+ENV_PREFIX = "APT_ENERGY_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent
+CONFIG_FILES = ("complex.yaml", "pipeline.yaml")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message names the key and expected form."""
+
+
+class _Invalid(ValueError):
+    """Raised by ``__post_init__`` checks; the loader prefixes the key path."""
+
+    def __init__(self, key: str, expected: str, got: object) -> None:
+        super().__init__(key, expected, got)
+        self.key, self.expected, self.got = key, expected, got
+
+
+def _require(ok: bool, key: str, expected: str, got: object) -> None:
+    if not ok:
+        raise _Invalid(key, expected, got)
+
+
+class Secret(str):
+    """A string that never shows itself in ``repr``/logs (quix-streams' ``SecretStr`` habit)."""
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    __str__ = __repr__
+
+
+# --------------------------------------------------------------------------------------- the domain
+
+
+@dataclass(frozen=True)
+class Household:
+    """One flat: building number, floor (1-based) and unit position on the floor (1-based)."""
+
+    complex_id: str
+    building: int
+    floor: int
+    unit: int
+
+    @property
+    def unit_code(self) -> str:
+        """The flat number as written on the door: floor 12, unit 3 → ``1203``."""
+        return f"{self.floor}{self.unit:02d}"
+
+    @property
+    def device_id(self) -> str:
+        """The household gateway's id, also its MQTT client id and username."""
+        return f"{self.complex_id}-{self.building:02d}-{self.unit_code}"
+
+
+@dataclass(frozen=True)
+class BuildingGroup:
+    numbers: tuple[int, ...]
+    floors: int
+    units_per_floor: int
+
+    def __post_init__(self) -> None:
+        _require(len(self.numbers) > 0 and all(n > 0 for n in self.numbers), "numbers",
+                 "a non-empty list of positive building numbers", self.numbers)
+        _require(1 <= self.floors <= 99, "floors", "an integer 1-99", self.floors)
+        _require(1 <= self.units_per_floor <= 99, "units_per_floor", "an integer 1-99", self.units_per_floor)
+
+
+@dataclass(frozen=True)
+class ComplexSettings:
+    id: str
+    name: str
+    timezone: str
+    buildings: tuple[BuildingGroup, ...]
+
+    def __post_init__(self) -> None:
+        _require(re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.id) is not None, "id",
+                 "1-32 characters of a-z, 0-9 and '-'", self.id)
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise _Invalid("timezone", "an IANA time zone such as Asia/Seoul", self.timezone) from None
+        numbers = [n for group in self.buildings for n in group.numbers]
+        _require(len(numbers) == len(set(numbers)), "buildings", "each building number once", numbers)
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def households(self) -> tuple[Household, ...]:
+        """Every household, ordered by building, floor, unit."""
+        out = [
+            Household(self.id, number, floor, unit)
+            for group in self.buildings
+            for number in group.numbers
+            for floor in range(1, group.floors + 1)
+            for unit in range(1, group.units_per_floor + 1)
+        ]
+        return tuple(sorted(out, key=lambda h: (h.building, h.floor, h.unit)))
+
+
+@dataclass(frozen=True)
+class EmissionFactor:
+    value: float
+    unit: str
+    source: str
+
+    def __post_init__(self) -> None:
+        _require(self.value >= 0, "value", "a number ≥ 0 (kg CO2e per unit)", self.value)
+
+
+@dataclass(frozen=True)
+class EnergyType:
+    label_ko: str
+    label_en: str
+    unit: str
+    decimals: int
+    emission_factor: EmissionFactor
+
+
+@dataclass(frozen=True)
+class Threshold:
+    warning: float
+    critical: float
+
+    def __post_init__(self) -> None:
+        _require(0 < self.warning <= self.critical, "critical", "a number ≥ warning > 0", self.critical)
+
+
+@dataclass(frozen=True)
+class NightFlowRule:
+    meters: tuple[str, ...]
+    night_start_hour: int
+    night_end_hour: int
+    min_hours: int
+    min_flow_per_hour: dict[str, float]
+    severity: str = "critical"
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.night_start_hour < self.night_end_hour <= 24, "night_end_hour",
+                 "0 ≤ night_start_hour < night_end_hour ≤ 24", (self.night_start_hour, self.night_end_hour))
+        _require(1 <= self.min_hours <= self.night_end_hour - self.night_start_hour, "min_hours",
+                 "an integer from 1 to the night's length in hours", self.min_hours)
+        _require(self.severity in ("warning", "critical"), "severity", "warning or critical", self.severity)
+
+
+@dataclass(frozen=True)
+class PeerRule:
+    min_peers: int
+    z_warning: float
+    min_ratio: float
+    min_days: int
+
+
+@dataclass(frozen=True)
+class Rules:
+    thresholds: dict[str, Threshold]
+    night_flow: NightFlowRule
+    peer: PeerRule
+
+
+@dataclass(frozen=True)
+class MeterModel:
+    base_per_month: float
+    season: tuple[float, ...]
+    per_person: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        _require(self.base_per_month > 0, "base_per_month", "a number > 0", self.base_per_month)
+        _require(len(self.season) == 12 and min(self.season) >= 0, "season",
+                 "12 multipliers ≥ 0, January to December", self.season)
+        _require(len(self.per_person) == 5 and min(self.per_person) > 0, "per_person",
+                 "5 multipliers > 0 for 1..5 persons", self.per_person)
+
+
+@dataclass(frozen=True)
+class Anomalies:
+    leak_rate_per_month: float
+    leak_hours: tuple[int, int]
+    leak_flow_m3_per_hour: float
+    overuse_rate_per_month: float
+    overuse_factor: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        for key in ("leak_rate_per_month", "overuse_rate_per_month"):
+            value = getattr(self, key)
+            _require(0 <= value <= 1, key, "a probability 0-1", value)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    seed: int
+    firmware: str
+    household_size_weights: tuple[float, ...]
+    meters: dict[str, MeterModel]
+    habit_sigma: float
+    noise_sigma: float
+    anomalies: Anomalies
+
+    def __post_init__(self) -> None:
+        w = self.household_size_weights
+        _require(len(w) == 5 and min(w) >= 0 and abs(sum(w) - 1) < 1e-6, "household_size_weights",
+                 "5 weights ≥ 0 summing to 1", w)
+
+
+# ------------------------------------------------------------------------------- infrastructure
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_prefix: str = "apt"
+    keepalive_s: int = 30
+    qos: int = 1
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.port <= 65535, "port", "an integer 1-65535", self.port)
+        _require(re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", self.topic_prefix) is not None,
+                 "topic_prefix", "topic levels of letters, digits, '_', '.', '-' without wildcards",
+                 self.topic_prefix)
+        _require(self.qos in (0, 1, 2), "qos", "0, 1 or 2", self.qos)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    readings_topic: str = "apt.readings"
+    devices_topic: str = "apt.devices"
+    dead_letter_topic: str = "apt.deadletter"
+    partitions: int = 6
+
+    def __post_init__(self) -> None:
+        _require(self.partitions >= 1, "partitions", "an integer ≥ 1", self.partitions)
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str = "127.0.0.1"
+    port: int = 5433
+    database: str = "apt_energy"
+    writer_user: str = "apt_writer"
+    reader_user: str = "apt_reader"
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.port <= 65535, "port", "an integer 1-65535", self.port)
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    group: str = "apt-bridge"
+    client_id: str = "apt-bridge-1"
+    session_expiry_s: int = 86400
+    max_in_flight: int = 20000
+    max_payload_bytes: int = 4096
+    stats_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _require(self.max_in_flight >= 1, "max_in_flight", "an integer ≥ 1", self.max_in_flight)
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str = "local[2]"
+    trigger_s: float = 1.0
+    checkpoint_dir: str = ".run/spark/checkpoints"
+    max_offsets_per_trigger: int = 200000
+    shuffle_partitions: int = 4
+    max_future_s: int = 3600
+    max_past_days: int = 400
+
+    def __post_init__(self) -> None:
+        _require(self.trigger_s > 0, "trigger_s", "a number of seconds > 0", self.trigger_s)
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    channel: str = "#apt-energy-alerts"
+    language: str = "ko"
+    digest_after: int = 5
+    poll_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        _require(self.language in ("ko", "en"), "language", "ko or en", self.language)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    run_dir: str = ".run"
+    cache_dir: str = "~/.cache/apt-energy"
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "768m"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials from the environment (or ``.env``); masked in every repr."""
+
+    db_password: Secret = Secret("")
+    db_reader_password: Secret = Secret("")
+    slack_bot_token: Secret = Secret("")
+    slack_webhook_url: Secret = Secret("")
+    slack_base_url: str = ""  # Slack API base URL override: tests point it at a local stand-in
+
+    ENV_NAMES: typing.ClassVar[dict[str, str]] = {
+        "db_password": "APT_ENERGY_DB_PASSWORD",
+        "db_reader_password": "APT_ENERGY_DB_READER_PASSWORD",
+        "slack_bot_token": "SLACK_BOT_TOKEN",
+        "slack_webhook_url": "SLACK_WEBHOOK_URL",
+        "slack_base_url": "SLACK_API_BASE_URL",
+    }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline is configured with. Build it with :func:`load`."""
+
+    complex: ComplexSettings
+    energy: dict[str, EnergyType]
+    rules: Rules
+    simulation: Simulation
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    stack: StackSettings = field(default_factory=StackSettings)
+    secrets: Secrets = field(default_factory=Secrets)
+
+    def __post_init__(self) -> None:
+        keys = set(self.energy)
+        for key, energy in self.energy.items():
+            # energy_usage.energy_type is the original VARCHAR(10) and holds the Korean label.
+            _require(len(energy.label_ko) <= 10, f"energy.{key}.label_ko", "at most 10 characters",
+                     energy.label_ko)
+            _require(re.fullmatch(r"[a-z][a-z0-9_]{0,19}", key) is not None, "energy",
+                     "energy keys of a-z, 0-9, '_' (topic levels)", key)
+        _require(set(self.simulation.meters) == keys, "simulation.meters",
+                 f"exactly the energy types {sorted(keys)}", sorted(self.simulation.meters))
+        _require(set(self.rules.thresholds) <= keys, "rules.thresholds",
+                 f"keys among {sorted(keys)}", sorted(self.rules.thresholds))
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path: ``~`` expanded, relative paths under the project root."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path(self.stack.run_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path(self.stack.cache_dir)
+
+
+# ------------------------------------------------------------------------------------ the loader
+
+
+def load(config_dir: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``complex.yaml`` and ``pipeline.yaml``, apply environment overrides, type-check.
+
+    Raises :class:`ConfigError` with one line naming the file, the key and the expected form.
+    """
+    directory = Path(config_dir or os.environ.get("APT_ENERGY_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    env = dict(read_dotenv(PROJECT_ROOT / ".env")) | dict(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name in CONFIG_FILES:
+        path = directory / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror}); expected a YAML file") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        for section, value in data.items():
+            if section in raw:
+                raise ConfigError(f"{path}: {section}: section already defined in {origin[section]}")
+            raw[section] = value
+            origin[section] = str(path)
+    if "secrets" in raw:
+        raise ConfigError(f"{origin['secrets']}: secrets: never in YAML; set them in the environment or .env")
+    for key, env_name, _ in env_overrides(Settings, raw):
+        if env_name in env:
+            _set_path(raw, key, yaml.safe_load(env[env_name]) if env[env_name] != "" else "")
+            origin[key] = f"env {env_name}"
+    raw["secrets"] = {
+        attr: env.get(name, "") for attr, name in Secrets.ENV_NAMES.items()
+    }
+    try:
+        return _build(Settings, raw, "")
+    except _LoadError as exc:
+        top = exc.key.split(".")[0]
+        source = origin.get(exc.key, origin.get(top, str(directory)))
+        raise ConfigError(f"{source}: {exc.key}: expected {exc.expected}, got {exc.got!r}") from None
+
+
+def read_dotenv(path: Path) -> Iterator[tuple[str, str]]:
+    """``KEY=value`` lines of a ``.env`` file (docker compose reads the same file)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            yield key.strip(), value.strip().strip("'\"")
+
+
+def env_overrides(cls: type, raw: Mapping[str, Any] | None = None, prefix: str = "") -> Iterator[
+        tuple[str, str, str]]:
+    """Yield ``(key path, environment variable, type name)`` for every overridable scalar."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "secrets":
+            continue
+        key = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        sub = raw.get(f.name) if isinstance(raw, Mapping) else None
+        if dataclasses.is_dataclass(tp):
+            yield from env_overrides(tp, sub, key + ".")  # type: ignore[arg-type]
+        elif typing.get_origin(tp) is dict:
+            value_tp = typing.get_args(tp)[1]
+            for name in (sub or {}) if isinstance(sub, Mapping) else ():
+                if dataclasses.is_dataclass(value_tp):
+                    yield from env_overrides(value_tp, sub[name], f"{key}.{name}.")  # type: ignore[arg-type]
+                else:
+                    yield f"{key}.{name}", _env_name(f"{key}.{name}"), _type_name(value_tp)
+        else:
+            yield key, _env_name(key), _type_name(tp)
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", key).upper()
+
+
+def _set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+class _LoadError(Exception):
+    def __init__(self, key: str, expected: str, got: object) -> None:
+        super().__init__(key)
+        self.key, self.expected, self.got = key, expected, got
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp in (str, Secret):
+        return "a string"
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return f"a list of {len(args)} values"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _build(tp: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against the type ``tp`` and build it; errors name the dotted ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _build(options[0], value, key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise _LoadError(key or "(top level)", "a mapping", value)
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp) if f.init}
+        for extra in value:
+            if extra not in names:
+                raise _LoadError(f"{key}.{extra}" if key else str(extra),
+                                 f"one of the known keys ({', '.join(sorted(names))})", extra)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if not f.init:
+                continue
+            sub = f"{key}.{f.name}" if key else f.name
+            if f.name in value:
+                kwargs[f.name] = _build(hints[f.name], value[f.name], sub)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise _LoadError(sub, f"{_type_name(hints[f.name])} (required)", None)
+        try:
+            return tp(**kwargs)
+        except _Invalid as exc:
+            raise _LoadError(f"{key}.{exc.key}" if key else exc.key, exc.expected, exc.got) from None
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise _LoadError(key, "a mapping", value)
+        value_tp = typing.get_args(tp)[1]
+        return {str(k): _build(value_tp, v, f"{key}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise _LoadError(key, _type_name(tp), value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise _LoadError(key, _type_name(tp), value)
+        return tuple(_build(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if tp is Secret:
+        return Secret(value or "")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _LoadError(key, "true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _LoadError(key, "an integer", value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise _LoadError(key, "a number", value)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise _LoadError(key, "a string", value)
+        return str(value)
+    raise _LoadError(key, _type_name(tp), value)

@@ -1,0 +1,49 @@
+"""``apt-energy stack up|down|status|fetch``: the native stack on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import config
+from stack.native import NativeStack
+from stack.secrets import ensure_dotenv
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "stack", help="start, stop or inspect the native stack (Mosquitto, PostgreSQL, Kafka)",
+        description="Real services on 127.0.0.1 with data, logs and pid files under the run dir "
+                    "(stack.run_dir, env APT_ENERGY_STACK_RUN_DIR; default .run/). Ports: "
+                    "APT_ENERGY_MQTT_PORT, APT_ENERGY_POSTGRES_PORT, APT_ENERGY_KAFKA_BOOTSTRAP, "
+                    "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT. Jars are cached in stack.cache_dir "
+                    "(env APT_ENERGY_STACK_CACHE_DIR).")
+    p.add_argument("action", choices=["up", "down", "status", "fetch"],
+                   help="up: start (idempotent) and migrate; down: stop what up started; "
+                        "status: health of each service; fetch: download the Maven jars only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        ensure_dotenv()
+    stack = NativeStack(config.load())
+    if args.action == "fetch":
+        stack.fetch()
+        return 0
+    if args.action == "up":
+        stack.up()
+    elif args.action == "down":
+        stack.down()
+    statuses = stack.status()
+    width = max(len(s.name) for s in statuses)
+    for s in statuses:
+        pid = f"pid {s.pid}" if s.pid else ""
+        print(f"{s.name:<{width}}  {s.state:<18} {s.endpoint:<40} {pid}")
+    if args.action == "status":
+        return 0 if all(s.healthy for s in statuses) else 3
+    if args.action == "up" and not all(s.healthy for s in statuses):
+        return 1
+    return 0

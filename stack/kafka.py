@@ -1,0 +1,181 @@
+"""Apache Kafka in KRaft mode (one combined broker + controller) from the official Maven Central jars.
+
+Main class ``kafka.Kafka``; storage formatted once with ``kafka.tools.StorageTool``; log4j2 writes to a
+file under the run dir. Topics are created with confluent-kafka's AdminClient.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from config import Settings
+from stack.errors import StackError
+from stack.jars import kafka_jars
+from stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
+from stack.service import ServiceStatus
+
+logger = logging.getLogger(__name__)
+
+
+def render_server_properties(*, host: str, port: int, controller_port: int, log_dir: Path) -> str:
+    return "\n".join([
+        "# written by `apt-energy stack up`; edit config/pipeline.yaml instead",
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{host}:{controller_port}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={log_dir}",
+        "num.partitions=1",
+        # A single node: every internal topic has one replica.
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=false",
+        "log.retention.hours=168",
+        "",
+    ])
+
+
+def render_log4j2(log_file: Path) -> str:
+    return "\n".join([
+        "status = warn",
+        "appender.file.type = RollingFile",
+        "appender.file.name = file",
+        f"appender.file.fileName = {log_file}",
+        f"appender.file.filePattern = {log_file}.%i",
+        "appender.file.layout.type = PatternLayout",
+        "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+        "appender.file.policies.type = Policies",
+        "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
+        "appender.file.policies.size.size = 20MB",
+        "appender.file.strategy.type = DefaultRolloverStrategy",
+        "appender.file.strategy.max = 3",
+        "rootLogger.level = INFO",
+        "rootLogger.appenderRef.file.ref = file",
+        "logger.kafka.name = kafka",
+        "logger.kafka.level = WARN",
+        "logger.apache.name = org.apache.kafka",
+        "logger.apache.level = WARN",
+        "",
+    ])
+
+
+def java_binary() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return str(Path(java_home) / "bin" / "java")
+    return require_binary("java", package="openjdk-17-jre-headless")
+
+
+class Kafka:
+    name = "kafka"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.run_dir / "kafka"
+        self.pid_file = self.dir / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "server.log"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.settings.kafka.bootstrap.rpartition(":")
+        return host, int(port)
+
+    def up(self) -> None:
+        pid = read_pid(self.pid_file)
+        if not is_ours(pid, str(self.dir)):
+            pid = self._start()
+        assert pid is not None
+        wait_until(self._healthy, timeout=90, what="kafka", log_file=self.log_file, alive=lambda: alive(pid))
+        self.create_topics()
+        logger.info("kafka up bootstrap=%s", self.settings.kafka.bootstrap)
+
+    def _start(self) -> int:
+        java = java_binary()
+        host, port = self.host_port
+        controller_port = self.settings.stack.kafka_controller_port
+        for p in (port, controller_port):
+            if port_open(host, p):
+                raise StackError(f"port {p} is in use by another process; set APT_ENERGY_KAFKA_BOOTSTRAP / "
+                                 "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT to free ports")
+        classpath = f"{kafka_jars(self.settings.cache_dir)}/*"
+        data = self.dir / "data"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        props = self.dir / "server.properties"
+        props.write_text(render_server_properties(host=host, port=port, controller_port=controller_port,
+                                                  log_dir=data))
+        log4j = self.dir / "log4j2.properties"
+        log4j.write_text(render_log4j2(self.log_file))
+        jvm = [java, f"-Xmx{self.settings.stack.kafka_heap}", f"-Xms{self.settings.stack.kafka_heap}",
+               "-XX:+UseG1GC", "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
+               f"-Dkafka.logs.dir={self.dir}", "-cp", classpath]
+        if not (data / "meta.properties").exists():
+            shutil.rmtree(data, ignore_errors=True)
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            result = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,  # noqa: S603
+                                     "-c", str(props)], capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise StackError(f"kafka storage format failed: {(result.stderr or result.stdout).strip()[-300:]}")
+        return spawn([*jvm, "kafka.Kafka", str(props)], pid_file=self.pid_file, log_file=self.dir / "stdout.log")
+
+    def _healthy(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        if not port_open(*self.host_port):
+            return False
+        try:
+            md = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap}).list_topics(timeout=3)
+        except Exception:  # noqa: BLE001 - any client error simply means "not healthy yet"
+            return False
+        return len(md.brokers) >= 1
+
+    def create_topics(self, names: dict[str, dict[str, str]] | None = None, partitions: int | None = None) -> None:
+        """Create the pipeline's topics if missing: readings, devices (compacted), dead letters."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        k = self.settings.kafka
+        wanted = names if names is not None else {
+            k.readings_topic: {},
+            k.devices_topic: {"cleanup.policy": "compact"},
+            k.dead_letter_topic: {},
+        }
+        admin = AdminClient({"bootstrap.servers": k.bootstrap})
+        existing = set(admin.list_topics(timeout=10).topics)
+        new = [NewTopic(name, num_partitions=partitions or k.partitions, replication_factor=1, config=cfg)
+               for name, cfg in wanted.items() if name not in existing]
+        for name, future in (admin.create_topics(new) if new else {}).items():
+            try:
+                future.result(timeout=30)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise StackError(f"could not create kafka topic {name}: {exc}") from exc
+
+    def down(self) -> None:
+        pid = read_pid(self.pid_file)
+        if is_ours(pid, str(self.dir)):
+            assert pid is not None
+            terminate(pid, timeout=60)
+        self.pid_file.unlink(missing_ok=True)
+
+    def status(self) -> ServiceStatus:
+        pid = read_pid(self.pid_file)
+        running = is_ours(pid, str(self.dir))
+        return ServiceStatus(self.name, running, running and self._healthy(), self.settings.kafka.bootstrap,
+                             pid=pid if running else None)

@@ -1,0 +1,103 @@
+"""Mosquitto from the Debian package, with the project's own config, data and log under the run dir."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from config import Settings
+from stack.errors import StackError
+from stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
+from stack.service import ServiceStatus
+
+logger = logging.getLogger(__name__)
+
+
+def render_config(*, port: int, data_dir: Path, host: str = "127.0.0.1", run_as_root: bool = False) -> str:
+    """The broker config. Persistence keeps retained messages and persistent sessions across restarts;
+    the queue limits are raised so a bridge that is down for a while does not lose its backlog."""
+    lines = [
+        "# written by `apt-energy stack up`; edit config/pipeline.yaml instead",
+        f"listener {port} {host}",
+        "protocol mqtt",
+        "allow_anonymous true",
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "autosave_interval 30",
+        "max_queued_messages 2000000",
+        "max_queued_bytes 0",
+        "max_inflight_messages 0",
+        "max_keepalive 300",
+        "persistent_client_expiration 2d",
+        "log_dest stdout",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        "connection_messages false",
+    ]
+    if run_as_root:
+        # Mosquitto drops root to the `mosquitto` user by default, which cannot write our data dir.
+        lines.append("user root")
+    return "\n".join(lines) + "\n"
+
+
+class Mosquitto:
+    name = "mosquitto"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.run_dir / "mosquitto"
+        self.pid_file = self.dir / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "mosquitto.log"
+
+    def up(self) -> None:
+        if is_ours(read_pid(self.pid_file), str(self.dir)):
+            return
+        binary = require_binary("mosquitto", package="mosquitto", candidates=["/usr/sbin/mosquitto"])
+        host, port = self.settings.mqtt.host, self.settings.mqtt.port
+        if port_open(host, port):
+            raise StackError(f"port {port} is in use by another process (a system mosquitto? "
+                             f"`systemctl stop mosquitto`), or set APT_ENERGY_MQTT_PORT to a free port")
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(render_config(port=port, data_dir=self.dir / "data", run_as_root=os.geteuid() == 0))
+        pid = spawn([binary, "-c", str(conf)], pid_file=self.pid_file, log_file=self.log_file)
+        wait_until(lambda: port_open(host, port), timeout=20, what="mosquitto", log_file=self.log_file,
+                   alive=lambda: alive(pid))
+        logger.info("mosquitto up port=%d pid=%d", port, pid)
+
+    def down(self) -> None:
+        pid = read_pid(self.pid_file)
+        if is_ours(pid, str(self.dir)):
+            assert pid is not None
+            terminate(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+    def status(self) -> ServiceStatus:
+        pid = read_pid(self.pid_file)
+        running = is_ours(pid, str(self.dir))
+        endpoint = f"mqtt://{self.settings.mqtt.host}:{self.settings.mqtt.port}"
+        healthy = running and _mqtt_ping(self.settings.mqtt.host, self.settings.mqtt.port)
+        return ServiceStatus(self.name, running, healthy, endpoint, pid=pid if running else None)
+
+
+def _mqtt_ping(host: str, port: int) -> bool:
+    """A real MQTT CONNECT/CONNACK, not just an open port."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    try:
+        rc = client.connect(host, port, keepalive=5)
+        if rc != 0:
+            return False
+        client.loop(timeout=2.0)
+        ok = client.is_connected()
+        client.disconnect()
+        return ok
+    except OSError:
+        return False

@@ -1,0 +1,196 @@
+"""The project's own PostgreSQL cluster (initdb + pg_ctl from the Debian package), not the system one.
+
+PostgreSQL refuses to run as root, so as root the cluster runs as the ``postgres`` user the package
+creates. Unix sockets are off: everything talks TCP on 127.0.0.1 and the configured port.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from config import Settings
+from stack.errors import StackError
+from stack.process import port_open, read_pid, require_binary, wait_until
+from stack.secrets import ADMIN_USER, admin_password
+from stack.service import ServiceStatus
+
+logger = logging.getLogger(__name__)
+
+
+def pg_bindir() -> Path:
+    """The newest installed server's bin directory (Debian keeps each major version apart)."""
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name))
+    for d in reversed(dirs):
+        if (Path(d) / "initdb").exists():
+            return Path(d)
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    raise StackError("PostgreSQL server not found: install it with `sudo apt-get install -y postgresql` "
+                     "(or run `make bootstrap`)")
+
+
+class Postgres:
+    name = "postgresql"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.run_dir / "postgres"
+        self.data = _data_dir(self.dir)
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "postgres.log"
+
+    def _as_owner(self, argv: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return argv
+        return [require_binary("runuser", package="util-linux"), "-u", "postgres", "--", *argv]
+
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self._as_owner(argv), capture_output=True, text=True, check=False)  # noqa: S603
+
+    def up(self) -> None:
+        pg = self.settings.postgres
+        bindir = pg_bindir()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb(bindir)
+        if self._server_pid() is None:
+            if port_open(pg.host, pg.port):
+                raise StackError(f"port {pg.port} is in use by another process; set APT_ENERGY_POSTGRES_PORT "
+                                 "to a free port")
+            self._chown(self.log_file, touch=True)
+            opts = (f"-c port={pg.port} -c listen_addresses={pg.host} -c unix_socket_directories='' "
+                    "-c fsync=on -c synchronous_commit=on -c max_connections=200 "
+                    "-c shared_buffers=256MB -c wal_level=minimal -c max_wal_senders=0")
+            result = self._run([str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file),
+                                "-o", opts, "-w", "-t", "60", "start"])
+            if result.returncode != 0:
+                raise StackError(f"pg_ctl start failed: {(result.stderr or result.stdout).strip()[:300]}; "
+                                 f"see {self.log_file}")
+        wait_until(self._accepts, timeout=30, what="postgresql", log_file=self.log_file)
+        logger.info("postgresql up port=%d data=%s", pg.port, self.data)
+
+    def _initdb(self, bindir: Path) -> None:
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        self._chown(self.data.parent)
+        pwfile = self.data.parent / "admin.pw"
+        pwfile.write_text(admin_password().reveal() + "\n")
+        pwfile.chmod(0o600)
+        self._chown(pwfile)
+        result = self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", ADMIN_USER,
+                            "--auth-host=scram-sha-256", "--auth-local=reject", f"--pwfile={pwfile}",
+                            "-E", "UTF8", "--locale=C.UTF-8"])
+        pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise StackError(f"initdb failed: {(result.stderr or result.stdout).strip()[-300:]}")
+
+    def _chown(self, path: Path, *, touch: bool = False) -> None:
+        if touch:
+            path.touch(exist_ok=True)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _server_pid(self) -> int | None:
+        pid = read_pid(self.data / "postmaster.pid")
+        if pid is None:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def _accepts(self) -> bool:
+        try:
+            with self.admin_connect(dbname="postgres", connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def admin_connect(self, *, dbname: str | None = None, connect_timeout: int = 10) -> psycopg.Connection:
+        pg = self.settings.postgres
+        return psycopg.connect(host=pg.host, port=pg.port, user=ADMIN_USER, dbname=dbname or "postgres",
+                               password=admin_password().reveal(), connect_timeout=connect_timeout,
+                               autocommit=True)
+
+    def down(self) -> None:
+        if self._server_pid() is None:
+            return
+        result = self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        if result.returncode != 0:
+            raise StackError(f"pg_ctl stop failed: {(result.stderr or result.stdout).strip()[:300]}")
+
+    def status(self) -> ServiceStatus:
+        pid = self._server_pid()
+        pg = self.settings.postgres
+        endpoint = f"postgresql://{pg.host}:{pg.port}/{pg.database}"
+        return ServiceStatus(self.name, pid is not None, pid is not None and self._accepts(), endpoint, pid=pid)
+
+
+def _data_dir(pg_dir: Path) -> Path:
+    """``<run>/postgres/data``, unless the ``postgres`` user cannot reach the run dir (as root under a
+    private home): then a folder under /var/tmp keyed by the run dir, linked from ``<run>/postgres``."""
+    preferred = pg_dir / "data"
+    if os.geteuid() != 0 or _reachable_by_postgres(pg_dir.parent):
+        return preferred
+    key = hashlib.sha256(str(pg_dir).encode()).hexdigest()[:12]
+    fallback = Path("/var/tmp") / f"apt-energy-{key}" / "data"
+    link = pg_dir / "data-location"
+    pg_dir.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(fallback.parent)
+    return fallback
+
+
+def _reachable_by_postgres(path: Path) -> bool:
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        return True  # no such user yet: `require_binary` will say what to install
+    for part in [path, *path.parents]:
+        try:
+            st = part.stat()
+        except OSError:
+            continue
+        if st.st_uid == pw.pw_uid:
+            continue
+        mode = st.st_mode
+        if not (mode & 0o001 or (st.st_gid == pw.pw_gid and mode & 0o010)):
+            return False
+    return True
+
+
+def provision(pg: Postgres) -> None:
+    """Create (or update the passwords of) the writer and reader roles and the pipeline's database."""
+    from psycopg import sql
+
+    settings = pg.settings
+    cfg = settings.postgres
+    roles = ((cfg.writer_user, settings.secrets.db_password), (cfg.reader_user, settings.secrets.db_reader_password))
+    with pg.admin_connect() as conn:
+        for role, password in roles:
+            if not password:
+                raise StackError(f"no password for role {role}: set APT_ENERGY_DB_PASSWORD and "
+                                 "APT_ENERGY_DB_READER_PASSWORD in the environment or .env")
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password.reveal())))
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg.database,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(cfg.database), sql.Identifier(cfg.writer_user)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(cfg.database), sql.Identifier(cfg.reader_user)))
