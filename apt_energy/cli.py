@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the boundary: known errors become one line
+    except Exception as exc:
         if _is_known(exc):
             print(f"apt-energy: {exc}", file=sys.stderr)
             return 1

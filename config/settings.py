@@ -55,6 +55,9 @@ class Secret(str):
     __str__ = __repr__
 
 
+NO_SECRET = Secret("")
+
+
 # --------------------------------------------------------------------------------------- the domain
 
 
@@ -325,10 +328,10 @@ class StackSettings:
 class Secrets:
     """Credentials from the environment (or ``.env``); masked in every repr."""
 
-    db_password: Secret = Secret("")
-    db_reader_password: Secret = Secret("")
-    slack_bot_token: Secret = Secret("")
-    slack_webhook_url: Secret = Secret("")
+    db_password: Secret = NO_SECRET
+    db_reader_password: Secret = NO_SECRET
+    slack_bot_token: Secret = NO_SECRET
+    slack_webhook_url: Secret = NO_SECRET
     slack_base_url: str = ""  # Slack API base URL override: tests point it at a local stand-in
 
     ENV_NAMES: typing.ClassVar[dict[str, str]] = {
@@ -425,7 +428,8 @@ def load(config_dir: Path | str | None = None, environ: Mapping[str, str] | None
         attr: env.get(name, "") for attr, name in Secrets.ENV_NAMES.items()
     }
     try:
-        return _build(Settings, raw, "")
+        settings: Settings = _build(Settings, raw, "")
+        return settings
     except _LoadError as exc:
         top = exc.key.split(".")[0]
         source = origin.get(exc.key, origin.get(top, str(directory)))
@@ -461,7 +465,7 @@ def env_overrides(cls: type, raw: Mapping[str, Any] | None = None, prefix: str =
             value_tp = typing.get_args(tp)[1]
             for name in (sub or {}) if isinstance(sub, Mapping) else ():
                 if dataclasses.is_dataclass(value_tp):
-                    yield from env_overrides(value_tp, sub[name], f"{key}.{name}.")  # type: ignore[arg-type]
+                    yield from env_overrides(value_tp, sub[name], f"{key}.{name}.")  # type: ignore[arg-type,index]
                 else:
                     yield f"{key}.{name}", _env_name(f"{key}.{name}"), _type_name(value_tp)
         else:
@@ -533,7 +537,7 @@ def _build(tp: Any, value: Any, key: str) -> Any:
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise _LoadError(sub, f"{_type_name(hints[f.name])} (required)", None)
         try:
-            return tp(**kwargs)
+            return tp(**kwargs)  # type: ignore[operator]
         except _Invalid as exc:
             raise _LoadError(f"{key}.{exc.key}" if key else exc.key, exc.expected, exc.got) from None
     if origin is dict:

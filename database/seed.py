@@ -40,7 +40,7 @@ def seed(conn: psycopg.Connection, settings: Settings) -> SeedResult:
                 """INSERT INTO buildings (building_number, complex_id, floors, units_per_floor)
                    VALUES (%s, %s, %s, %s) ON CONFLICT (complex_id, building_number) DO NOTHING""",
                 [(n, cx.id, g.floors, g.units_per_floor) for g in cx.buildings for n in g.numbers])
-            ids = dict(conn.execute("SELECT building_number, id FROM buildings WHERE complex_id = %s",
+            ids: dict[int, int] = dict(conn.execute("SELECT building_number, id FROM buildings WHERE complex_id = %s",
                                     (cx.id,)).fetchall())
             cur.executemany(
                 """INSERT INTO households (building_id, floor, unit, device_id) VALUES (%s, %s, %s, %s)

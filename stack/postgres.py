@@ -45,11 +45,12 @@ class Postgres:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dir = settings.run_dir / "postgres"
-        self.data = _data_dir(self.dir)
+        self.home = _home(self.dir)
+        self.data = self.home / "data"
 
     @property
     def log_file(self) -> Path:
-        return self.dir / "postgres.log"
+        return self.home / "postgres.log"
 
     def _as_owner(self, argv: list[str]) -> list[str]:
         if os.geteuid() != 0:
@@ -62,7 +63,7 @@ class Postgres:
     def up(self) -> None:
         pg = self.settings.postgres
         bindir = pg_bindir()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
         if not (self.data / "PG_VERSION").exists():
             self._initdb(bindir)
         if self._server_pid() is None:
@@ -140,18 +141,18 @@ class Postgres:
         return ServiceStatus(self.name, pid is not None, pid is not None and self._accepts(), endpoint, pid=pid)
 
 
-def _data_dir(pg_dir: Path) -> Path:
-    """``<run>/postgres/data``, unless the ``postgres`` user cannot reach the run dir (as root under a
-    private home): then a folder under /var/tmp keyed by the run dir, linked from ``<run>/postgres``."""
-    preferred = pg_dir / "data"
+def _home(pg_dir: Path) -> Path:
+    """Where the cluster's data and log live: ``<run>/postgres``, unless the ``postgres`` user cannot
+    reach the run dir (root working under a private folder); then a folder under /var/tmp keyed by
+    the run dir, linked from ``<run>/postgres/home``."""
     if os.geteuid() != 0 or _reachable_by_postgres(pg_dir.parent):
-        return preferred
+        return pg_dir
     key = hashlib.sha256(str(pg_dir).encode()).hexdigest()[:12]
-    fallback = Path("/var/tmp") / f"apt-energy-{key}" / "data"
-    link = pg_dir / "data-location"
+    fallback = Path("/var/tmp") / f"apt-energy-{key}"  # noqa: S108 - root-owned, then chowned to postgres
+    link = pg_dir / "home"
     pg_dir.mkdir(parents=True, exist_ok=True)
     if not link.is_symlink():
-        link.symlink_to(fallback.parent)
+        link.symlink_to(fallback)
     return fallback
 
 

@@ -1,0 +1,40 @@
+# apt-energy — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: help bootstrap demo test test-unit check up down status bench clean
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+bootstrap: ## install system packages (as root), the .venv and the Maven jars; idempotent
+	@bash stack/bootstrap.sh
+
+demo: bootstrap ## the whole complex end to end: stack, Spark job, bridge, 840 edge devices, checked summary
+	$(VENV)/apt-energy demo $(ARGS)
+
+test: bootstrap ## all tests: unit, then integration against the native stack (started if needed)
+	$(VENV)/pytest $(ARGS)
+
+test-unit: bootstrap ## unit tests only (no services)
+	$(VENV)/pytest -m unit $(ARGS)
+
+check: bootstrap ## ruff + mypy
+	$(VENV)/ruff check .
+	$(VENV)/mypy
+
+up: bootstrap ## start the native stack (Mosquitto, PostgreSQL, Kafka) and migrate
+	$(VENV)/apt-energy stack up
+
+down: ## stop the native stack
+	$(VENV)/apt-energy stack down
+
+status: ## health of each native service
+	$(VENV)/apt-energy stack status
+
+bench: bootstrap ## run the benchmarks in bench/ (ratios against same-run baselines)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/python $$b || exit 1; done
+
+clean: down ## stop the stack and delete .run/ (data, logs)
+	rm -rf .run

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install everything apt-energy needs on a Debian machine, idempotently and fast on the second run:
+# system packages (as root), the .venv with the project and its dev tools, and the Maven jars.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v java >/dev/null 2>&1 || [ -n "${JAVA_HOME:-}" ] || need+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: missing system packages; run: sudo apt-get install -y ${need[*]}" >&2
+        exit 1
+    fi
+    echo "bootstrap: apt-get install ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    # Debian starts a system mosquitto on 1883 where systemd runs; the project runs its own broker.
+    if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>&1 \
+        && systemctl is-active --quiet mosquitto 2>/dev/null; then
+        echo "bootstrap: stopping the system mosquitto service (the stack runs its own on 127.0.0.1:1883)"
+        systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    fi
+fi
+
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "bootstrap: Python >= 3.11 is required (found $(python3 --version))" >&2; exit 1; }
+
+stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi
+
+.venv/bin/apt-energy stack fetch
