@@ -1,0 +1,56 @@
+"""Small helpers shared by the component CLIs: flags whose defaults come from the environment,
+durations like ``1h``, and signal handling that asks a loop to stop."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> int:
+    """``90``, ``90s``, ``15m``, ``1h``, ``1d`` → seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
+    if not match or int(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 15m, 1h or 3600, got {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def local_date(tz: ZoneInfo) -> Callable[[str], datetime]:
+    def parse(text: str) -> datetime:
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a date like 2024-01-01, got {text!r}") from None
+        return (value if value.tzinfo else value.replace(tzinfo=tz)).astimezone(UTC)
+    return parse
+
+
+def add_env_flag(parser: argparse.ArgumentParser, flag: str, env: str, *, default: Any, help: str,
+                 type: Callable[[str], Any] = str, **kwargs: Any) -> None:
+    """A flag whose default is read from ``env``: CLI flag > environment > built-in default."""
+    raw = os.environ.get(env)
+    value = default
+    if raw is not None and raw != "":
+        try:
+            value = type(raw)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"environment {env}: {exc}")
+    shown = default if not isinstance(default, int | float | str) else f"{default}"
+    parser.add_argument(flag, default=value, type=type, help=f"{help} (env: {env}; default: {shown})", **kwargs)
+
+
+def on_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT ask the loop to stop; a second SIGINT interrupts at once."""
+    def handler(signum: int, frame: object) -> None:
+        stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

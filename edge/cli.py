@@ -1,0 +1,117 @@
+"""``apt-energy edge``: start N simulated household devices in this process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import config
+from apt_energy.cliutil import add_env_flag, duration, local_date, on_stop_signals
+from config import Household, Settings
+from edge.fleet import Fleet, FleetOptions
+
+logger = logging.getLogger(__name__)
+
+
+def shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"expected i/n with 0 ≤ i < n, e.g. 0/4, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def buildings(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected building numbers like 1,2,11, got {text!r}") from None
+
+
+def select_households(settings: Settings, *, count: int | None, only: tuple[int, ...] = (),
+                      part: tuple[int, int] = (0, 1)) -> list[Household]:
+    """The households this process simulates: a building filter, the first ``count``, then shard i of n
+    (every n-th, so shards stay balanced across buildings)."""
+    chosen = [h for h in settings.complex.households() if not only or h.building in only]
+    if count is not None:
+        chosen = chosen[:count]
+    i, n = part
+    return chosen[i::n]
+
+
+def add_arguments(p: argparse.ArgumentParser, tz_name: str = "Asia/Seoul") -> None:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(tz_name)
+    add_env_flag(p, "--households", "APT_ENERGY_EDGE_HOUSEHOLDS", default=840, type=int,
+                 help="how many households (the first N of the complex)")
+    add_env_flag(p, "--buildings", "APT_ENERGY_EDGE_BUILDINGS", default=(), type=buildings,
+                 help="only these buildings, e.g. 1,2,11")
+    add_env_flag(p, "--shard", "APT_ENERGY_EDGE_SHARD", default=(0, 1), type=shard,
+                 help="run shard i of n (every n-th household), e.g. 0/4")
+    add_env_flag(p, "--start", "APT_ENERGY_EDGE_START", default=local_date(tz)("2024-01-01"), type=local_date(tz),
+                 help="simulated start, local date or ISO time")
+    p.add_argument("--months", type=int, default=None, help="simulate this many months from --start (default 12)")
+    p.add_argument("--until", type=local_date(tz), default=None, help="or simulate until this local date")
+    add_env_flag(p, "--speed", "APT_ENERGY_EDGE_SPEED", default=0.0, type=float,
+                 help="simulated seconds per real second; 1 = real time, 0 = as fast as the pipeline takes")
+    add_env_flag(p, "--interval", "APT_ENERGY_EDGE_INTERVAL", default=3600, type=duration,
+                 help="reporting interval, e.g. 15m, 1h, 6h")
+    add_env_flag(p, "--seed", "APT_ENERGY_SIMULATION_SEED", default=None, type=int,
+                 help="random seed (default: simulation.seed in config)")
+    add_env_flag(p, "--ledger", "APT_ENERGY_EDGE_LEDGER", default=None, type=Path,
+                 help="write what was published per household, meter and month to this JSON file")
+    add_env_flag(p, "--state", "APT_ENERGY_EDGE_STATE", default=None, type=Path,
+                 help="sequence numbers survive restarts here (default .run/edge/state-<i>-of-<n>.json)")
+    add_env_flag(p, "--buffer", "APT_ENERGY_EDGE_BUFFER", default=10_000, type=int,
+                 help="readings a disconnected device keeps (oldest dropped first, counted)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "edge", help="run N simulated household devices (MQTT) in one process",
+        description="Each household is one device (its wallpad gateway with electricity, heating and water "
+                    "meters) with its own MQTT connection, publishing QoS 1 readings to "
+                    "<prefix>/<complex>/<building>/<unit>/<meter>/reading. Broker: mqtt.host/mqtt.port "
+                    "(env APT_ENERGY_MQTT_HOST, APT_ENERGY_MQTT_PORT).")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace, settings: Settings) -> FleetOptions:
+    start: datetime = args.start
+    if args.until is not None:
+        until = args.until
+    else:
+        months = 12 if args.months is None else args.months
+        local = start.astimezone(settings.complex.tz)
+        y, m = divmod(local.month - 1 + months, 12)
+        until = local.replace(year=local.year + y, month=m + 1).astimezone(UTC)
+    if until <= start:
+        raise SystemExit("apt-energy edge: --until/--months must end after --start")
+    i, n = args.shard
+    return FleetOptions(start=start, until=until, interval_s=args.interval, speed=args.speed,
+                        buffer_limit=args.buffer, ledger_path=args.ledger,
+                        state_path=args.state or settings.run_dir / "edge" / f"state-{i}-of-{n}.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load()
+    if args.seed is not None:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, simulation=dataclasses.replace(settings.simulation, seed=args.seed))
+    households = select_households(settings, count=args.households, only=args.buildings, part=args.shard)
+    if not households:
+        raise SystemExit("apt-energy edge: no households selected (check --households, --buildings, --shard)")
+    options = options_from_args(args, settings)
+    fleet = Fleet(settings, households, options)
+    on_stop_signals(fleet.stop)
+    logger.info("edge fleet devices=%d start=%s until=%s interval=%ds speed=%s broker=%s:%d", len(households),
+                options.start.isoformat(), options.until.isoformat(), options.interval_s, options.speed or "max",
+                settings.mqtt.host, settings.mqtt.port)
+    stats = fleet.run()
+    print(stats.line())
+    return 0 if stats.dropped == 0 else 4

@@ -1,0 +1,93 @@
+"""Commands a device accepts on its ``.../cmd`` topic, parsed and validated as pure functions.
+
+    {"inject": "leak", "meter": "water", "hours": 48}             steady flow day and night
+    {"inject": "overuse", "meter": "electricity", "factor": 2, "hours": 72}
+    {"clear": "anomalies"}
+    {"set": "interval", "interval_s": 7200}                      a multiple of the fleet interval
+    {"offline": {"hours": 6}}                                    drop the connection, buffer, come back
+
+Anything else raises :class:`CommandError`; the device logs it and keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+class CommandError(ValueError):
+    """The command is malformed or not allowed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Inject:
+    kind: str          # leak | overuse
+    meter: str
+    hours: float
+    factor: float = 1.0    # overuse multiplier
+    flow: float = 0.0      # leak flow per hour, in the meter's unit
+
+
+@dataclass(frozen=True)
+class ClearAnomalies:
+    pass
+
+
+@dataclass(frozen=True)
+class SetInterval:
+    interval_s: int
+
+
+@dataclass(frozen=True)
+class GoOffline:
+    hours: float
+
+
+Command = Inject | ClearAnomalies | SetInterval | GoOffline
+
+
+def _number(data: dict[str, Any], key: str, *, default: float | None = None, low: float = 0.0,
+            high: float = math.inf) -> float:
+    value = data.get(key, default)
+    if value is None:
+        raise CommandError(f"missing {key}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CommandError(f"{key} is not a number")
+    if not low < value <= high:
+        raise CommandError(f"{key} must be in ({low:g}, {high:g}]")
+    return float(value)
+
+
+def parse_command(payload: bytes, *, meters: tuple[str, ...], base_interval_s: int,
+                  default_leak_flow: float) -> Command:
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise CommandError("not JSON") from None
+    if not isinstance(data, dict):
+        raise CommandError("not a JSON object")
+    if "inject" in data:
+        kind = data["inject"]
+        if kind not in ("leak", "overuse"):
+            raise CommandError("inject must be leak or overuse")
+        meter = data.get("meter", "water" if kind == "leak" else None)
+        if meter not in meters:
+            raise CommandError(f"meter must be one of {', '.join(meters)}")
+        hours = _number(data, "hours", default=24, high=24 * 366)
+        if kind == "leak":
+            return Inject("leak", meter, hours, flow=_number(data, "flow", default=default_leak_flow, high=1e6))
+        return Inject("overuse", meter, hours, factor=_number(data, "factor", default=2.0, high=100))
+    if data.get("clear") == "anomalies":
+        return ClearAnomalies()
+    if data.get("set") == "interval":
+        interval = data.get("interval_s")
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
+            raise CommandError("interval_s must be a positive integer")
+        if interval % base_interval_s:
+            raise CommandError(f"interval_s must be a multiple of the fleet interval {base_interval_s}")
+        return SetInterval(interval)
+    if isinstance(data.get("offline"), dict):
+        return GoOffline(_number(data["offline"], "hours", high=24 * 31))
+    raise CommandError("unknown command (expected inject, clear, set or offline)")

@@ -1,0 +1,252 @@
+"""One simulated household gateway (wallpad): its meters' registers, faults, outgoing buffer, MQTT link.
+
+The device owns a paho client but never runs a network loop: :mod:`edge.fleet` drives thousands of
+them from one selector. Readings wait in a bounded buffer (oldest dropped first, counted) and are
+handed to paho only while connected and under the in-flight window, so a broker outage costs memory
+up to the bound and nothing else; on reconnect the buffer drains in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from apt_energy import topics
+from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading
+from config import Household, Settings
+from edge.commands import ClearAnomalies, CommandError, GoOffline, Inject, SetInterval, parse_command
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Register:
+    """A meter's persistent state: next sequence number and cumulative total in 10^-decimals units."""
+
+    seq: int = 0
+    total_units: int = 0
+
+
+@dataclass
+class DeviceCounters:
+    generated: int = 0
+    acked: int = 0
+    dropped: int = 0
+    commands: int = 0
+    bad_commands: int = 0
+    connects: int = 0
+
+
+@dataclass
+class _Active:
+    inject: Inject
+    until: datetime
+
+
+@dataclass
+class Backoff:
+    """Exponential reconnect backoff with full jitter, so a restarted broker is not hit all at once."""
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        delay = min(self.cap_s, self.base_s * (2 ** self.attempt))
+        self.attempt += 1
+        return self.rng.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Device:
+    def __init__(self, household: Household, settings: Settings, *, base_interval_s: int, buffer_limit: int,
+                 sim_clock: Callable[[], datetime], registers: dict[str, Register] | None = None,
+                 on_ack: Callable[[Reading], None] | None = None, rng: random.Random | None = None) -> None:
+        self.household = household
+        self.device_id = household.device_id
+        self.settings = settings
+        self.meters = tuple(settings.energy)
+        self.units = {m: settings.energy[m].unit for m in self.meters}
+        self.scale = {m: 10 ** settings.energy[m].decimals for m in self.meters}
+        self.base = topics.device_base(settings.mqtt.topic_prefix, household)
+        self.base_interval_s = base_interval_s
+        self.interval_s = base_interval_s
+        self.registers = registers or {m: Register() for m in self.meters}
+        self.buffer: deque[Reading] = deque()
+        self.buffer_limit = buffer_limit
+        self.inflight: dict[int, Reading] = {}
+        self.counters = DeviceCounters()
+        self.on_ack = on_ack
+        self.sim_clock = sim_clock  # commands are timed in simulated hours
+        self.connected = False
+        self.ever_connected = False
+        self.offline_until: datetime | None = None
+        self.next_connect_at = 0.0
+        self.backoff = Backoff(rng=rng or random.Random(self.device_id))
+        self._active: list[_Active] = []
+        self._accum = np.zeros(len(self.meters))
+        self._accum_ticks = 0
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------------------------- MQTT link
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(self.device_id)  # per-device identity, ready for per-device ACLs
+        client.max_inflight_messages_set(0)     # our own window bounds it (see pump)
+        offline = DeviceStatus(self.device_id, "offline", _utcnow())
+        client.will_set(f"{self.base}/status", offline.to_json(), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600  # commands sent while briefly offline still arrive
+        return props
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode,
+                    properties: object) -> None:
+        if reason.is_failure:
+            logger.warning("connect refused device=%s reason=%s", self.device_id, reason)
+            return
+        self.connected = True
+        self.backoff.reset()
+        self.counters.connects += 1
+        meta = DeviceMeta(self.device_id, self.household.complex_id, self.household.building, self.household.floor,
+                          self.household.unit, tuple(MeterInfo(m, self.units[m]) for m in self.meters),
+                          self.settings.simulation.firmware, self.interval_s)
+        client.publish(f"{self.base}/meta", meta.to_json(), qos=1, retain=True)
+        client.publish(f"{self.base}/status", DeviceStatus(self.device_id, "online", _utcnow()).to_json(),
+                       qos=1, retain=True)
+        client.subscribe(f"{self.base}/cmd", qos=1)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode,
+                       properties: object) -> None:
+        self.connected = False
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode,
+                    properties: object) -> None:
+        reading = self.inflight.pop(mid, None)
+        if reading is None:
+            return  # meta/status
+        self.counters.acked += 1
+        if self.on_ack:
+            self.on_ack(reading)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.handle_command(message.payload, self.sim_clock())
+
+    def pump(self, window: int) -> int:
+        """Hand buffered readings to paho, oldest first, up to ``window`` unacknowledged. Returns how many."""
+        sent = 0
+        while self.connected and self.buffer and len(self.inflight) < window:
+            reading = self.buffer[0]
+            info = self.client.publish(f"{self.base}/{reading.meter}/reading", reading.to_json(), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break  # lost the connection just now; keep it buffered
+            self.buffer.popleft()
+            self.inflight[info.mid] = reading
+            sent += 1
+        return sent
+
+    def go_offline(self, until: datetime) -> None:
+        """Drop the connection as a network outage would: the broker publishes our Last Will."""
+        self.offline_until = until
+        if self.connected:
+            self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+
+    def shutdown_status(self) -> None:
+        """Clean shutdown: say offline ourselves (retained), then disconnect without the will."""
+        if self.connected:
+            self.client.publish(f"{self.base}/status", DeviceStatus(self.device_id, "offline", _utcnow()).to_json(),
+                                qos=1, retain=True)
+
+    # -------------------------------------------------------------------------------- readings
+
+    def tick(self, end: datetime, values: np.ndarray) -> tuple[int, int]:
+        """Add one fleet interval's consumption; once the device's own interval is complete, buffer a
+        reading per meter. Returns (readings buffered, readings dropped to make room)."""
+        hours = self.base_interval_s / 3600
+        values = values.astype(float).copy()
+        self._active = [a for a in self._active if a.until > end - timedelta(seconds=self.base_interval_s)]
+        for active in self._active:
+            j = self.meters.index(active.inject.meter)
+            if active.inject.kind == "leak":
+                values[j] += active.inject.flow * hours
+            else:
+                values[j] *= active.inject.factor
+        self._accum += values
+        self._accum_ticks += 1
+        if self._accum_ticks * self.base_interval_s < self.interval_s:
+            return 0, 0
+        dropped = 0
+        for j, meter in enumerate(self.meters):
+            units = int(round(self._accum[j] * self.scale[meter]))
+            reg = self.registers[meter]
+            reg.total_units += units
+            dropped += self.enqueue(Reading(self.device_id, meter, reg.seq, end, self.interval_s, units / self.scale[meter],
+                                 reg.total_units / self.scale[meter], self.units[meter]))
+            reg.seq += 1
+        self._accum[:] = 0
+        self._accum_ticks = 0
+        return len(self.meters), dropped
+
+    def enqueue(self, reading: Reading) -> int:
+        """Buffer a reading; returns 1 if the oldest one had to be dropped to make room."""
+        self.counters.generated += 1
+        dropped = 0
+        if len(self.buffer) >= self.buffer_limit:
+            dropped = 1
+            self.buffer.popleft()
+            self.counters.dropped += 1
+            if self.counters.dropped == 1 or self.counters.dropped % 1000 == 0:
+                logger.warning("buffer full device=%s limit=%d dropped=%d (oldest first)", self.device_id,
+                               self.buffer_limit, self.counters.dropped)
+        self.buffer.append(reading)
+        return dropped
+
+    # -------------------------------------------------------------------------------- commands
+
+    def handle_command(self, payload: bytes, now: datetime) -> None:
+        """Apply a command; a malformed one is logged and ignored, never raised."""
+        try:
+            command = parse_command(payload, meters=self.meters, base_interval_s=self.base_interval_s,
+                                    default_leak_flow=self.settings.simulation.anomalies.leak_flow_m3_per_hour)
+        except CommandError as exc:
+            self.counters.bad_commands += 1
+            logger.warning("ignored command device=%s reason=%s payload=%.80r", self.device_id, exc, payload)
+            return
+        self.counters.commands += 1
+        logger.info("command device=%s %s", self.device_id, command)
+        if isinstance(command, Inject):
+            self._active.append(_Active(command, now + timedelta(hours=command.hours)))
+        elif isinstance(command, ClearAnomalies):
+            self._active.clear()
+        elif isinstance(command, SetInterval):
+            self.interval_s = command.interval_s
+        elif isinstance(command, GoOffline):
+            self.go_offline(now + timedelta(hours=command.hours))
+
+    @property
+    def pending(self) -> int:
+        return len(self.buffer) + len(self.inflight)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
