@@ -116,7 +116,7 @@ class Device:
         return client
 
     def connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600  # commands sent while briefly offline still arrive
         return props
 
@@ -150,7 +150,7 @@ class Device:
             self.on_ack(reading)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self.handle_command(message.payload, self.sim_clock())
+        self.handle_command(bytes(message.payload), self.sim_clock())
 
     def pump(self, window: int) -> int:
         """Hand buffered readings to paho, oldest first, up to ``window`` unacknowledged. Returns how many."""
@@ -197,11 +197,12 @@ class Device:
             return 0, 0
         dropped = 0
         for j, meter in enumerate(self.meters):
-            units = int(round(self._accum[j] * self.scale[meter]))
+            units = round(float(self._accum[j]) * self.scale[meter])
             reg = self.registers[meter]
             reg.total_units += units
-            dropped += self.enqueue(Reading(self.device_id, meter, reg.seq, end, self.interval_s, units / self.scale[meter],
-                                 reg.total_units / self.scale[meter], self.units[meter]))
+            dropped += self.enqueue(Reading(self.device_id, meter, reg.seq, end, self.interval_s,
+                                            units / self.scale[meter], reg.total_units / self.scale[meter],
+                                            self.units[meter]))
             reg.seq += 1
         self._accum[:] = 0
         self._accum_ticks = 0

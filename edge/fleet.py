@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import selectors
-import socket
 import sys
 import threading
 import time
@@ -121,23 +120,23 @@ class Fleet:
         client = device.client
         sel = self.selector
 
-        def on_open(c: mqtt.Client, userdata: object, sock: socket.socket) -> None:
+        def on_open(c: mqtt.Client, userdata: object, sock: mqtt.SocketLike) -> None:
             sel.register(sock, selectors.EVENT_READ, device)
 
-        def on_close(c: mqtt.Client, userdata: object, sock: socket.socket) -> None:
+        def on_close(c: mqtt.Client, userdata: object, sock: mqtt.SocketLike) -> None:
             try:
                 sel.unregister(sock)
             except (KeyError, ValueError):
                 pass
             self._schedule_reconnect(device)
 
-        def on_want_write(c: mqtt.Client, userdata: object, sock: socket.socket) -> None:
+        def on_want_write(c: mqtt.Client, userdata: object, sock: mqtt.SocketLike) -> None:
             try:
                 sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, device)
             except (KeyError, ValueError):
                 pass
 
-        def on_done_write(c: mqtt.Client, userdata: object, sock: socket.socket) -> None:
+        def on_done_write(c: mqtt.Client, userdata: object, sock: mqtt.SocketLike) -> None:
             try:
                 sel.modify(sock, selectors.EVENT_READ, device)
             except (KeyError, ValueError):

@@ -41,7 +41,8 @@ _FLAT = [1.0] * 24
 
 def daily_profile(meter: str) -> np.ndarray:
     shape = np.asarray(_DAILY.get(meter, _FLAT), dtype=float)
-    return shape / shape.mean()
+    normalised: np.ndarray = shape / shape.mean()
+    return normalised
 
 
 def month_index(local: datetime) -> int:

@@ -1,0 +1,168 @@
+"""The edge fleet against the real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from apt_energy.contract import exact
+from config import Settings
+from edge import Fleet, FleetOptions, Ledger
+from tests.mqtt_helpers import Recorder, isolated, private_broker, wait_for
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2024, 1, 31, 12, tzinfo=UTC)  # crosses a local month boundary (Feb 1 00:00 KST = 15:00Z)
+
+
+def run_fleet(settings: Settings, n: int, hours: int, tmp_path: Path, **opts: object) -> Fleet:
+    options = FleetOptions(start=START, until=START + timedelta(hours=hours), interval_s=3600,
+                           ledger_path=tmp_path / "ledger.json", state_path=tmp_path / "state.json",
+                           drain_timeout_s=60, **opts)  # type: ignore[arg-type]
+    fleet = Fleet(settings, settings.complex.households()[:n], options)
+    fleet.run()
+    return fleet
+
+
+def test_every_device_leaves_retained_meta_and_status_and_the_ledger_matches_what_was_received(
+        stack_settings: Settings, tmp_path: Path) -> None:
+    settings = isolated(stack_settings)
+    rec = Recorder(settings)
+    try:
+        fleet = run_fleet(settings, 12, 6, tmp_path)
+        wait_for(lambda: sum(len(s) for s in rec.readings().values()) >= 12 * 6 * 3, 20, "all readings")
+    finally:
+        rec.close()
+    ids = {h.device_id for h in settings.complex.households()[:12]}
+    # a fresh subscriber (what MQTT Explorer does) sees retained meta and status for every device
+    fresh = Recorder(settings)
+    try:
+        wait_for(lambda: len(fresh.last_json("/meta")) == 12 and len(fresh.last_json("/status")) == 12, 10,
+                 "retained meta and status")
+        metas = fresh.last_json("/meta")
+        statuses = fresh.last_json("/status")
+    finally:
+        fresh.close()
+    assert {m["device_id"] for m in metas.values()} == ids
+    assert all({x["meter"] for x in m["meters"]} == {"electricity", "heating", "water"}  # type: ignore[union-attr]
+               for m in metas.values())
+    assert {s["state"] for s in statuses.values()} == {"offline"}  # clean shutdown says offline itself
+    received = rec.readings()
+    assert len(received) == 36 and all(sorted(seqs) == list(range(6)) for seqs in received.values())
+    assert_ledger_matches(Path(fleet.options.ledger_path), received, settings)  # type: ignore[arg-type]
+
+
+def assert_ledger_matches(ledger_path: Path, received: dict, settings: Settings) -> None:  # type: ignore[type-arg]
+    from apt_energy.contract import parse_ts, usage_month
+
+    expected: dict[tuple[str, str, str], tuple[Decimal, int]] = {}
+    for (device, meter), seqs in received.items():
+        for r in seqs.values():
+            key = (device, meter, usage_month(parse_ts(r["ts"]), settings.complex.tz).isoformat())
+            total, count = expected.get(key, (Decimal(0), 0))
+            expected[key] = (total + exact(r["value"]), count + 1)
+    assert Ledger.read(ledger_path) == expected
+    assert {k[2] for k in expected} == {"2024-01-01", "2024-02-01"}
+
+
+def test_broker_restart_mid_run_leaves_no_gap_in_any_seq(stack_settings: Settings, tmp_path: Path) -> None:
+    settings, broker = private_broker(isolated(stack_settings), tmp_path)
+    rec = Recorder(settings, client_id="edge-restart-recorder")
+    try:
+        options = FleetOptions(start=START, until=START + timedelta(hours=40), interval_s=3600, speed=3600 * 8,
+                               ledger_path=tmp_path / "ledger.json", drain_timeout_s=60)
+        fleet = Fleet(settings, settings.complex.households()[:10], options)
+        thread = threading.Thread(target=fleet.run)
+        thread.start()
+        wait_for(lambda: fleet.acked > 100, 20, "first readings")
+        broker.down()           # SIGTERM: mosquitto saves sessions and queues to disk
+        time.sleep(1.0)
+        broker.up()
+        thread.join(90)
+        assert not thread.is_alive()
+        wait_for(lambda: sum(len(s) for s in rec.readings().values()) >= 10 * 40 * 3, 30, "every reading")
+    finally:
+        rec.close()
+        broker.down()
+    received = rec.readings()
+    assert all(sorted(seqs) == list(range(40)) for seqs in received.values()), "a seq is missing"
+    assert sum(d.counters.connects for d in fleet.devices) >= 20  # every device reconnected
+    assert_ledger_matches(tmp_path / "ledger.json", received, settings)
+
+
+def test_kill_9_leaves_offline_status_through_the_last_will(stack_settings: Settings, tmp_path: Path) -> None:
+    settings = isolated(stack_settings)
+    env = {**os.environ, "APT_ENERGY_MQTT_TOPIC_PREFIX": settings.mqtt.topic_prefix}
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "--households", "5", "--months", "1", "--speed", "60",
+                             "--state", str(tmp_path / "state.json")], env=env, stderr=subprocess.DEVNULL)
+    rec = Recorder(settings)
+    try:
+        wait_for(lambda: sum(1 for s in rec.last_json("/status").values() if s["state"] == "online") == 5, 30,
+                 "5 devices online")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        wait_for(lambda: all(s["state"] == "offline" for s in rec.last_json("/status").values()), 15,
+                 "offline via LWT")
+    finally:
+        proc.kill()
+        rec.close()
+
+
+def test_seq_survives_a_restart(stack_settings: Settings, tmp_path: Path) -> None:
+    settings = isolated(stack_settings)
+    run_fleet(settings, 2, 3, tmp_path)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert all(v[0] == 3 for meters in state.values() for v in meters.values())
+    rec = Recorder(settings)
+    try:
+        second = Fleet(settings, settings.complex.households()[:2], FleetOptions(
+            start=START + timedelta(hours=3), until=START + timedelta(hours=5), interval_s=3600,
+            state_path=tmp_path / "state.json"))
+        second.run()
+        wait_for(lambda: sum(len(s) for s in rec.readings().values()) >= 12, 10, "readings")
+    finally:
+        rec.close()
+    assert all(sorted(s) == [3, 4] for s in rec.readings().values())
+
+
+def test_commands_inject_a_leak_and_malformed_ones_are_ignored(stack_settings: Settings, tmp_path: Path) -> None:
+    settings = isolated(stack_settings)
+    household = settings.complex.households()[0]
+    base = f"{settings.mqtt.topic_prefix}/{household.complex_id}/{household.building:02d}/{household.unit_code}"
+    options = FleetOptions(start=START, until=START + timedelta(hours=48), interval_s=3600, speed=3600 * 4)
+    fleet = Fleet(settings, [household], options)
+    rec = Recorder(settings)
+    thread = threading.Thread(target=fleet.run)
+    thread.start()
+    try:
+        wait_for(lambda: fleet.devices[0].connected, 10, "device online")
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect(settings.mqtt.host, settings.mqtt.port)
+        pub.loop_start()
+        for bad in (b"garbage", b'{"inject": "flood"}', b"[]"):
+            pub.publish(f"{base}/cmd", bad, qos=1).wait_for_publish(5)
+        pub.publish(f"{base}/cmd", b'{"inject": "leak", "meter": "water", "hours": 1000, "flow": 0.5}',
+                    qos=1).wait_for_publish(5)
+        pub.loop_stop()
+        thread.join(60)
+    finally:
+        fleet.stop()
+        thread.join(10)
+        rec.close()
+    assert fleet.devices[0].counters.bad_commands == 3
+    assert fleet.devices[0].counters.commands == 1
+    water = [r for (d, m), seqs in rec.readings().items() if m == "water" for _, r in sorted(seqs.items())]
+    assert len(water) == 48  # it kept publishing through the bad commands
+    leaking = [r["value"] for r in water if r["value"] >= 0.5]
+    assert len(leaking) >= 10 and water[-1]["value"] >= 0.5  # the leak flows day and night until the end
