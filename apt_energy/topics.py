@@ -46,11 +46,6 @@ def reading_topic(prefix: str, household: Household, meter: str) -> str:
     return f"{device_base(prefix, household)}/{meter}/reading"
 
 
-def subscriptions(prefix: str) -> list[str]:
-    """What a consumer of every device subscribes to (the bridge adds ``$share/<group>/``)."""
-    return [f"{prefix}/+/+/+/+/reading", f"{prefix}/+/+/+/status", f"{prefix}/+/+/+/meta"]
-
-
 def parse(prefix: str, topic: str) -> DeviceTopic:
     """Split a device topic; raises :class:`TopicError` for anything outside the scheme."""
     head = prefix + "/"

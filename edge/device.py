@@ -12,7 +12,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from apt_energy import topics
+from apt_energy.backoff import Backoff
 from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading
 from config import Household, Settings
 from edge.commands import ClearAnomalies, CommandError, GoOffline, Inject, SetInterval, parse_command
@@ -51,24 +52,6 @@ class DeviceCounters:
 class _Active:
     inject: Inject
     until: datetime
-
-
-@dataclass
-class Backoff:
-    """Exponential reconnect backoff with full jitter, so a restarted broker is not hit all at once."""
-
-    base_s: float = 0.5
-    cap_s: float = 30.0
-    attempt: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def next_delay(self) -> float:
-        delay = min(self.cap_s, self.base_s * (2 ** self.attempt))
-        self.attempt += 1
-        return self.rng.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class Device:

@@ -94,9 +94,39 @@ def topic_factory(native_stack: NativeStack) -> Iterator[Callable[..., str]]:
                 pass
 
 
+@pytest.fixture
+def pipeline_settings(stack_settings: Settings, topic_factory: Callable[..., str]) -> Settings:
+    """Settings isolated for one test: uuid MQTT prefix, Kafka topics, bridge group and client id."""
+    tag = uuid.uuid4().hex[:10]
+    s = stack_settings
+    return dataclasses.replace(
+        s,
+        mqtt=dataclasses.replace(s.mqtt, topic_prefix=f"t{tag}"),
+        kafka=dataclasses.replace(s.kafka, readings_topic=topic_factory("readings"),
+                                  devices_topic=topic_factory("devices", compact=True),
+                                  dead_letter_topic=topic_factory("dlq")),
+        bridge=dataclasses.replace(s.bridge, group=f"g{tag}", client_id=f"bridge-{tag}"),
+    )
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """Environment that makes a subprocess use the same isolated settings."""
+    import os
+
+    return {**os.environ,
+            "APT_ENERGY_MQTT_TOPIC_PREFIX": settings.mqtt.topic_prefix,
+            "APT_ENERGY_MQTT_PORT": str(settings.mqtt.port),
+            "APT_ENERGY_KAFKA_READINGS_TOPIC": settings.kafka.readings_topic,
+            "APT_ENERGY_KAFKA_DEVICES_TOPIC": settings.kafka.devices_topic,
+            "APT_ENERGY_KAFKA_DEAD_LETTER_TOPIC": settings.kafka.dead_letter_topic,
+            "APT_ENERGY_BRIDGE_GROUP": settings.bridge.group,
+            "APT_ENERGY_BRIDGE_CLIENT_ID": settings.bridge.client_id,
+            "APT_ENERGY_POSTGRES_DATABASE": settings.postgres.database}
+
+
 def pg_query(settings: Settings, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     with connect(settings) as conn:
         return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
 
-__all__ = ["pg_query", "psycopg"]
+__all__ = ["env_for", "pg_query", "psycopg"]

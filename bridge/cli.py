@@ -1,0 +1,51 @@
+"""``apt-energy bridge``: forward device traffic from Mosquitto to Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import config
+from apt_energy.cliutil import add_env_flag, on_stop_signals
+from bridge.bridge import Bridge
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "bridge", help="forward MQTT readings, status and meta to Kafka (no loss, dead letters)",
+        description="Subscribes to $share/<bridge.group>/<prefix>/... with a persistent MQTT v5 session and "
+                    "acknowledges each message only after Kafka confirms it. Run several with different "
+                    "--client-id to split the load. Topics: kafka.readings_topic, kafka.devices_topic, "
+                    "kafka.dead_letter_topic (env APT_ENERGY_KAFKA_*).")
+    add_env_flag(p, "--client-id", "APT_ENERGY_BRIDGE_CLIENT_ID", default=None,
+                 help="MQTT client id, fixed per instance so the broker keeps its session (default bridge.client_id)")
+    add_env_flag(p, "--group", "APT_ENERGY_BRIDGE_GROUP", default=None,
+                 help="shared-subscription group (default bridge.group)")
+    p.add_argument("--stats", action="store_true",
+                   help="print the counters of running bridges (from their stats files) and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load()
+    stats_dir = settings.run_dir / "bridge"
+    if args.stats:
+        files = sorted(stats_dir.glob("*.json"))
+        if not files:
+            print(f"no bridge stats in {stats_dir} (is a bridge running?)")
+            return 1
+        for f in files:
+            data = json.loads(f.read_text())
+            age = time.time() - data.pop("updated", 0)
+            print(f"{f.stem}: " + "  ".join(f"{k} {v:,}" for k, v in data.items()) + f"  (updated {age:.0f}s ago)")
+        return 0
+    if args.group:
+        settings = dataclasses.replace(settings, bridge=dataclasses.replace(settings.bridge, group=args.group))
+    client_id = args.client_id or settings.bridge.client_id
+    stats_dir.mkdir(parents=True, exist_ok=True)
+    bridge = Bridge(settings, client_id=client_id, stats_path=stats_dir / f"{client_id}.json")
+    on_stop_signals(bridge.stop)
+    bridge.run()
+    return 0
