@@ -23,7 +23,7 @@ import yaml
 ENV_PREFIX = "APT_ENERGY_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent
-CONFIG_FILES = ("complex.yaml", "pipeline.yaml")
+CONFIG_FILES = ("complex.yaml", "pipeline.yaml", "messages.yaml")
 
 
 class ConfigError(Exception):
@@ -314,7 +314,8 @@ class SlackSettings:
     poll_s: float = 2.0
 
     def __post_init__(self) -> None:
-        _require(self.language in ("ko", "en"), "language", "ko or en", self.language)
+        _require(re.fullmatch(r"[a-z]{2}", self.language) is not None, "language", "a language code like ko or en",
+                 self.language)
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,7 @@ class Settings:
     spark: SparkSettings = field(default_factory=SparkSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     stack: StackSettings = field(default_factory=StackSettings)
+    messages: dict[str, dict[str, str]] = field(default_factory=dict)
     secrets: Secrets = field(default_factory=Secrets)
 
     def __post_init__(self) -> None:
@@ -373,6 +375,8 @@ class Settings:
                  f"exactly the energy types {sorted(keys)}", sorted(self.simulation.meters))
         _require(set(self.rules.thresholds) <= keys, "rules.thresholds",
                  f"keys among {sorted(keys)}", sorted(self.rules.thresholds))
+        _require(self.slack.language in self.messages, "slack.language",
+                 f"a language with templates in messages ({', '.join(sorted(self.messages))})", self.slack.language)
 
     def path(self, value: str) -> Path:
         """Resolve a configured path: ``~`` expanded, relative paths under the project root."""

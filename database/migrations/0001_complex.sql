@@ -38,9 +38,11 @@ CREATE TABLE energy_usage (
     amount       DOUBLE PRECISION NOT NULL CHECK (amount >= 0),
     emission     DOUBLE PRECISION NOT NULL CHECK (emission >= 0),
     -- extensions: the exact sum behind `amount` (readings carry fixed decimals; NUMERIC adds them
-    -- without rounding, so replays and reorderings cannot drift), how many readings, last change
+    -- without rounding, so replays and reorderings cannot drift), how many readings and how much
+    -- time they cover, last change
     amount_exact  NUMERIC(24, 6) NOT NULL DEFAULT 0 CHECK (amount_exact >= 0),
     reading_count INTEGER NOT NULL DEFAULT 0 CHECK (reading_count >= 0),
+    covered_s     BIGINT NOT NULL DEFAULT 0 CHECK (covered_s >= 0),   -- seconds of readings summed
     updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (household_id, energy_type, usage_date)
 );

@@ -209,7 +209,8 @@ def test_each_bad_input_class_lands_in_the_dead_letter_topic_while_good_data_flo
         pub.connect(s.mqtt.host, s.mqtt.port)
         pub.loop_start()
         for i, (topic, payload) in enumerate(bad.values()):
-            pub.publish(f"{p}/hanbit/01/101/water/reading", json.dumps({**good, "seq": 2 * i}), qos=1).wait_for_publish(5)
+            good_topic = f"{p}/hanbit/01/101/water/reading"
+            pub.publish(good_topic, json.dumps({**good, "seq": 2 * i}), qos=1).wait_for_publish(5)
             pub.publish(topic, payload, qos=1).wait_for_publish(5)
         pub.publish(f"{p}/hanbit/01/101/water/reading", json.dumps({**good, "seq": 99}), qos=1).wait_for_publish(5)
         pub.loop_stop()

@@ -1,0 +1,18 @@
+"""The stream job: schema, pure transforms and rules, the exact PostgreSQL sink, the Slack notifier."""
+
+from __future__ import annotations
+
+__all__ = ["BatchResult", "PostgresSink", "SparkJobError", "StreamJob"]
+
+
+def __getattr__(name: str) -> object:
+    # pyspark is heavy to import: load the job's pieces only when they are used.
+    if name in ("StreamJob", "SparkJobError"):
+        from spark import job
+
+        return getattr(job, name)
+    if name in ("PostgresSink", "BatchResult"):
+        from spark import sink
+
+        return getattr(sink, name)
+    raise AttributeError(name)

@@ -1,0 +1,3 @@
+from apt_energy.cli import run_component
+
+run_component("spark")

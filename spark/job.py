@@ -1,0 +1,154 @@
+"""The streaming job: Kafka → parse and validate → exact PostgreSQL sink (+ device status).
+
+Wiring only: the logic lives in ``transforms`` (pure DataFrame functions), ``rules`` (pure) and
+``sink`` (SQL). Restarting resumes from the checkpoint; a batch cut short by a crash is replayed and,
+thanks to the sink's idempotent writes, changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from config import Settings
+from spark.sink import BatchResult, PostgresSink
+from spark.transforms import STAGING_COLUMNS, parse_devices, parse_readings
+
+logger = logging.getLogger(__name__)
+
+
+class SparkJobError(Exception):
+    """The stream job cannot start or has failed; the message says why."""
+
+
+def build_session(settings: Settings, *, app: str = "apt-energy") -> SparkSession:
+    """A SparkSession with the Kafka connector jars from the cache (``apt-energy stack fetch``)."""
+    from stack.jars import spark_kafka_jars
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    jars = spark_kafka_jars(settings.cache_dir)
+    spark = (SparkSession.builder.master(settings.spark.master).appName(app)
+             .config("spark.jars", ",".join(str(j) for j in jars))
+             .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.sql.ansi.enabled", "false")   # bad input becomes NULL + a quarantine reason
+             .config("spark.ui.enabled", "false")
+             .config("spark.driver.memory", "1g")
+             .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+@dataclass
+class JobStats:
+    batches: int = 0
+    rows: int = 0
+    inserted: int = 0
+    quarantined: int = 0
+    alerts: int = 0
+    last: BatchResult | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class StreamJob:
+    def __init__(self, settings: Settings, spark: SparkSession, *, checkpoint_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.spark = spark
+        self.sink = PostgresSink(settings)
+        self.checkpoint_dir = checkpoint_dir or settings.path(settings.spark.checkpoint_dir)
+        self.stats = JobStats()
+        self.queries: list[StreamingQuery] = []
+        self.stop_event = threading.Event()
+
+    def _kafka(self, topic: str) -> DataFrame:
+        s = self.settings
+        return (self.spark.readStream.format("kafka")
+                .option("kafka.bootstrap.servers", s.kafka.bootstrap)
+                .option("subscribe", topic)
+                .option("startingOffsets", "earliest")
+                .option("maxOffsetsPerTrigger", str(s.spark.max_offsets_per_trigger))
+                .option("includeHeaders", "true")
+                .load())
+
+    def start(self) -> None:
+        s = self.settings
+        units = {k: e.unit for k, e in s.energy.items()}
+        parsed = parse_readings(self._kafka(s.kafka.readings_topic), units=units, timezone=s.complex.timezone,
+                                max_future_s=s.spark.max_future_s, max_past_days=s.spark.max_past_days)
+        # Timestamps leave Spark as UTC text: collect() would otherwise hand over naive local times.
+        staged = parsed.withColumn("ts", F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ssXXX")).select(*STAGING_COLUMNS)
+        trigger = f"{s.spark.trigger_s} seconds"
+        self.queries.append(
+            staged.writeStream.queryName("readings").foreachBatch(self._readings_batch)
+            .option("checkpointLocation", str(self.checkpoint_dir / "readings"))
+            .trigger(processingTime=trigger).start())
+        devices = parse_devices(self._kafka(s.kafka.devices_topic))
+        self.queries.append(
+            devices.writeStream.queryName("devices").foreachBatch(self._devices_batch)
+            .option("checkpointLocation", str(self.checkpoint_dir / "devices"))
+            .trigger(processingTime=trigger).start())
+        logger.info("stream job started master=%s trigger=%s checkpoint=%s readings=%s", s.spark.master, trigger,
+                    self.checkpoint_dir, s.kafka.readings_topic)
+
+    def _readings_batch(self, df: DataFrame, batch_id: int) -> None:
+        rows = [tuple(r) for r in df.collect()]
+        if not rows:
+            return
+        result = self.sink.write_readings(batch_id, rows)
+        st = self.stats
+        st.batches += 1
+        st.rows += result.rows
+        st.inserted += result.inserted
+        st.quarantined += result.quarantined
+        st.alerts += result.alerts
+        st.last = result
+        logger.info("%s", result.line())
+
+    def _devices_batch(self, df: DataFrame, batch_id: int) -> None:
+        rows = [tuple(r) for r in df.collect()]
+        if rows:
+            n = self.sink.write_devices(batch_id, rows)
+            logger.debug("devices batch=%d rows=%d devices=%d", batch_id, len(rows), n)
+
+    def idle(self) -> bool:
+        """No batch running and the last one read nothing new."""
+        for q in self.queries:
+            st = q.status
+            if st.get("isTriggerActive") or st.get("isDataAvailable"):
+                return False
+        return True
+
+    def check(self) -> None:
+        for q in self.queries:
+            exc = q.exception()
+            if exc is not None:
+                raise SparkJobError(f"query {q.name} failed: {str(exc).splitlines()[0][:300]}")
+
+    def run_until_stopped(self) -> None:
+        try:
+            while not self.stop_event.wait(1.0):
+                self.check()
+        finally:
+            self.stop()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let a running batch finish (its transaction commits or not at all), then stop the queries."""
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(q.isActive and q.status.get("isTriggerActive")
+                                                  for q in self.queries):
+            time.sleep(0.1)
+        for q in self.queries:
+            if q.isActive:
+                q.stop()
+        self.sink.close()

@@ -1,0 +1,150 @@
+"""Alert rules as pure functions over the rows a batch changed. The sink feeds them and stores the
+alerts in the same transaction as the usage, so a replayed batch cannot raise an alert twice.
+
+* ``threshold`` / ``threshold_critical``: month-to-date usage crosses the configured level (once per
+  household, energy type and month — the crossing happens in exactly one batch);
+* ``night_flow``: water flowing in every hour of N consecutive night hours (a leak); resolves when a
+  later night shows a dry hour;
+* ``peer``: a household's month far above its building's peers (robust z-score on the median and
+  MAD, and at least ``min_ratio`` × the median).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from config.settings import NightFlowRule, PeerRule, Threshold
+
+
+@dataclass(frozen=True)
+class Alert:
+    household_id: int
+    energy_type: str
+    period: date
+    rule: str
+    severity: str
+    observed: float
+    reference: float
+    detail: dict[str, object] = field(default_factory=dict, compare=False)
+
+
+# ------------------------------------------------------------------------------------ thresholds
+
+
+@dataclass(frozen=True)
+class UsageChange:
+    """One energy_usage row a batch changed: month-to-date before and after."""
+
+    household_id: int
+    energy_type: str
+    month: date
+    before: Decimal
+    after: Decimal
+
+
+def threshold_crossings(changes: Iterable[UsageChange], thresholds: dict[str, Threshold]) -> list[Alert]:
+    out = []
+    for c in changes:
+        level = thresholds.get(c.energy_type)
+        if level is None:
+            continue
+        for rule, severity, limit in (("threshold", "warning", level.warning),
+                                      ("threshold_critical", "critical", level.critical)):
+            if c.before < Decimal(str(limit)) <= c.after:
+                out.append(Alert(c.household_id, c.energy_type, c.month, rule, severity, float(c.after), limit))
+    return out
+
+
+# ------------------------------------------------------------------------------------ night flow
+
+
+@dataclass(frozen=True)
+class Interval:
+    ts: datetime          # end of the interval, UTC
+    interval_s: int
+    value: Decimal
+
+    @property
+    def start(self) -> datetime:
+        return self.ts - timedelta(seconds=self.interval_s)
+
+    @property
+    def rate_per_hour(self) -> float:
+        return float(self.value) * 3600 / self.interval_s
+
+
+def night_of(ts: datetime, tz: ZoneInfo, rule: NightFlowRule) -> date | None:
+    """The local date whose night window holds the interval ending at ``ts``, if any."""
+    local_last = (ts - timedelta(seconds=1)).astimezone(tz)
+    return local_last.date() if rule.night_start_hour <= local_last.hour < rule.night_end_hour else None
+
+
+def night_window(night: date, tz: ZoneInfo, rule: NightFlowRule) -> tuple[datetime, datetime]:
+    """UTC bounds of a night: [night + start hour, night + end hour) local."""
+    start = datetime(night.year, night.month, night.day, rule.night_start_hour, tzinfo=tz)
+    end = datetime(night.year, night.month, night.day, 0, tzinfo=tz) + timedelta(hours=rule.night_end_hour)
+    return start, end
+
+
+@dataclass(frozen=True)
+class NightVerdict:
+    longest_flow_h: float     # longest run of consecutive flowing hours inside the window
+    dry: bool                 # some reading inside the window showed (almost) no flow
+
+
+def judge_night(readings: Sequence[Interval], window: tuple[datetime, datetime], min_flow: float) -> NightVerdict:
+    """Consecutive flow inside the window: readings must be inside it, back to back, each flowing."""
+    start, end = window
+    inside = sorted((r for r in readings if r.start >= start and r.ts <= end), key=lambda r: r.ts)
+    longest = run = 0.0
+    previous_end: datetime | None = None
+    dry = False
+    for r in inside:
+        flowing = r.rate_per_hour >= min_flow
+        dry = dry or not flowing
+        if flowing and (previous_end is None or r.start == previous_end):
+            run += r.interval_s / 3600
+        else:
+            run = r.interval_s / 3600 if flowing else 0.0
+        previous_end = r.ts
+        longest = max(longest, run)
+    return NightVerdict(longest, dry)
+
+
+def night_flow_alert(household_id: int, meter: str, night: date, verdict: NightVerdict,
+                     rule: NightFlowRule) -> Alert | None:
+    if verdict.longest_flow_h < rule.min_hours:
+        return None
+    return Alert(household_id, meter, night, "night_flow", rule.severity, verdict.longest_flow_h,
+                 float(rule.min_hours), {"min_flow_per_hour": rule.min_flow_per_hour.get(meter)})
+
+
+# ------------------------------------------------------------------------------------------ peers
+
+
+def robust_z(values: Sequence[float]) -> tuple[float, float]:
+    """Median and the MAD scaled to a normal sigma (1.4826 · MAD)."""
+    median = statistics.median(values)
+    mad = statistics.median(abs(v - median) for v in values) * 1.4826
+    return median, mad
+
+
+def peer_outliers(amounts: dict[int, float], energy_type: str, month: date, rule: PeerRule) -> list[Alert]:
+    """Households far above their building's median for the month."""
+    if len(amounts) < rule.min_peers:
+        return []
+    median, sigma = robust_z(list(amounts.values()))
+    out = []
+    for household, x in amounts.items():
+        if median <= 0 or x < rule.min_ratio * median:
+            continue
+        z = (x - median) / sigma if sigma > 0 else float("inf")
+        if z >= rule.z_warning:
+            out.append(Alert(household, energy_type, month, "peer", "warning", x, median,
+                             {"z": round(z, 2) if z != float("inf") else None, "peers": len(amounts)}))
+    return out

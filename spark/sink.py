@@ -1,0 +1,319 @@
+"""The exact PostgreSQL sink: one transaction per micro-batch, COPY into a temp table, set-based SQL.
+
+Raw readings are inserted with ``ON CONFLICT (device_id, meter, seq) DO NOTHING`` and only what was
+*newly* inserted is added to ``energy_usage`` (exact NUMERIC sums), so Kafka duplicates, replays after
+a crash and late data change nothing or land in the right month. Bad records go to ``quarantine``
+(keyed by their Kafka coordinates, so a replay does not duplicate them). Alerts for the rows the batch
+changed are written in the same transaction, with their Slack delivery queued in the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from config import Settings
+from database import conninfo
+from spark import rules
+from spark.transforms import STAGING_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+_STAGING_DDL = """
+CREATE TEMP TABLE staging (
+    device_id TEXT, meter TEXT, seq BIGINT, ts TIMESTAMPTZ, interval_s INTEGER, value NUMERIC(20, 6),
+    total NUMERIC(24, 6), unit TEXT, usage_month DATE, topic TEXT, kafka_partition INTEGER,
+    kafka_offset BIGINT, reason TEXT, raw TEXT, received_ms BIGINT
+) ON COMMIT DROP
+"""
+
+_QUARANTINE = """
+INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
+SELECT s.topic, s.kafka_partition, s.kafka_offset,
+       COALESCE(s.reason, 'unknown device ' || left(s.device_id, 64)), left(s.device_id, 64), s.raw
+FROM staging s LEFT JOIN households h ON h.device_id = s.device_id
+WHERE s.reason IS NOT NULL OR h.id IS NULL
+ON CONFLICT (source_topic, kafka_partition, kafka_offset) DO NOTHING
+"""
+
+# Readings → meter_readings (idempotent) → energy_usage (only the new ones), returning each changed
+# month with its month-to-date before and after this batch.
+_APPLY = """
+WITH good AS (
+    SELECT DISTINCT ON (s.device_id, s.meter, s.seq) s.*, h.id AS household_id
+    FROM staging s JOIN households h ON h.device_id = s.device_id
+    WHERE s.reason IS NULL
+    ORDER BY s.device_id, s.meter, s.seq, s.kafka_offset
+), new AS (
+    INSERT INTO meter_readings (device_id, meter, seq, household_id, ts, interval_s, value, total, usage_month,
+                                kafka_partition, kafka_offset)
+    SELECT device_id, meter, seq, household_id, ts, interval_s, value, total, usage_month, kafka_partition,
+           kafka_offset
+    FROM good
+    ON CONFLICT (device_id, meter, seq) DO NOTHING
+    RETURNING household_id, meter, usage_month, value, interval_s
+), agg AS (
+    SELECT household_id, meter, usage_month, sum(value) AS amount, count(*) AS n, sum(interval_s) AS covered
+    FROM new GROUP BY household_id, meter, usage_month
+), up AS (
+    INSERT INTO energy_usage AS u (household_id, energy_type, usage_date, amount, emission, amount_exact,
+                                   reading_count, covered_s)
+    SELECT a.household_id, et.label_ko, a.usage_month, a.amount::float8,
+           (a.amount * COALESCE(f.factor, 0))::float8, a.amount, a.n, a.covered
+    FROM agg a
+    JOIN energy_types et ON et.key = a.meter
+    LEFT JOIN LATERAL (
+        SELECT ef.factor FROM emission_factors ef
+        WHERE ef.energy_type = a.meter AND ef.valid_from <= a.usage_month
+        ORDER BY ef.valid_from DESC LIMIT 1) f ON true
+    ON CONFLICT (household_id, energy_type, usage_date) DO UPDATE SET
+        amount_exact = u.amount_exact + EXCLUDED.amount_exact,
+        amount = (u.amount_exact + EXCLUDED.amount_exact)::float8,
+        emission = ((u.amount_exact + EXCLUDED.amount_exact) * COALESCE((
+            SELECT ef.factor FROM emission_factors ef JOIN energy_types t ON t.key = ef.energy_type
+            WHERE t.label_ko = u.energy_type AND ef.valid_from <= u.usage_date
+            ORDER BY ef.valid_from DESC LIMIT 1), 0))::float8,
+        reading_count = u.reading_count + EXCLUDED.reading_count,
+        covered_s = u.covered_s + EXCLUDED.covered_s,
+        updated_at = now()
+    RETURNING u.household_id, u.energy_type, u.usage_date, u.amount_exact, u.covered_s
+)
+SELECT up.household_id, a.meter, up.usage_date, up.amount_exact - a.amount, up.amount_exact, up.covered_s, a.n,
+       h.building_id
+FROM up
+JOIN energy_types et ON et.label_ko = up.energy_type
+JOIN agg a ON a.household_id = up.household_id AND a.meter = et.key AND a.usage_month = up.usage_date
+JOIN households h ON h.id = up.household_id
+"""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: int
+    rows: int
+    inserted: int
+    quarantined: int
+    alerts: int
+    resolved: int
+    seconds: float
+    lag_s: float | None
+
+    def line(self) -> str:
+        lag = f"{self.lag_s:.2f}s" if self.lag_s is not None else "-"
+        return (f"batch={self.batch_id} rows={self.rows} inserted={self.inserted} duplicates="
+                f"{self.rows - self.inserted - self.quarantined} quarantined={self.quarantined} alerts={self.alerts} "
+                f"resolved={self.resolved} duration={self.seconds:.2f}s lag={lag}")
+
+
+class PostgresSink:
+    """Writes micro-batches; keeps one connection on the driver and reopens it after an error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tz = settings.complex.tz
+        self._conn: psycopg.Connection | None = None
+
+    def connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(conninfo(self.settings))
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    # ---------------------------------------------------------------------------- readings
+
+    def write_readings(self, batch_id: int, rows: Sequence[Sequence[Any]]) -> BatchResult:
+        """``rows`` in :data:`STAGING_COLUMNS` order. All or nothing: one transaction."""
+        started = time.monotonic()
+        conn = self.connection()
+        try:
+            with conn.transaction():
+                conn.execute(_STAGING_DDL)
+                with conn.cursor() as cur, cur.copy(f"COPY staging ({', '.join(_staging_names())}) FROM STDIN") as cp:
+                    for row in rows:
+                        cp.write_row(row)
+                quarantined = conn.execute(_QUARANTINE).rowcount
+                changed = conn.execute(_APPLY).fetchall()
+                alerts, resolved = self._evaluate_rules(conn, changed)
+        except psycopg.Error:
+            conn.close()  # a broken connection must not be reused by the next batch
+            raise
+        inserted = sum(int(r[6]) for r in changed)
+        received = [r[-1] for r in rows if r[-1] is not None]
+        lag = time.time() - min(received) / 1000 if received else None
+        return BatchResult(batch_id, len(rows), inserted, max(quarantined, 0), alerts, resolved,
+                           time.monotonic() - started, lag)
+
+    def _evaluate_rules(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> tuple[int, int]:
+        cfg = self.settings.rules
+        changes = [rules.UsageChange(r[0], r[1], r[2], Decimal(r[3]), Decimal(r[4])) for r in changed]
+        alerts = rules.threshold_crossings(changes, cfg.thresholds)
+        alerts += self._peer_alerts(conn, changed)
+        night_alerts, to_resolve = self._night_flow(conn, changed)
+        alerts += night_alerts
+        raised = self._store_alerts(conn, alerts)
+        resolved = self._resolve(conn, to_resolve)
+        return raised, resolved
+
+    def _peer_alerts(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> list[rules.Alert]:
+        rule = self.settings.rules.peer
+        min_covered = rule.min_days * 86400
+        groups = {(r[7], r[1], r[2]) for r in changed if r[5] >= min_covered}
+        if not groups:
+            return []
+        rows = conn.execute(
+            """SELECT h.building_id, et.key, u.usage_date, u.household_id, u.amount
+               FROM energy_usage u JOIN households h ON h.id = u.household_id
+               JOIN energy_types et ON et.label_ko = u.energy_type
+               JOIN unnest(%s::int[], %s::text[], %s::date[]) AS g(building_id, meter, month)
+                 ON g.building_id = h.building_id AND g.meter = et.key AND g.month = u.usage_date
+               WHERE u.covered_s >= %s""",
+            ([g[0] for g in groups], [g[1] for g in groups], [g[2] for g in groups], min_covered)).fetchall()
+        by_group: dict[tuple[int, str, date], dict[int, float]] = defaultdict(dict)
+        for building, meter, month, household, amount in rows:
+            by_group[(building, meter, month)][household] = float(amount)
+        out: list[rules.Alert] = []
+        for (_, meter, month), amounts in by_group.items():
+            out += rules.peer_outliers(amounts, meter, month, rule)
+        return out
+
+    def _night_flow(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> tuple[
+            list[rules.Alert], list[int]]:
+        rule = self.settings.rules.night_flow
+        meters = [m for m in rule.meters if m in {r[1] for r in changed}]
+        if not meters:
+            return [], []
+        # Nights touched by this batch's new readings (read back by ingestion time in this transaction).
+        touched = conn.execute(
+            """SELECT DISTINCT household_id, meter,
+                      ((ts - interval '1 second') AT TIME ZONE %s)::date AS night
+               FROM meter_readings
+               WHERE ingested_at = now() AND meter = ANY(%s)
+                 AND extract(hour FROM (ts - interval '1 second') AT TIME ZONE %s) >= %s
+                 AND extract(hour FROM (ts - interval '1 second') AT TIME ZONE %s) < %s""",
+            (self.settings.complex.timezone, meters, self.settings.complex.timezone, rule.night_start_hour,
+             self.settings.complex.timezone, rule.night_end_hour)).fetchall()
+        if not touched:
+            return [], []
+        windows = {(h, m, n): rules.night_window(n, self.tz, rule) for h, m, n in touched}
+        readings = conn.execute(
+            """SELECT w.household_id, w.meter, w.night, r.ts, r.interval_s, r.value
+               FROM unnest(%s::int[], %s::text[], %s::date[], %s::timestamptz[], %s::timestamptz[])
+                    AS w(household_id, meter, night, lo, hi)
+               JOIN meter_readings r ON r.household_id = w.household_id AND r.meter = w.meter
+                    AND r.ts > w.lo AND r.ts <= w.hi""",
+            ([k[0] for k in windows], [k[1] for k in windows], [k[2] for k in windows],
+             [w[0] for w in windows.values()], [w[1] for w in windows.values()])).fetchall()
+        per_window: dict[tuple[int, str, date], list[rules.Interval]] = defaultdict(list)
+        for h, m, n, ts, interval_s, value in readings:
+            per_window[(h, m, n)].append(rules.Interval(ts, interval_s, value))
+        active = dict(((h, m), (i, p)) for i, h, m, p in conn.execute(
+            """SELECT id, household_id, energy_type, period FROM alerts
+               WHERE rule = 'night_flow' AND state = 'active' AND household_id = ANY(%s)""",
+            ([k[0] for k in windows],)).fetchall())
+        alerts, resolve = [], []
+        for key in sorted(windows, key=lambda k: k[2]):
+            household, meter, night = key
+            verdict = rules.judge_night(per_window.get(key, []), windows[key], rule.min_flow_per_hour.get(meter, 0))
+            open_alert = active.get((household, meter))
+            if open_alert is not None:
+                if verdict.dry and night > open_alert[1]:
+                    resolve.append(open_alert[0])
+                    active.pop((household, meter))
+                continue
+            alert = rules.night_flow_alert(household, meter, night, verdict, rule)
+            if alert is not None:
+                alerts.append(alert)
+                active[(household, meter)] = (-1, night)  # one alert per leak, not one per night
+        return alerts, resolve
+
+    def _store_alerts(self, conn: psycopg.Connection, alerts: list[rules.Alert]) -> int:
+        if not alerts:
+            return 0
+        units = {k: e.unit for k, e in self.settings.energy.items()}
+        rows = conn.execute(
+            """WITH a AS (
+                   INSERT INTO alerts (household_id, energy_type, period, rule, severity, observed, reference,
+                                       unit, detail)
+                   SELECT * FROM unnest(%s::int[], %s::text[], %s::date[], %s::text[], %s::text[],
+                                        %s::float8[], %s::float8[], %s::text[], %s::jsonb[])
+                   ON CONFLICT (household_id, energy_type, period, rule) DO NOTHING
+                   RETURNING id)
+               INSERT INTO alert_notifications (alert_id, kind) SELECT id, 'raised' FROM a RETURNING alert_id""",
+            ([a.household_id for a in alerts], [a.energy_type for a in alerts], [a.period for a in alerts],
+             [a.rule for a in alerts], [a.severity for a in alerts], [a.observed for a in alerts],
+             [a.reference for a in alerts], [units.get(a.energy_type, "") for a in alerts],
+             [json.dumps(a.detail) for a in alerts])).fetchall()
+        return len(rows)
+
+    def _resolve(self, conn: psycopg.Connection, alert_ids: list[int]) -> int:
+        if not alert_ids:
+            return 0
+        rows = conn.execute(
+            """WITH r AS (UPDATE alerts SET state = 'resolved', resolved_at = now()
+                          WHERE id = ANY(%s) AND state = 'active' RETURNING id)
+               INSERT INTO alert_notifications (alert_id, kind) SELECT id, 'resolved' FROM r
+               ON CONFLICT (alert_id, kind) DO NOTHING RETURNING alert_id""", (alert_ids,)).fetchall()
+        return len(rows)
+
+    # ----------------------------------------------------------------------------- devices
+
+    def write_devices(self, batch_id: int, rows: Iterable[Sequence[Any]]) -> int:
+        """Rows: (device_id, kind, state, firmware, interval_s, raw, kafka_ts, partition, offset)."""
+        latest: dict[str, dict[str, Any]] = {}
+        bad = []
+        for device_id, kind, state, firmware, interval_s, raw, kafka_ts, partition, offset in rows:
+            entry = latest.setdefault(device_id, {"device_id": device_id, "last_seen": kafka_ts})
+            entry["last_seen"] = max(entry["last_seen"], kafka_ts)
+            if kind == "status":
+                if state not in ("online", "offline"):
+                    reason = f"status without a valid state: {str(state)[:20]!r}"
+                    bad.append((partition, offset, reason, device_id, raw))
+                    continue
+                entry["state"] = state
+            else:
+                entry.update(firmware=firmware, interval_s=interval_s, meta=raw)
+        conn = self.connection()
+        try:
+            with conn.transaction():
+                for e in latest.values():
+                    conn.execute(
+                        """INSERT INTO devices AS d (device_id, household_id, state, firmware, interval_s, meta,
+                                                     last_seen)
+                           VALUES (%(device_id)s, (SELECT id FROM households WHERE device_id = %(device_id)s),
+                                   COALESCE(%(state)s, 'unknown'), %(firmware)s, %(interval_s)s, %(meta)s::jsonb,
+                                   %(last_seen)s)
+                           ON CONFLICT (device_id) DO UPDATE SET
+                               state = COALESCE(%(state)s, d.state),
+                               firmware = COALESCE(EXCLUDED.firmware, d.firmware),
+                               interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),
+                               meta = COALESCE(EXCLUDED.meta, d.meta),
+                               last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
+                               updated_at = now()""",
+                        {"state": None, "firmware": None, "interval_s": None, "meta": None, **e})
+                for partition, offset, reason, device_id, raw in bad:
+                    conn.execute(
+                        """INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id,
+                                                   raw_payload) VALUES (%s, %s, %s, %s, %s, %s)
+                           ON CONFLICT DO NOTHING""",
+                        (self.settings.kafka.devices_topic, partition, offset, reason, device_id, raw))
+        except psycopg.Error:
+            conn.close()
+            raise
+        return len(latest)
+
+
+def _staging_names() -> list[str]:
+    rename = {"partition": "kafka_partition", "offset": "kafka_offset"}
+    return [rename.get(c, c) for c in STAGING_COLUMNS]
