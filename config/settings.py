@@ -300,7 +300,7 @@ class SparkSettings:
     max_offsets_per_trigger: int = 200000
     shuffle_partitions: int = 4
     max_future_s: int = 3600
-    max_past_days: int = 400
+    max_past_days: int = 3650
 
     def __post_init__(self) -> None:
         _require(self.trigger_s > 0, "trigger_s", "a number of seconds > 0", self.trigger_s)

@@ -12,9 +12,12 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+import psycopg
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -42,6 +45,7 @@ def build_session(settings: Settings, *, app: str = "apt-energy") -> SparkSessio
              .config("spark.sql.session.timeZone", "UTC")
              .config("spark.sql.ansi.enabled", "false")   # bad input becomes NULL + a quarantine reason
              .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
              .config("spark.driver.memory", "1g")
              .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
              .getOrCreate())
@@ -58,6 +62,26 @@ class JobStats:
     alerts: int = 0
     last: BatchResult | None = None
     errors: list[str] = field(default_factory=list)
+
+
+T = TypeVar("T")
+
+
+def with_retries(action: Callable[[], T], *, what: str, attempts: int = 6) -> T:
+    """PostgreSQL restarting or briefly unreachable should cost a delay, not the query. The batch's
+    transaction either committed or not, so retrying it is safe (and exact)."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except psycopg.OperationalError as exc:
+            if attempt == attempts:
+                raise
+            logger.warning("%s failed (%s); retry %d/%d in %.1fs", what, str(exc).splitlines()[0][:120], attempt,
+                           attempts - 1, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
+    raise AssertionError("unreachable")
 
 
 class StreamJob:
@@ -104,7 +128,7 @@ class StreamJob:
         rows = [tuple(r) for r in df.collect()]
         if not rows:
             return
-        result = self.sink.write_readings(batch_id, rows)
+        result = with_retries(lambda: self.sink.write_readings(batch_id, rows), what=f"readings batch {batch_id}")
         st = self.stats
         st.batches += 1
         st.rows += result.rows
@@ -117,7 +141,7 @@ class StreamJob:
     def _devices_batch(self, df: DataFrame, batch_id: int) -> None:
         rows = [tuple(r) for r in df.collect()]
         if rows:
-            n = self.sink.write_devices(batch_id, rows)
+            n = with_retries(lambda: self.sink.write_devices(batch_id, rows), what=f"devices batch {batch_id}")
             logger.debug("devices batch=%d rows=%d devices=%d", batch_id, len(rows), n)
 
     def idle(self) -> bool:

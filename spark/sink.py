@@ -36,13 +36,21 @@ CREATE TEMP TABLE staging (
 ) ON COMMIT DROP
 """
 
+# Returns (bad records in this batch, of which newly quarantined: a replay finds them there already).
 _QUARANTINE = """
-INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
-SELECT s.topic, s.kafka_partition, s.kafka_offset,
-       COALESCE(s.reason, 'unknown device ' || left(s.device_id, 64)), left(s.device_id, 64), s.raw
-FROM staging s LEFT JOIN households h ON h.device_id = s.device_id
-WHERE s.reason IS NOT NULL OR h.id IS NULL
-ON CONFLICT (source_topic, kafka_partition, kafka_offset) DO NOTHING
+WITH bad AS (
+    SELECT s.topic, s.kafka_partition, s.kafka_offset,
+           COALESCE(s.reason, 'unknown device ' || left(s.device_id, 64)) AS reason, left(s.device_id, 64) AS device_id,
+           s.raw
+    FROM staging s LEFT JOIN households h ON h.device_id = s.device_id
+    WHERE s.reason IS NOT NULL OR h.id IS NULL
+), ins AS (
+    INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
+    SELECT * FROM bad
+    ON CONFLICT (source_topic, kafka_partition, kafka_offset) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM bad), (SELECT count(*) FROM ins)
 """
 
 # Readings → meter_readings (idempotent) → energy_usage (only the new ones), returning each changed
@@ -143,7 +151,7 @@ class PostgresSink:
                 with conn.cursor() as cur, cur.copy(f"COPY staging ({', '.join(_staging_names())}) FROM STDIN") as cp:
                     for row in rows:
                         cp.write_row(row)
-                quarantined = conn.execute(_QUARANTINE).rowcount
+                quarantined = conn.execute(_QUARANTINE).fetchone()[0]  # type: ignore[index]
                 changed = conn.execute(_APPLY).fetchall()
                 alerts, resolved = self._evaluate_rules(conn, changed)
         except psycopg.Error:
@@ -152,7 +160,7 @@ class PostgresSink:
         inserted = sum(int(r[6]) for r in changed)
         received = [r[-1] for r in rows if r[-1] is not None]
         lag = time.time() - min(received) / 1000 if received else None
-        return BatchResult(batch_id, len(rows), inserted, max(quarantined, 0), alerts, resolved,
+        return BatchResult(batch_id, len(rows), inserted, int(quarantined), alerts, resolved,
                            time.monotonic() - started, lag)
 
     def _evaluate_rules(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> tuple[int, int]:
@@ -291,11 +299,12 @@ class PostgresSink:
                     conn.execute(
                         """INSERT INTO devices AS d (device_id, household_id, state, firmware, interval_s, meta,
                                                      last_seen)
-                           VALUES (%(device_id)s, (SELECT id FROM households WHERE device_id = %(device_id)s),
-                                   COALESCE(%(state)s, 'unknown'), %(firmware)s, %(interval_s)s, %(meta)s::jsonb,
-                                   %(last_seen)s)
+                           VALUES (%(device_id)s::text,
+                                   (SELECT id FROM households WHERE device_id = %(device_id)s::text),
+                                   COALESCE(%(state)s::text, 'unknown'), %(firmware)s::text, %(interval_s)s::int,
+                                   %(meta)s::jsonb, %(last_seen)s::timestamptz)
                            ON CONFLICT (device_id) DO UPDATE SET
-                               state = COALESCE(%(state)s, d.state),
+                               state = COALESCE(%(state)s::text, d.state),
                                firmware = COALESCE(EXCLUDED.firmware, d.firmware),
                                interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),
                                meta = COALESCE(EXCLUDED.meta, d.meta),
