@@ -292,7 +292,7 @@ class Notifier:
                         backoff = self.settings.slack.poll_s
                         if not sent:
                             self.stop_event.wait(self.settings.slack.poll_s)
-            except (psycopg.Error, SendError) as exc:
+            except (psycopg.Error, SendError, SlackApiError) as exc:
                 self.failures += 1
                 logger.warning("notifier: %s; retrying in %.0fs", str(exc).splitlines()[0][:200], backoff)
                 self.stop_event.wait(backoff)

@@ -60,7 +60,10 @@ def db_totals(settings: Settings) -> dict[tuple[str, str, str], tuple[Decimal, i
     return {(d, m, mo.isoformat()): (Decimal(a).normalize(), n) for d, m, mo, a, n in rows}
 
 
-def normalised(ledger: dict[tuple[str, str, str], tuple[Decimal, int]]) -> dict[tuple[str, str, str], tuple[Decimal, int]]:
+Totals = dict[tuple[str, str, str], tuple[Decimal, int]]
+
+
+def normalised(ledger: Totals) -> Totals:
     return {k: (v[0].normalize(), v[1]) for k, v in ledger.items()}
 
 
