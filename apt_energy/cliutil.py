@@ -23,14 +23,24 @@ def duration(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
-def local_date(tz: ZoneInfo) -> Callable[[str], datetime]:
-    def parse(text: str) -> datetime:
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a date like 2024-01-01, got {text!r}") from None
-        return (value if value.tzinfo else value.replace(tzinfo=tz)).astimezone(UTC)
-    return parse
+def local_date(text: str) -> datetime:
+    """``2024-01-01`` or an ISO time; without a zone it is read in the complex's zone (:func:`in_zone`)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2024-01-01, got {text!r}") from None
+
+
+def in_zone(value: datetime, tz: ZoneInfo) -> datetime:
+    """A naive time read in ``tz``, as UTC."""
+    return (value if value.tzinfo else value.replace(tzinfo=tz)).astimezone(UTC)
+
+
+def add_months(start_utc: datetime, months: int, tz: ZoneInfo) -> datetime:
+    """``months`` calendar months after ``start_utc``, counted in the complex's local calendar."""
+    local = start_utc.astimezone(tz)
+    y, m = divmod(local.month - 1 + months, 12)
+    return local.replace(year=local.year + y, month=m + 1).astimezone(UTC)
 
 
 def add_env_flag(parser: argparse.ArgumentParser, flag: str, env: str, *, default: Any, help: str,

@@ -138,7 +138,7 @@ class Bridge:
                         self.stats.reproduced += 1
                         self._produce(out)
                 now = time.monotonic()
-                if now - last_report >= min(interval, 1.0):
+                if now - last_report >= min(interval, 1.0) or self.source.subscribed != self.stats.subscribed:
                     self._report(now - last_report >= interval)
                     last_report = now if now - last_report >= interval else last_report
         finally:
@@ -165,6 +165,7 @@ class Bridge:
 
     def _report(self, log: bool) -> None:
         self.stats.in_flight = len(self.acks)
+        self.stats.subscribed = self.source.subscribed
         if self.stats_path:
             self.stats.write(self.stats_path)
         if log:

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
@@ -23,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                  help="MQTT client id, fixed per instance so the broker keeps its session (default bridge.client_id)")
     add_env_flag(p, "--group", "APT_ENERGY_BRIDGE_GROUP", default=None,
                  help="shared-subscription group (default bridge.group)")
+    p.add_argument("--stats-file", type=Path, default=None,
+                   help="write the counters here (default <run dir>/bridge/<client id>.json)")
     p.add_argument("--stats", action="store_true",
                    help="print the counters of running bridges (from their stats files) and exit")
     p.set_defaults(func=run)
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, bridge=dataclasses.replace(settings.bridge, group=args.group))
     client_id = args.client_id or settings.bridge.client_id
     stats_dir.mkdir(parents=True, exist_ok=True)
-    bridge = Bridge(settings, client_id=client_id, stats_path=stats_dir / f"{client_id}.json")
+    bridge = Bridge(settings, client_id=client_id, stats_path=args.stats_file or stats_dir / f"{client_id}.json")
     on_stop_signals(bridge.stop)
     bridge.run()
     return 0

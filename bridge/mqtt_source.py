@@ -28,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from apt_energy.backoff import Backoff
+from apt_energy.mqtt import BufferedClient
 from config import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,17 +44,19 @@ class MqttSource:
         self.on_message_cb = on_message
         self.on_connected = on_connected
         self.connected = False
+        self.subscribed = False
         self.closing = False
         self.ever_connected = False
         self.next_attempt = 0.0
         self.backoff = Backoff(base_s=0.2, cap_s=5.0)
         self.messages_read = 0
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         c.username_pw_set(client_id)
         c.manual_ack_set(True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         self.client = c
 
     @property
@@ -86,11 +89,20 @@ class MqttSource:
         logger.info("mqtt connected client_id=%s session_present=%s subscribed=%d", self.client_id,
                     flags.session_present, len(self.subscriptions))
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode],
+                      properties: object) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            logger.error("mqtt subscription refused reason=%s", failed[0])
+            return
+        self.subscribed = True
+
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode,
                        properties: object) -> None:
         if self.connected and not self.closing:
             logger.warning("mqtt disconnected reason=%s; reconnecting", reason)
         self.connected = False
+        self.subscribed = False
         self.next_attempt = time.monotonic() + self.backoff.next_delay()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
@@ -120,8 +132,9 @@ class MqttSource:
             time.sleep(min(timeout, 0.05))
             return
         want_write = self.client.want_write()
-        r, _, _ = select.select([sock] if read else [], [sock] if want_write else [], [], timeout)
-        if r:
+        buffered = read and self.client.has_buffered
+        r, _, _ = select.select([sock] if read else [], [sock] if want_write else [], [], 0 if buffered else timeout)
+        if r or buffered:
             for _ in range(max_messages):
                 before = self.messages_read
                 if self.client.loop_read() != mqtt.MQTT_ERR_SUCCESS or self.messages_read == before:

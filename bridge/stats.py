@@ -21,6 +21,7 @@ class BridgeStats:
     reproduced: int = 0             # sent again after a delivery failure
     reconnects: int = 0
     in_flight: int = 0
+    subscribed: bool = False
     started: float = field(default_factory=time.monotonic)
 
     def line(self) -> str:
@@ -32,6 +33,6 @@ class BridgeStats:
     def write(self, path: Path) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "started"}
         data["updated"] = time.time()
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import config
-from apt_energy.cliutil import add_env_flag, duration, local_date, on_stop_signals
+from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
 from config import Household, Settings
 from edge.fleet import Fleet, FleetOptions
 
@@ -41,20 +40,17 @@ def select_households(settings: Settings, *, count: int | None, only: tuple[int,
     return chosen[i::n]
 
 
-def add_arguments(p: argparse.ArgumentParser, tz_name: str = "Asia/Seoul") -> None:
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo(tz_name)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     add_env_flag(p, "--households", "APT_ENERGY_EDGE_HOUSEHOLDS", default=840, type=int,
                  help="how many households (the first N of the complex)")
     add_env_flag(p, "--buildings", "APT_ENERGY_EDGE_BUILDINGS", default=(), type=buildings,
                  help="only these buildings, e.g. 1,2,11")
     add_env_flag(p, "--shard", "APT_ENERGY_EDGE_SHARD", default=(0, 1), type=shard,
                  help="run shard i of n (every n-th household), e.g. 0/4")
-    add_env_flag(p, "--start", "APT_ENERGY_EDGE_START", default=local_date(tz)("2024-01-01"), type=local_date(tz),
-                 help="simulated start, local date or ISO time")
+    add_env_flag(p, "--start", "APT_ENERGY_EDGE_START", default=local_date("2024-01-01"), type=local_date,
+                 help="simulated start, a date in the complex's time zone or an ISO time")
     p.add_argument("--months", type=int, default=None, help="simulate this many months from --start (default 12)")
-    p.add_argument("--until", type=local_date(tz), default=None, help="or simulate until this local date")
+    p.add_argument("--until", type=local_date, default=None, help="or simulate until this date")
     add_env_flag(p, "--speed", "APT_ENERGY_EDGE_SPEED", default=0.0, type=float,
                  help="simulated seconds per real second; 1 = real time, 0 = as fast as the pipeline takes")
     add_env_flag(p, "--interval", "APT_ENERGY_EDGE_INTERVAL", default=3600, type=duration,
@@ -81,14 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def options_from_args(args: argparse.Namespace, settings: Settings) -> FleetOptions:
-    start: datetime = args.start
-    if args.until is not None:
-        until = args.until
-    else:
-        months = 12 if args.months is None else args.months
-        local = start.astimezone(settings.complex.tz)
-        y, m = divmod(local.month - 1 + months, 12)
-        until = local.replace(year=local.year + y, month=m + 1).astimezone(UTC)
+    tz = settings.complex.tz
+    start = in_zone(args.start, tz)
+    until = in_zone(args.until, tz) if args.until is not None else add_months(
+        start, 12 if args.months is None else args.months, tz)
     if until <= start:
         raise SystemExit("apt-energy edge: --until/--months must end after --start")
     i, n = args.shard

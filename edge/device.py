@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from apt_energy import topics
 from apt_energy.backoff import Backoff
 from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading
+from apt_energy.mqtt import BufferedClient
 from config import Household, Settings
 from edge.commands import ClearAnomalies, CommandError, GoOffline, Inject, SetInterval, parse_command
 
@@ -86,8 +87,8 @@ class Device:
 
     # ------------------------------------------------------------------------------- MQTT link
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
+    def _make_client(self) -> BufferedClient:
+        client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(self.device_id)  # per-device identity, ready for per-device ACLs
         client.max_inflight_messages_set(0)     # our own window bounds it (see pump)
         offline = DeviceStatus(self.device_id, "offline", _utcnow())

@@ -108,6 +108,7 @@ class Fleet:
         # Running totals, so the hot loop never sums over every device.
         self.generated = self.acked = self.dropped = 0
         self.with_buffer: set[int] = set()
+        self.buffered: list[Device] = []
         self.connect_queue: list[tuple[float, int]] = [(0.0, i) for i in range(len(self.devices))]
         self.started = time.monotonic()
         self.stop_event = threading.Event()
@@ -231,14 +232,22 @@ class Fleet:
             if not device.buffer:
                 drained.append(i)
         self.with_buffer.difference_update(drained)
-        for key, mask in self.selector.select(timeout):
+        buffered, self.buffered = self.buffered, []
+        for device in buffered:  # bytes already read into a client's buffer make no epoll event
+            if device.client.socket() is not None:
+                self._read(device)
+        for key, mask in self.selector.select(0.0 if self.buffered else timeout):
             device = key.data
-            if mask & selectors.EVENT_READ:
-                rc = device.client.loop_read(1000)
-                if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
-                    continue
+            if mask & selectors.EVENT_READ and not self._read(device):
+                continue
             if mask & selectors.EVENT_WRITE and device.client.socket() is not None:
                 device.client.loop_write()
+
+    def _read(self, device: Device) -> bool:
+        rc = device.client.loop_read()
+        if device.client.has_buffered:
+            self.buffered.append(device)
+        return rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN)
 
     def _misc(self) -> None:
         for device in self.devices:

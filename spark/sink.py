@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -123,21 +124,30 @@ class BatchResult:
 
 
 class PostgresSink:
-    """Writes micro-batches; keeps one connection on the driver and reopens it after an error."""
+    """Writes micro-batches. Each streaming query calls from its own thread, so each thread keeps its
+    own connection (reopened after an error)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tz = settings.complex.tz
-        self._conn: psycopg.Connection | None = None
+        self._local = threading.local()
+        self._all: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
 
     def connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(conninfo(self.settings))
-        return self._conn
+        conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(conninfo(self.settings))
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
 
     # ---------------------------------------------------------------------------- readings
 

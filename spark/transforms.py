@@ -41,14 +41,17 @@ def parse_readings(kafka: DataFrame, *, units: dict[str, str], timezone: str, ma
     ts = F.to_timestamp(r["ts"], TS_PATTERN)
     known = F.create_map(*[x for m, u in units.items() for x in (F.lit(m), F.lit(u))])
     # from_json tolerates NaN/Infinity (so they can be named below) where get_json_object gives up;
-    # a field counts as missing only if neither parser found it.
+    # a field counts as missing only if neither parser found it. get_json_object re-parses the text,
+    # so it runs only for records from_json could not fill (CASE WHEN evaluates lazily).
     nothing_parsed = F.greatest(*[r[n].isNotNull() for n in REQUIRED]) == F.lit(False)
     checks: list[tuple[Column, str | Column]] = [
         (~F.coalesce(F.trim("raw").startswith("{"), F.lit(False))
-         | (F.get_json_object("raw", "$").isNull() & nothing_parsed), "not a JSON object"),
+         | F.when(nothing_parsed, F.get_json_object("raw", "$").isNull()).otherwise(F.lit(False)),
+         "not a JSON object"),
     ]
     for name in REQUIRED:
-        checks.append((r[name].isNull() & F.get_json_object("raw", f"$.{name}").isNull(), f"missing field {name}"))
+        absent = F.when(r[name].isNull(), F.get_json_object("raw", f"$.{name}").isNull()).otherwise(F.lit(False))
+        checks.append((absent, f"missing field {name}"))
         checks.append((r[name].isNull(), f"{name} has the wrong type"))
     checks += [
         (ts.isNull(), "ts is not an ISO-8601 time with a zone"),
