@@ -254,6 +254,22 @@ class Fleet:
             if device.client.socket() is not None:
                 device.client.loop_misc()
 
+    def connect_all(self, timeout: float) -> float:
+        """Connect every device (no readings yet); returns the seconds it took."""
+        began = time.monotonic()
+        last_misc = began
+        while time.monotonic() - began < timeout:
+            now = time.monotonic()
+            self._connect_some(now)
+            self._network_pass(0.01)
+            if now - last_misc >= 1.0:
+                self._misc()
+                last_misc = now
+            if all(d.connected for d in self.devices):
+                return time.monotonic() - began
+        raise TimeoutError(f"{sum(1 for d in self.devices if d.connected)}/{len(self.devices)} online after "
+                           f"{timeout:.0f}s")
+
     def run(self) -> FleetStats:
         """Simulate from ``start`` to ``until``, drain, say offline, write ledger and state."""
         last_misc = 0.0

@@ -1,0 +1,169 @@
+"""Bridge: sustained QoS 1 rate MQTT → Kafka with zero loss, against a bare paho subscriber.
+
+Both drain the same backlog the same way: a persistent session is created and subscribed, N QoS 1
+messages are published into it by `mosquitto_pub --repeat`, then the consumer connects and the clock runs
+until the last one is in (the bare subscriber only counts; the bridge must also have Kafka confirm
+every message and acknowledge it). Added latency is measured separately at a steady rate: Kafka's
+log-append time minus the bridge's MQTT receive time (header ``bridge.received_ms``).
+Goals (issue): ≥ 10k msg/s per process, ≥ 0.8 × the bare subscriber, p99 added latency ≤ 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+from confluent_kafka import Consumer
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bench.common import percentile, report, stack_settings
+from bridge import Bridge
+from config import Settings
+from stack.kafka import Kafka
+
+
+def payload(i: int) -> bytes:
+    return json.dumps({"v": 1, "device_id": "hanbit-01-101", "meter": "water", "seq": i, "ts": "2024-07-01T01:00:00Z",
+                       "interval_s": 3600, "value": 0.0213, "total": 1.2345, "unit": "m³"}).encode()
+
+
+def load(settings: Settings, n: int) -> None:
+    """``--repeat`` waits for every PUBACK; ``mosquitto_pub -l`` exits with messages unsent."""
+    subprocess.run(["mosquitto_pub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port), "-q", "1", "-M", "200",
+                    "-m", payload(0).decode(), "--repeat", str(n),
+                    "-t", f"{settings.mqtt.topic_prefix}/hanbit/01/101/water/reading"], check=True)
+
+
+def bare_subscriber_rate(settings: Settings, n: int) -> float:
+    got = threading.Event()
+    count = 0
+
+    def on_message(c, u, m):  # type: ignore[no-untyped-def]
+        nonlocal count
+        count += 1
+        if count >= n:
+            got.set()
+
+    cid = f"bare-{uuid.uuid4().hex[:8]}"
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 600
+    props.ReceiveMaximum = min(settings.bridge.max_in_flight, 65535)  # the bridge's flow-control window
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c.connect(settings.mqtt.host, settings.mqtt.port, clean_start=False, properties=props)
+    c.loop_start()
+    c.subscribe(f"{settings.mqtt.topic_prefix}/#", qos=1)
+    time.sleep(0.5)
+    c.disconnect()
+    c.loop_stop()
+    load(settings, n)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c.on_message = on_message
+    c.connect(settings.mqtt.host, settings.mqtt.port, clean_start=False, properties=props)
+    began = time.monotonic()
+    c.loop_start()
+    got.wait(600)
+    elapsed = time.monotonic() - began
+    c.disconnect()
+    c.loop_stop()
+    return n / elapsed
+
+
+def bridge_rate(settings: Settings, n: int) -> tuple[float, Bridge]:
+    first = Bridge(settings)
+    t = threading.Thread(target=first.run)
+    t.start()
+    while not first.source.subscribed:
+        time.sleep(0.05)
+    first.stop()
+    t.join()
+    load(settings, n)
+    bridge = Bridge(settings)
+    began = time.monotonic()
+    t = threading.Thread(target=bridge.run)
+    t.start()
+    while bridge.stats.acked < n:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - began
+    bridge.stop()
+    t.join()
+    return n / elapsed, bridge
+
+
+def added_latency(settings: Settings, rate: int, seconds: int) -> list[float]:
+    bridge = Bridge(settings)
+    t = threading.Thread(target=bridge.run)
+    t.start()
+    while not bridge.source.subscribed:
+        time.sleep(0.05)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect(settings.mqtt.host, settings.mqtt.port)
+    pub.loop_start()
+    topic = f"{settings.mqtt.topic_prefix}/hanbit/01/101/water/reading"
+    began = time.monotonic()
+    for i in range(rate * seconds):
+        pub.publish(topic, payload(i), qos=1)
+        ahead = began + (i + 1) / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    time.sleep(2)
+    pub.loop_stop()
+    bridge.stop()
+    t.join()
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([settings.kafka.readings_topic])
+    out: list[float] = []
+    deadline = time.monotonic() + 60
+    while len(out) < rate * seconds and time.monotonic() < deadline:
+        for m in consumer.consume(10000, 1.0):
+            if m.error() is None:
+                received = int(dict(m.headers())["bridge.received_ms"])
+                out.append(m.timestamp()[1] - received)
+    consumer.close()
+    return out
+
+
+def isolated(base: Settings, tag: str, kafka: Kafka) -> Settings:
+    topics = {f"bench.{tag}.readings": {"message.timestamp.type": "LogAppendTime"},
+              f"bench.{tag}.devices": {}, f"bench.{tag}.dlq": {}}
+    kafka.create_topics(topics, partitions=6)
+    names = list(topics)
+    return dataclasses.replace(
+        base, mqtt=dataclasses.replace(base.mqtt, topic_prefix=f"bench{tag}"),
+        kafka=dataclasses.replace(base.kafka, readings_topic=names[0], devices_topic=names[1],
+                                  dead_letter_topic=names[2]),
+        bridge=dataclasses.replace(base.bridge, group=f"g{tag}", client_id=f"bench-bridge-{tag}"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--latency-rate", type=int, default=2000, help="msg/s for the latency phase")
+    args = ap.parse_args()
+    base = stack_settings()
+    kafka = Kafka(base)
+    bare = bare_subscriber_rate(isolated(base, uuid.uuid4().hex[:6], kafka), args.messages)
+    s = isolated(base, uuid.uuid4().hex[:6], kafka)
+    rate, bridge = bridge_rate(s, args.messages)
+    lost = args.messages - bridge.stats.forwarded
+    lat = added_latency(isolated(base, uuid.uuid4().hex[:6], kafka), args.latency_rate, 10)
+    report("bridge", {
+        "messages": float(args.messages),
+        "bare paho subscriber (msg/s)": bare,
+        "bridge MQTT → Kafka, acked after delivery (msg/s)": rate,
+        "ratio bridge / bare subscriber": rate / bare,
+        "messages missing in Kafka": float(lost),
+        f"added latency p50 at {args.latency_rate} msg/s (ms)": percentile(lat, 50),
+        f"added latency p99 at {args.latency_rate} msg/s (ms)": percentile(lat, 99),
+    })
+
+
+if __name__ == "__main__":
+    main()

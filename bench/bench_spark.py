@@ -1,0 +1,210 @@
+"""Stream job: sustained readings/s into PostgreSQL with exact results, freshness at a 1 s trigger, and
+the ratio against the original design's approach measured in the same run on the same data.
+
+* sustained: N readings waiting in Kafka; rate = rows / time Spark spent in triggers (from the
+  queries' progress reports), then the database is checked against what was produced;
+* freshness: readings produced at a steady rate; each one's delay from produce() to the commit of the
+  batch that stored it; p50/p95;
+* baseline: the original design, a Spark ``foreach`` writer opening one connection and running one
+  INSERT per row, over the first readings of the same topic.
+Goals (issue): ≥ 20k readings/s, p95 ≤ 3 s, ≥ 100 × the row-at-a-time approach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import Producer
+from psycopg import sql
+
+from apt_energy.contract import Reading, exact
+from bench.common import percentile, report, stack_settings
+from config import Settings
+from database import connect, conninfo, migrate, seed
+from spark.job import StreamJob, build_session
+from spark.sink import PostgresSink
+from stack import NativeStack
+
+
+def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list[Reading]:
+    households = settings.complex.households()
+    units = {k: e.unit for k, e in settings.energy.items()}
+    out = []
+    per = len(households) * len(units)
+    for i in range(n):
+        h = households[(i // len(units)) % len(households)]
+        meter = list(units)[i % len(units)]
+        step = seq0 + i // per
+        value = round(0.05 + (i * 7919 % 1000) / 4000, 3)
+        out.append(Reading(h.device_id, meter, step, start + timedelta(hours=step + 1), 3600, value, value, units[meter]))
+    return out
+
+
+def produce(settings: Settings, batch: list[Reading], *, rate: float = 0.0, sent: dict[Any, float] | None = None) -> None:
+    p = Producer({"bootstrap.servers": settings.kafka.bootstrap, "linger.ms": 5})
+    began = time.monotonic()
+    for i, r in enumerate(batch):
+        if sent is not None:
+            sent[(r.device_id, r.meter, r.seq)] = time.time()
+        p.produce(settings.kafka.readings_topic, key=r.device_id.encode(), value=r.to_json())
+        if i % 1000 == 0:
+            p.poll(0)
+        if rate:
+            ahead = began + (i + 1) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    p.flush(60)
+
+
+class TimedSink(PostgresSink):
+    """Records when each batch committed, to measure freshness."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.commits: list[tuple[float, list[tuple[str, str, int]]]] = []
+
+    def write_readings(self, batch_id: int, rows: Any) -> Any:
+        result = super().write_readings(batch_id, rows)
+        self.commits.append((time.time(), [(r[0], r[1], r[2]) for r in rows if r[12] is None]))
+        return result
+
+
+class RowAtATime:
+    """The original design: a new connection and one INSERT per row (Spark ``foreach``)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def open(self, partition_id: int, epoch_id: int) -> bool:
+        return True
+
+    def process(self, row: Any) -> None:
+        with psycopg.connect(self.dsn) as conn:
+            conn.execute("INSERT INTO baseline_usage (device_id, meter, seq, amount) VALUES (%s, %s, %s, %s)",
+                         (row.device_id, row.meter, row.seq, row.value))
+
+    def close(self, error: Any) -> None:
+        pass
+
+
+def fresh_settings(base: Settings, stack: NativeStack, tag: str) -> Settings:
+    name = f"bench_{tag}"
+    with stack.postgres.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                    sql.Identifier(base.postgres.writer_user)))
+    topic = f"bench.{tag}.readings"
+    stack.kafka.create_topics({topic: {}, f"bench.{tag}.devices": {}}, partitions=6)
+    s = dataclasses.replace(base, postgres=dataclasses.replace(base.postgres, database=name),
+                            kafka=dataclasses.replace(base.kafka, readings_topic=topic,
+                                                      devices_topic=f"bench.{tag}.devices"))
+    with connect(s) as conn:
+        migrate(conn)
+        seed(conn, s)
+        conn.execute("CREATE TABLE baseline_usage (device_id text, meter text, seq bigint, amount numeric)")
+        conn.commit()
+    return s
+
+
+def sustained(spark: Any, settings: Settings, n: int, workdir: Path) -> tuple[float, bool]:
+    batch = readings(settings, n, datetime(2024, 3, 1, tzinfo=UTC))
+    produce(settings, batch)
+    job = StreamJob(settings, spark, checkpoint_dir=workdir / "sustained")
+    job.start()
+    while job.stats.inserted < n:
+        time.sleep(0.2)
+        job.check()
+    progress = [p for q in job.queries if q.name == "readings" for p in q.recentProgress]
+    job.stop()
+    rows = sum(p["numInputRows"] for p in progress)
+    busy = sum(p["durationMs"].get("triggerExecution", 0) for p in progress if p["numInputRows"]) / 1000
+    expected: dict[tuple[str, str], Decimal] = {}
+    for r in batch:
+        key = (r.device_id, r.meter)
+        expected[key] = expected.get(key, Decimal(0)) + exact(r.value)
+    with connect(settings) as conn:
+        got = {(d, m): Decimal(a) for d, m, a in conn.execute(
+            """SELECT h.device_id, et.key, sum(u.amount_exact) FROM energy_usage u JOIN households h
+               ON h.id = u.household_id JOIN energy_types et ON et.label_ko = u.energy_type GROUP BY 1, 2""")}
+    return rows / busy, got == expected
+
+
+def freshness(spark: Any, settings: Settings, rate: int, seconds: int, workdir: Path) -> list[float]:
+    job = StreamJob(settings, spark, checkpoint_dir=workdir / "fresh")
+    sink = TimedSink(settings)
+    job.sink = sink
+    job.start()
+    time.sleep(8)  # let the queries settle into their trigger rhythm
+    sent: dict[Any, float] = {}
+    batch = readings(settings, rate * seconds, datetime(2024, 6, 1, tzinfo=UTC), seq0=10_000)
+    producer = threading.Thread(target=produce, args=(settings, batch), kwargs={"rate": rate, "sent": sent})
+    producer.start()
+    producer.join()
+    deadline = time.monotonic() + 60
+    while sum(len(k) for _, k in sink.commits) < len(batch) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job.stop()
+    return [t - sent[k] for t, keys in sink.commits for k in keys if k in sent]
+
+
+def row_at_a_time(spark: Any, settings: Settings, n: int, workdir: Path) -> float:
+    from pyspark.sql import functions as F
+
+    from spark.schema import READING_SCHEMA
+
+    df = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+          .option("subscribe", settings.kafka.readings_topic).option("startingOffsets", "earliest")
+          .option("maxOffsetsPerTrigger", str(n)).load()
+          .select(F.from_json(F.col("value").cast("string"), READING_SCHEMA).alias("r")).select("r.*"))
+    began = time.monotonic()
+    query = (df.writeStream.foreach(RowAtATime(conninfo(settings)))
+             .option("checkpointLocation", str(workdir / "baseline")).trigger(once=True).start())
+    query.awaitTermination()
+    elapsed = time.monotonic() - began
+    with connect(settings) as conn:
+        done = int(conn.execute("SELECT count(*) FROM baseline_usage").fetchone()[0])  # type: ignore[index]
+    return done / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--readings", type=int, default=300_000)
+    ap.add_argument("--rate", type=int, default=5000, help="readings/s for the freshness phase")
+    ap.add_argument("--baseline-rows", type=int, default=300)
+    args = ap.parse_args()
+    base = stack_settings()
+    stack = NativeStack(base)
+    tag = uuid.uuid4().hex[:8]
+    settings = fresh_settings(base, stack, tag)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-spark-"))
+    spark = build_session(settings)
+    try:
+        rate, exact_ok = sustained(spark, settings, args.readings, workdir)
+        delays = freshness(spark, settings, args.rate, 20, workdir)
+        baseline = row_at_a_time(spark, settings, args.baseline_rows, workdir)
+    finally:
+        spark.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report("spark", {
+        "readings (sustained phase)": float(args.readings),
+        "sustained readings/s into PostgreSQL": rate,
+        "database equals what was produced": "yes" if exact_ok else "NO",
+        f"freshness p50 at {args.rate}/s, 1 s trigger (s)": percentile(delays, 50),
+        f"freshness p95 at {args.rate}/s, 1 s trigger (s)": percentile(delays, 95),
+        f"original design: foreach + connection per row (rows/s, {args.baseline_rows} rows)": baseline,
+        "ratio ours / original": rate / baseline,
+    })
+
+
+if __name__ == "__main__":
+    main()
