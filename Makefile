@@ -34,7 +34,7 @@ status: ## health of each native service
 	$(VENV)/apt-energy stack status
 
 bench: bootstrap ## run the benchmarks in bench/ (ratios against same-run baselines)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/python $$b || exit 1; done
+	@for b in edge bridge spark; do $(VENV)/python -m bench.bench_$$b || exit 1; done
 
 clean: down ## stop the stack and delete .run/ (data, logs)
 	rm -rf .run

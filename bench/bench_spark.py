@@ -47,11 +47,13 @@ def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list
         meter = list(units)[i % len(units)]
         step = seq0 + i // per
         value = round(0.05 + (i * 7919 % 1000) / 4000, 3)
-        out.append(Reading(h.device_id, meter, step, start + timedelta(hours=step + 1), 3600, value, value, units[meter]))
+        end = start + timedelta(hours=step + 1)
+        out.append(Reading(h.device_id, meter, step, end, 3600, value, value, units[meter]))
     return out
 
 
-def produce(settings: Settings, batch: list[Reading], *, rate: float = 0.0, sent: dict[Any, float] | None = None) -> None:
+def produce(settings: Settings, batch: list[Reading], *, rate: float = 0.0,
+            sent: dict[Any, float] | None = None) -> None:
     p = Producer({"bootstrap.servers": settings.kafka.bootstrap, "linger.ms": 5})
     began = time.monotonic()
     for i, r in enumerate(batch):
