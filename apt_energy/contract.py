@@ -52,6 +52,16 @@ def usage_month(ts: datetime, tz: tzinfo) -> date:
     return date(local.year, local.month, 1)
 
 
+def json_object(payload: bytes | str) -> dict[str, Any]:
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise ContractError("not JSON") from None
+    if not isinstance(data, dict):
+        raise ContractError("not a JSON object")
+    return data
+
+
 def exact(value: float) -> Decimal:
     """The decimal a contract number stands for (its shortest repr, as JSON wrote it)."""
     return Decimal(repr(value))
@@ -82,13 +92,7 @@ class Reading:
     @classmethod
     def from_json(cls, payload: bytes | str) -> Reading:
         """Parse and validate; raises :class:`ContractError` naming the first problem."""
-        try:
-            data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            raise ContractError("not JSON") from None
-        if not isinstance(data, dict):
-            raise ContractError("not a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(json_object(payload))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Reading:
@@ -162,10 +166,7 @@ class DeviceStatus:
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> DeviceStatus:
-        try:
-            data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            raise ContractError("not JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("state"), str):
+        data = json_object(payload)
+        if not isinstance(data.get("state"), str):
             raise ContractError("status without a state")
         return cls(str(data.get("device_id", "")), data["state"], parse_ts(data.get("ts")))
