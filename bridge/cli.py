@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         for f in files:
             data = json.loads(f.read_text())
             age = time.time() - data.pop("updated", 0)
-            print(f"{f.stem}: " + "  ".join(f"{k} {v:,}" for k, v in data.items()) + f"  (updated {age:.0f}s ago)")
+            shown = "  ".join(f"{k} {v}" if isinstance(v, bool) else f"{k} {v:,}" for k, v in data.items())
+            print(f"{f.stem}: {shown}  (updated {age:.0f}s ago)")
         return 0
     if args.group:
         settings = dataclasses.replace(settings, bridge=dataclasses.replace(settings.bridge, group=args.group))

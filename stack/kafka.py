@@ -73,6 +73,15 @@ def render_log4j2(log_file: Path) -> str:
     ])
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id (16 random bytes, base64url). One starting with '-' would be read by the
+    StorageTool's argument parser as an option, so those are drawn again."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def java_binary() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").exists():
@@ -127,7 +136,7 @@ class Kafka:
                f"-Dkafka.logs.dir={self.dir}", "-cp", classpath]
         if not (data / "meta.properties").exists():
             shutil.rmtree(data, ignore_errors=True)
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = new_cluster_id()
             result = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,  # noqa: S603
                                      "-c", str(props)], capture_output=True, text=True, check=False)
             if result.returncode != 0:

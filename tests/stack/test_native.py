@@ -113,3 +113,10 @@ def test_stack_status_cli_lists_services(native_stack: NativeStack) -> None:
     assert result.returncode == 0, result.stderr
     for name in ("mosquitto", "postgresql", "kafka"):
         assert any(line.startswith(name) and "healthy" in line for line in result.stdout.splitlines())
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    from stack.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]  # ~1 in 64 raw draws starts with '-'
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
