@@ -8,10 +8,5 @@ from edge.fleet import Fleet, FleetOptions, FleetStats
 from edge.ledger import Ledger
 from edge.profile import FleetModel
 
-
-class EdgeError(Exception):
-    """The fleet cannot run as configured; the message says what to change."""
-
-
-__all__ = ["CommandError", "Device", "EdgeError", "Fleet", "FleetModel", "FleetOptions", "FleetStats", "Ledger",
+__all__ = ["CommandError", "Device", "Fleet", "FleetModel", "FleetOptions", "FleetStats", "Ledger",
            "parse_command"]
