@@ -359,7 +359,7 @@ class Fleet:
         c = [d.counters for d in self.devices]
         return FleetStats(self.sim_time, len(self.devices), sum(1 for d in self.devices if d.connected),
                           sum(x.generated for x in c), sum(x.acked for x in c),
-                          sum(len(d.buffer) + len(d.inflight) for d in self.devices), sum(x.dropped for x in c),
+                          sum(d.pending for d in self.devices), sum(x.dropped for x in c),
                           sum(x.bad_commands for x in c), time.monotonic() - self.started)
 
     def _report(self, now: float, force: bool = False) -> None:
