@@ -23,6 +23,7 @@ COMMANDS = (
     "bridge.cli",
     "spark.cli",
     "spark.alerts_cli",
+    "dashboards.cli",
     "apt_energy.demo",
     "config.cli",
 )
@@ -33,6 +34,8 @@ environment:
   APT_ENERGY_CONFIG_DIR          read the YAML files from another folder
   APT_ENERGY_DB_PASSWORD         writer role's password (generated into .env by `stack up`)
   APT_ENERGY_DB_READER_PASSWORD  read-only (Grafana) role's password
+  APT_ENERGY_DB_ADMIN_PASSWORD   PostgreSQL superuser's (stack up / stack init only)
+  APT_ENERGY_MQTT_PASSWORD       broker password for mqtt.username (compose's broker requires one)
   SLACK_BOT_TOKEN                Slack bot token (chat.postMessage to slack.channel)
   SLACK_WEBHOOK_URL              or a Slack incoming webhook
   APT_ENERGY_LOG_LEVEL           DEBUG, INFO (default), WARNING

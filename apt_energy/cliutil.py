@@ -24,11 +24,13 @@ def duration(text: str) -> int:
 
 
 def local_date(text: str) -> datetime:
-    """``2024-01-01`` or an ISO time; without a zone it is read in the complex's zone (:func:`in_zone`)."""
+    """``2024-01-01``, an ISO time or ``now``; without a zone it is read in the complex's zone (:func:`in_zone`)."""
+    if text == "now":
+        return datetime.now(UTC)
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date like 2024-01-01, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a date like 2024-01-01 or now, got {text!r}") from None
 
 
 def in_zone(value: datetime, tz: ZoneInfo) -> datetime:

@@ -18,12 +18,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import config
 from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
-from config import Settings
+from apt_energy.mqtt import login
+from config import Household, Settings
 from database import connect
 from stack.native import NativeStack
 from stack.secrets import ensure_dotenv
@@ -57,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--slack", choices=["on", "off"], default="on",
                    help="deliver alerts (Slack if SLACK_BOT_TOKEN/SLACK_WEBHOOK_URL is set, else console log)")
     p.add_argument("--stack-down", action="store_true", help="stop the native stack at the end")
+    p.add_argument("--no-bad-input", dest="bad_input", action="store_false",
+                   help="skip the few malformed messages the demo publishes to show they are dead-lettered "
+                        "or quarantined, never lost")
     p.add_argument("--output", type=Path, default=None,
                    help="where the ledger and the services' logs go (default <run dir>/demo)")
     p.set_defaults(func=run)
@@ -69,6 +74,7 @@ class Progress:
     stored: int = 0
     alerts: int = 0
     delivered: int = 0
+    quarantined: int = 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
             status.show(line(fleet, progress, time.monotonic() - started))
             check_alive(procs)
         timings["published"] = time.monotonic() - started
+        bad = publish_bad_input(settings, households[0], until) if args.bad_input else 0
         expected = sum(e.count for e in fleet.ledger.entries.values())
         deadline = time.monotonic() + 600
-        while progress.stored < expected and time.monotonic() < deadline:
+        while (progress.stored < expected or progress.quarantined < bad) and time.monotonic() < deadline:
             time.sleep(1.0)
             sample(settings, demo_dir, fleet.acked, progress)
             status.show(line(fleet, progress, time.monotonic() - started))
@@ -127,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     ok = summary(settings, ledger_path, progress, timings, fleet.stats().generated)
     if args.stack_down:
         stack.down()
-    next_steps(settings, demo_dir, args.keep_running)
+    next_steps(settings, demo_dir, args.keep_running, start, until)
     if not ok:
         raise DemoError("truth check failed: the database does not match the ledger (see above)")
     return 0
@@ -169,6 +176,7 @@ def forget_bridge_session(settings: Settings) -> None:
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.bridge.client_id, protocol=mqtt.MQTTv5)
+    login(client, settings, settings.bridge.client_id)
     client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True)
     client.loop_start()
     deadline = time.monotonic() + 5
@@ -203,6 +211,41 @@ def start_services(settings: Settings, demo_dir: Path, *, slack: bool) -> dict[s
     return procs
 
 
+def publish_bad_input(settings: Settings, household: Household, until: datetime) -> int:
+    """Publish what a faulty gateway might send, so the run shows bad input set aside with a reason:
+    one message that is not JSON (the bridge dead-letters it to Kafka) and readings the stream job
+    quarantines. Returns how many should reach the quarantine table."""
+    import paho.mqtt.client as mqtt
+
+    from apt_energy.contract import Reading
+    from apt_energy.topics import reading_topic
+
+    prefix = settings.mqtt.topic_prefix
+    topic = reading_topic(prefix, household, "electricity")
+    unit = settings.energy["electricity"].unit
+    seq = 2**40  # far above any seq the fleet uses: a quarantined reading must never shadow a good one
+    bad = [Reading(household.device_id, "electricity", seq, until, 3600, -1.5, 0.0, unit),          # negative
+           Reading(household.device_id, "electricity", seq + 1, until, 3600, 1.0, 1.0, "MWh"),      # wrong unit
+           Reading(household.device_id, "electricity", seq + 2, datetime.now(UTC) + timedelta(days=30), 3600,
+                   1.0, 1.0, unit)]                                                                # future
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{household.device_id}-faulty",
+                         protocol=mqtt.MQTTv5)
+    login(client, settings, f"{household.device_id}-faulty")
+    client.connect(settings.mqtt.host, settings.mqtt.port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, b"{not json", qos=1)]
+        infos += [client.publish(topic, r.to_json(), qos=1) for r in bad]
+        for info in infos:
+            info.wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print(f"bad input: published 1 non-JSON message (→ {settings.kafka.dead_letter_topic}) and {len(bad)} invalid "
+          "readings (→ quarantine table)")
+    return len(bad)
+
+
 def check_alive(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     for name, proc in procs.items():
         if proc.poll() is not None:
@@ -234,9 +277,10 @@ def sample(settings: Settings, demo_dir: Path, published: int, p: Progress) -> N
         row = conn.execute(
             """SELECT (SELECT COALESCE(sum(reading_count), 0) FROM energy_usage),
                       (SELECT count(*) FROM alerts),
-                      (SELECT count(*) FROM alert_notifications WHERE state IN ('sent', 'console'))""").fetchone()
+                      (SELECT count(*) FROM alert_notifications WHERE state IN ('sent', 'console')),
+                      (SELECT count(*) FROM quarantine)""").fetchone()
     assert row is not None
-    p.stored, p.alerts, p.delivered = int(row[0]), int(row[1]), int(row[2])
+    p.stored, p.alerts, p.delivered, p.quarantined = int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
 def line(fleet: object, p: Progress, elapsed: float) -> str:
@@ -363,14 +407,18 @@ def summary(settings: Settings, ledger_path: Path, p: Progress, timings: dict[st
     return not differ and not unknown
 
 
-def next_steps(settings: Settings, demo_dir: Path, keep_running: bool) -> None:
+def next_steps(settings: Settings, demo_dir: Path, keep_running: bool, start: datetime, until: datetime) -> None:
     pg = settings.postgres
+    tz = settings.complex.tz
     print(f"""
 Where to look next
   SQL:   psql "host={pg.host} port={pg.port} dbname={pg.database} user={pg.writer_user}"   (password in .env)
          SELECT * FROM energy_usage ORDER BY usage_date, household_id LIMIT 20;
   MQTT:  mosquitto_sub -h {settings.mqtt.host} -p {settings.mqtt.port} -t '{settings.mqtt.topic_prefix}/#' -v
          (or MQTT Explorer → {settings.mqtt.host}:{settings.mqtt.port}; run `apt-energy edge --speed 3600` for traffic)
+  Grafana: the dashboards' queries over this run (as Grafana's read-only role):
+         apt-energy dashboards check --from {start.astimezone(tz):%Y-%m-%d} --to {until.astimezone(tz):%Y-%m-%d}
+         (docker compose serves them at http://localhost:3000; see README "What you see")
   Slack: set SLACK_BOT_TOKEN (+ APT_ENERGY_SLACK_CHANNEL) or SLACK_WEBHOOK_URL; without them the alerts were
          logged to {demo_dir / 'spark.log'} — list them with `apt-energy alerts`
   Stop:  {'the Spark job and bridge are still running; ' if keep_running else ''}`apt-energy stack down`""")

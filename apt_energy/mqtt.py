@@ -15,7 +15,16 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from config import Settings
+
 CHUNK = 65536
+
+
+def login(client: mqtt.Client, settings: Settings, client_id: str) -> None:
+    """Broker credentials: ``mqtt.username`` + ``APT_ENERGY_MQTT_PASSWORD`` when set (compose's broker
+    requires them), else the client id as username (the native broker is anonymous on 127.0.0.1)."""
+    password = settings.secrets.mqtt_password.reveal() or None
+    client.username_pw_set(settings.mqtt.username or client_id, password)
 
 
 class BufferedClient(mqtt.Client):

@@ -241,6 +241,7 @@ class MqttSettings:
     topic_prefix: str = "apt"
     keepalive_s: int = 30
     qos: int = 1
+    username: str = ""   # empty: each client's id is its username (the native broker allows anonymous)
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", "an integer 1-65535", self.port)
@@ -334,6 +335,7 @@ class Secrets:
     db_reader_password: Secret = NO_SECRET
     slack_bot_token: Secret = NO_SECRET
     slack_webhook_url: Secret = NO_SECRET
+    mqtt_password: Secret = NO_SECRET
     slack_base_url: str = ""  # Slack API base URL override: tests point it at a local stand-in
 
     ENV_NAMES: typing.ClassVar[dict[str, str]] = {
@@ -341,6 +343,7 @@ class Secrets:
         "db_reader_password": "APT_ENERGY_DB_READER_PASSWORD",
         "slack_bot_token": "SLACK_BOT_TOKEN",
         "slack_webhook_url": "SLACK_WEBHOOK_URL",
+        "mqtt_password": "APT_ENERGY_MQTT_PASSWORD",
         "slack_base_url": "SLACK_API_BASE_URL",
     }
 

@@ -11,14 +11,24 @@ import config
 from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
 from config import Household, Settings
 from edge.fleet import Fleet, FleetOptions
+from edge.shards import MembershipWatch, Replicas, assign, discover, settle
 
 logger = logging.getLogger(__name__)
 
 
-def shard(text: str) -> tuple[int, int]:
+AUTO = "auto"
+# A replica checks the replica set this often, and a starting one waits until the set has been stable
+# this long: longer than the others take to notice a change and stop (see edge/shards.py).
+WATCH_POLL_S = 5.0
+SETTLE_S = 20.0
+
+
+def shard(text: str) -> tuple[int, int] | str:
+    if text == AUTO:
+        return AUTO
     match = re.fullmatch(r"(\d+)/(\d+)", text)
     if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
-        raise argparse.ArgumentTypeError(f"expected i/n with 0 ≤ i < n, e.g. 0/4, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected i/n with 0 ≤ i < n, e.g. 0/4, or auto, got {text!r}")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -46,9 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_env_flag(p, "--buildings", "APT_ENERGY_EDGE_BUILDINGS", default=(), type=buildings,
                  help="only these buildings, e.g. 1,2,11")
     add_env_flag(p, "--shard", "APT_ENERGY_EDGE_SHARD", default=(0, 1), type=shard,
-                 help="run shard i of n (every n-th household), e.g. 0/4")
+                 help="run shard i of n (every n-th household), e.g. 0/4; auto: one of the replicas of a "
+                      "compose service (docker compose up --scale edge=N), found through Docker's DNS")
+    add_env_flag(p, "--service", "APT_ENERGY_EDGE_SERVICE", default="edge",
+                 help="with --shard auto: the compose service whose replicas split the households")
     add_env_flag(p, "--start", "APT_ENERGY_EDGE_START", default=local_date("2024-01-01"), type=local_date,
-                 help="simulated start, a date in the complex's time zone or an ISO time")
+                 help="simulated start, a date in the complex's time zone, an ISO time, or now")
     p.add_argument("--months", type=int, default=None, help="simulate this many months from --start (default 12)")
     p.add_argument("--until", type=local_date, default=None, help="or simulate until this date")
     add_env_flag(p, "--speed", "APT_ENERGY_EDGE_SPEED", default=0.0, type=float,
@@ -76,14 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def options_from_args(args: argparse.Namespace, settings: Settings) -> FleetOptions:
+def options_from_args(args: argparse.Namespace, settings: Settings, part: tuple[int, int]) -> FleetOptions:
     tz = settings.complex.tz
     start = in_zone(args.start, tz)
     until = in_zone(args.until, tz) if args.until is not None else add_months(
         start, 12 if args.months is None else args.months, tz)
     if until <= start:
         raise SystemExit("apt-energy edge: --until/--months must end after --start")
-    i, n = args.shard
+    i, n = part
     return FleetOptions(start=start, until=until, interval_s=args.interval, speed=args.speed,
                         buffer_limit=args.buffer, ledger_path=args.ledger,
                         state_path=args.state or settings.run_dir / "edge" / f"state-{i}-of-{n}.json")
@@ -95,15 +108,37 @@ def run(args: argparse.Namespace) -> int:
         import dataclasses
 
         settings = dataclasses.replace(settings, simulation=dataclasses.replace(settings.simulation, seed=args.seed))
-    households = select_households(settings, count=args.households, only=args.buildings, part=args.shard)
+    watch: MembershipWatch | None = None
+    if args.shard == AUTO:
+        def resolve() -> Replicas:
+            return discover(args.service)
+
+        logger.info("edge waiting %.0fs for a stable replica set of service=%s", SETTLE_S, args.service)
+        replicas = settle(resolve, stable_s=SETTLE_S)
+        part = assign(replicas)
+        logger.info("edge replica=%s shard=%d/%d", replicas[0], *part)
+    else:
+        part = args.shard
+    households = select_households(settings, count=args.households, only=args.buildings, part=part)
     if not households:
         raise SystemExit("apt-energy edge: no households selected (check --households, --buildings, --shard)")
-    options = options_from_args(args, settings)
+    options = options_from_args(args, settings, part)
     fleet = Fleet(settings, households, options)
     on_stop_signals(fleet.stop)
-    logger.info("edge fleet devices=%d start=%s until=%s interval=%ds speed=%s broker=%s:%d", len(households),
-                options.start.isoformat(), options.until.isoformat(), options.interval_s, options.speed or "max",
-                settings.mqtt.host, settings.mqtt.port)
+    if args.shard == AUTO:
+        def changed(seen: Replicas) -> None:
+            logger.warning("edge replicas changed n=%d→%d: stopping so the restart re-splits the households",
+                           part[1], len(seen[1]))
+            fleet.stop()
+
+        watch = MembershipWatch(resolve, replicas, poll_s=WATCH_POLL_S, on_change=changed)
+        watch.start()
+    logger.info("edge fleet devices=%d shard=%d/%d start=%s until=%s interval=%ds speed=%s broker=%s:%d",
+                len(households), *part, options.start.isoformat(), options.until.isoformat(), options.interval_s,
+                options.speed or "max", settings.mqtt.host, settings.mqtt.port)
     stats = fleet.run()
     print(stats.line())
+    if watch is not None and watch.changed:
+        print("apt-energy edge: the replica set changed; exiting (code 3) so the restart takes its new share")
+        return 3
     return 0 if stats.dropped == 0 else 4

@@ -24,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from apt_energy import topics
 from apt_energy.backoff import Backoff
 from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading
-from apt_energy.mqtt import BufferedClient
+from apt_energy.mqtt import BufferedClient, login
 from config import Household, Settings
 from edge.commands import ClearAnomalies, CommandError, GoOffline, Inject, SetInterval, parse_command
 
@@ -89,7 +89,7 @@ class Device:
 
     def _make_client(self) -> BufferedClient:
         client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
-        client.username_pw_set(self.device_id)  # per-device identity, ready for per-device ACLs
+        login(client, self.settings, self.device_id)
         client.max_inflight_messages_set(0)     # our own window bounds it (see pump)
         offline = DeviceStatus(self.device_id, "offline", _utcnow())
         client.will_set(f"{self.base}/status", offline.to_json(), qos=1, retain=True)

@@ -330,12 +330,7 @@ class Fleet:
     # ------------------------------------------------------------------------------- state
 
     def _load_state(self) -> dict[str, dict[str, Register]]:
-        path = self.options.state_path
-        if not path or not path.exists():
-            return {}
-        data = json.loads(path.read_text())
-        return {dev: {m: Register(seq=int(v[0]), total_units=int(v[1])) for m, v in meters.items()}
-                for dev, meters in data.items()}
+        return load_state(self.options.state_path) if self.options.state_path else {}
 
     def _save_state(self, seqs: dict[str, dict[str, int]]) -> None:
         path = self.options.state_path
@@ -373,3 +368,19 @@ class Fleet:
             print("\r" + stats.line() + " " * 4, end="\n" if force else "", file=sys.stderr, flush=True)
         else:
             logger.info("%s", stats.line())
+
+
+def load_state(path: Path) -> dict[str, dict[str, Register]]:
+    """Saved registers from ``path`` and from other shards' files beside it (``state-<i>-of-<n>.json``).
+
+    When the shard split changes, a household's registers are in another shard's file: taking the highest
+    saved seq of every device and meter from all of them keeps seqs unique, never reused."""
+    files = {path, *path.parent.glob("state-*-of-*.json")} if path.name.startswith("state-") else {path}
+    merged: dict[str, dict[str, Register]] = {}
+    for file in sorted(f for f in files if f.exists()):
+        for dev, meters in json.loads(file.read_text()).items():
+            for meter, (seq, total) in meters.items():
+                known = merged.setdefault(dev, {}).get(meter)
+                if known is None or int(seq) > known.seq:
+                    merged[dev][meter] = Register(seq=int(seq), total_units=int(total))
+    return merged

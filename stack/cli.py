@@ -1,4 +1,5 @@
-"""``apt-energy stack up|down|status|fetch``: the native stack on this machine."""
+"""``apt-energy stack up|down|status|fetch``: the native stack on this machine; ``stack init``: prepare
+servers started elsewhere (docker compose, managed)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 
 import config
 from stack.native import NativeStack
+from stack.prepare import prepare
 from stack.secrets import ensure_dotenv
 
 logger = logging.getLogger(__name__)
@@ -20,15 +22,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "APT_ENERGY_MQTT_PORT, APT_ENERGY_POSTGRES_PORT, APT_ENERGY_KAFKA_BOOTSTRAP, "
                     "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT. Jars are cached in stack.cache_dir "
                     "(env APT_ENERGY_STACK_CACHE_DIR).")
-    p.add_argument("action", choices=["up", "down", "status", "fetch"],
+    p.add_argument("action", choices=["up", "down", "status", "fetch", "init"],
                    help="up: start (idempotent) and migrate; down: stop what up started; "
-                        "status: health of each service; fetch: download the Maven jars only")
+                        "status: health of each service; fetch: download the Maven jars only; "
+                        "init: for servers you run yourself (compose does this): create the roles and database "
+                        "as the superuser postgres (APT_ENERGY_DB_ADMIN_PASSWORD), migrate, seed, create topics")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "up":
         ensure_dotenv()
+    if args.action == "init":
+        applied = prepare(config.load())
+        print(f"ready: roles, database, migrations ({', '.join(f'{v:04d}' for v in applied) or 'up to date'}), "
+              "seed and Kafka topics")
+        return 0
     stack = NativeStack(config.load())
     if args.action == "fetch":
         stack.fetch()

@@ -155,26 +155,7 @@ class Kafka:
         return len(md.brokers) >= 1
 
     def create_topics(self, names: dict[str, dict[str, str]] | None = None, partitions: int | None = None) -> None:
-        """Create the pipeline's topics if missing: readings, devices (compacted), dead letters."""
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        k = self.settings.kafka
-        wanted = names if names is not None else {
-            k.readings_topic: {},
-            k.devices_topic: {"cleanup.policy": "compact"},
-            k.dead_letter_topic: {},
-        }
-        admin = AdminClient({"bootstrap.servers": k.bootstrap})
-        existing = set(admin.list_topics(timeout=10).topics)
-        new = [NewTopic(name, num_partitions=partitions or k.partitions, replication_factor=1, config=cfg)
-               for name, cfg in wanted.items() if name not in existing]
-        for name, future in (admin.create_topics(new) if new else {}).items():
-            try:
-                future.result(timeout=30)
-            except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise StackError(f"could not create kafka topic {name}: {exc}") from exc
+        ensure_topics(self.settings, names, partitions)
 
     def down(self) -> None:
         pid = read_pid(self.pid_file)
@@ -188,3 +169,27 @@ class Kafka:
         running = is_ours(pid, str(self.dir))
         return ServiceStatus(self.name, running, running and self._healthy(), self.settings.kafka.bootstrap,
                              pid=pid if running else None)
+
+
+def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = None,
+                  partitions: int | None = None) -> None:
+    """Create the pipeline's topics if missing: readings, devices (compacted), dead letters."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    k = settings.kafka
+    wanted = names if names is not None else {
+        k.readings_topic: {},
+        k.devices_topic: {"cleanup.policy": "compact"},
+        k.dead_letter_topic: {},
+    }
+    admin = AdminClient({"bootstrap.servers": k.bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [NewTopic(name, num_partitions=partitions or k.partitions, replication_factor=1, config=cfg)
+           for name, cfg in wanted.items() if name not in existing]
+    for name, future in (admin.create_topics(new) if new else {}).items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise StackError(f"could not create kafka topic {name}: {exc}") from exc

@@ -38,7 +38,7 @@ class NativeStack:
         self.fetch()
         self.mosquitto.up()
         self.postgres.up()
-        provision(self.postgres)
+        provision(self.settings)
         self.migrate()
         self.kafka.up()
 

@@ -122,10 +122,7 @@ class Postgres:
             return False
 
     def admin_connect(self, *, dbname: str | None = None, connect_timeout: int = 10) -> psycopg.Connection:
-        pg = self.settings.postgres
-        return psycopg.connect(host=pg.host, port=pg.port, user=ADMIN_USER, dbname=dbname or "postgres",
-                               password=admin_password().reveal(), connect_timeout=connect_timeout,
-                               autocommit=True)
+        return admin_connect(self.settings, dbname=dbname, connect_timeout=connect_timeout)
 
     def down(self) -> None:
         if self._server_pid() is None:
@@ -174,14 +171,20 @@ def _reachable_by_postgres(path: Path) -> bool:
     return True
 
 
-def provision(pg: Postgres) -> None:
+def admin_connect(settings: Settings, *, dbname: str | None = None, connect_timeout: int = 10) -> psycopg.Connection:
+    """The superuser (``postgres``, password APT_ENERGY_DB_ADMIN_PASSWORD) at postgres.host:port."""
+    pg = settings.postgres
+    return psycopg.connect(host=pg.host, port=pg.port, user=ADMIN_USER, dbname=dbname or "postgres",
+                           password=admin_password().reveal(), connect_timeout=connect_timeout, autocommit=True)
+
+
+def provision(settings: Settings) -> None:
     """Create (or update the passwords of) the writer and reader roles and the pipeline's database."""
     from psycopg import sql
 
-    settings = pg.settings
     cfg = settings.postgres
     roles = ((cfg.writer_user, settings.secrets.db_password), (cfg.reader_user, settings.secrets.db_reader_password))
-    with pg.admin_connect() as conn:
+    with admin_connect(settings) as conn:
         for role, password in roles:
             if not password:
                 raise StackError(f"no password for role {role}: set APT_ENERGY_DB_PASSWORD and "

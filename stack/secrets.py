@@ -18,7 +18,10 @@ logger = logging.getLogger(__name__)
 
 ADMIN_USER = "postgres"
 ADMIN_ENV = "APT_ENERGY_DB_ADMIN_PASSWORD"
-GENERATED = ("APT_ENERGY_DB_PASSWORD", "APT_ENERGY_DB_READER_PASSWORD", ADMIN_ENV)
+# The native stack uses the database ones; the others are generated too so that the same .env also
+# serves docker compose (its broker users and Grafana's admin).
+GENERATED = ("APT_ENERGY_DB_PASSWORD", "APT_ENERGY_DB_READER_PASSWORD", ADMIN_ENV, "MQTT_EDGE_PASSWORD",
+             "MQTT_BRIDGE_PASSWORD", "MQTT_OPERATOR_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 
 
 def ensure_dotenv(path: Path = PROJECT_ROOT / ".env") -> None:

@@ -4,8 +4,11 @@ isolated resources (uuid-named databases, Kafka topics, MQTT topic prefixes)."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,6 +19,7 @@ from config import Settings
 from database import connect, migrate, seed
 from stack import NativeStack
 from stack.secrets import ensure_dotenv
+from tests.slack_stub import SlackStub
 
 
 @pytest.fixture(scope="session")
@@ -39,30 +43,40 @@ def stack_settings(native_stack: NativeStack) -> Settings:
     return native_stack.settings
 
 
+def create_database(stack: NativeStack) -> Settings:
+    """A fresh, migrated and seeded database named ``t_<uuid>``; returns settings pointing at it."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    s = stack.settings
+    with stack.postgres.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(s.postgres.writer_user)))
+        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(name), sql.Identifier(s.postgres.reader_user)))
+    settings = dataclasses.replace(s, postgres=dataclasses.replace(s.postgres, database=name))
+    with connect(settings) as conn:
+        migrate(conn, reader_role=s.postgres.reader_user)
+        seed(conn, settings)
+    return settings
+
+
+def drop_databases(stack: NativeStack, names: list[str]) -> None:
+    with stack.postgres.admin_connect() as admin:
+        for name in names:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture
 def database_factory(native_stack: NativeStack) -> Iterator[Callable[[], Settings]]:
-    """Make a fresh, migrated and seeded database named ``t_<uuid>``; returns settings pointing at it."""
+    """Make fresh, migrated and seeded databases (dropped afterwards)."""
     created: list[str] = []
 
     def make() -> Settings:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        s = native_stack.settings
-        with native_stack.postgres.admin_connect() as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(name), sql.Identifier(s.postgres.writer_user)))
-            admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                sql.Identifier(name), sql.Identifier(s.postgres.reader_user)))
-        created.append(name)
-        settings = dataclasses.replace(s, postgres=dataclasses.replace(s.postgres, database=name))
-        with connect(settings) as conn:
-            migrate(conn, reader_role=s.postgres.reader_user)
-            seed(conn, settings)
+        settings = create_database(native_stack)
+        created.append(settings.postgres.database)
         return settings
 
     yield make
-    with native_stack.postgres.admin_connect() as admin:
-        for name in created:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_databases(native_stack, created)
 
 
 @pytest.fixture
@@ -70,11 +84,21 @@ def fresh_db(database_factory: Callable[[], Settings]) -> Settings:
     return database_factory()
 
 
+def delete_topics(stack: NativeStack, names: list[str]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    if names:
+        admin = AdminClient({"bootstrap.servers": stack.settings.kafka.bootstrap})
+        for future in admin.delete_topics(names).values():
+            try:
+                future.result(timeout=10)
+            except Exception:
+                pass
+
+
 @pytest.fixture
 def topic_factory(native_stack: NativeStack) -> Iterator[Callable[..., str]]:
     """Create a uuid-named Kafka topic (deleted afterwards)."""
-    from confluent_kafka.admin import AdminClient
-
     created: list[str] = []
 
     def make(prefix: str = "t", partitions: int = 3, compact: bool = False) -> str:
@@ -85,28 +109,69 @@ def topic_factory(native_stack: NativeStack) -> Iterator[Callable[..., str]]:
         return name
 
     yield make
-    if created:
-        admin = AdminClient({"bootstrap.servers": native_stack.settings.kafka.bootstrap})
-        for future in admin.delete_topics(created).values():
-            try:
-                future.result(timeout=10)
-            except Exception:
-                pass
+    delete_topics(native_stack, created)
+
+
+def isolate(settings: Settings, make_topic: Callable[..., str]) -> Settings:
+    """Settings of their own: uuid MQTT prefix, Kafka topics, bridge group and client id."""
+    tag = uuid.uuid4().hex[:10]
+    s = settings
+    return dataclasses.replace(
+        s,
+        mqtt=dataclasses.replace(s.mqtt, topic_prefix=f"t{tag}"),
+        kafka=dataclasses.replace(s.kafka, readings_topic=make_topic("readings"),
+                                  devices_topic=make_topic("devices", compact=True),
+                                  dead_letter_topic=make_topic("dlq")),
+        bridge=dataclasses.replace(s.bridge, group=f"g{tag}", client_id=f"bridge-{tag}"),
+    )
 
 
 @pytest.fixture
 def pipeline_settings(stack_settings: Settings, topic_factory: Callable[..., str]) -> Settings:
     """Settings isolated for one test: uuid MQTT prefix, Kafka topics, bridge group and client id."""
-    tag = uuid.uuid4().hex[:10]
-    s = stack_settings
-    return dataclasses.replace(
-        s,
-        mqtt=dataclasses.replace(s.mqtt, topic_prefix=f"t{tag}"),
-        kafka=dataclasses.replace(s.kafka, readings_topic=topic_factory("readings"),
-                                  devices_topic=topic_factory("devices", compact=True),
-                                  dead_letter_topic=topic_factory("dlq")),
-        bridge=dataclasses.replace(s.bridge, group=f"g{tag}", client_id=f"bridge-{tag}"),
-    )
+    return isolate(stack_settings, topic_factory)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRun:
+    """One small `apt-energy demo` through the whole real chain, shared by the tests that read its result."""
+
+    settings: Settings
+    result: subprocess.CompletedProcess[str]
+    slack: SlackStub
+    output: Path
+
+
+@pytest.fixture(scope="session")
+def demo_run(native_stack: NativeStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """20 households × 2 months at 6 h (Jan–Feb 2024) in a database and topics of its own; January
+    electricity is ~250 kWh, so a lower warning level makes sure threshold alerts are raised."""
+    topics: list[str] = []
+
+    def make_topic(prefix: str, compact: bool = False) -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+        native_stack.kafka.create_topics({name: {"cleanup.policy": "compact"} if compact else {}}, partitions=3)
+        topics.append(name)
+        return name
+
+    db = create_database(native_stack)
+    settings = isolate(dataclasses.replace(native_stack.settings, postgres=db.postgres), make_topic)
+    tmp = tmp_path_factory.mktemp("demo")
+    slack = SlackStub()
+    env = {**env_for(settings),
+           "APT_ENERGY_SPARK_CHECKPOINT_DIR": str(tmp / "checkpoints"),
+           "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_BASE_URL": slack.base_url,
+           "APT_ENERGY_RULES_THRESHOLDS_ELECTRICITY_WARNING": "230"}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "apt_energy", "demo", "--households", "20", "--months", "2", "--interval", "6h",
+             "--output", str(tmp / "demo")],
+            env=env, capture_output=True, text=True, timeout=600)
+        yield DemoRun(settings, result, slack, tmp / "demo")
+    finally:
+        slack.close()
+        drop_databases(native_stack, [db.postgres.database])
+        delete_topics(native_stack, topics)
 
 
 def env_for(settings: Settings) -> dict[str, str]:

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from apt_energy.mqtt import login
 from config import Settings
 from stack.mosquitto import Mosquitto
 
@@ -50,9 +51,10 @@ class Recorder:
         self.messages: dict[str, list[bytes]] = defaultdict(list)
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"rec-{uuid.uuid4().hex}",
-                                  protocol=mqtt.MQTTv5)
+        client_id = client_id or f"rec-{uuid.uuid4().hex}"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.topic = topic or f"{settings.mqtt.topic_prefix}/#"
+        login(self.client, settings, client_id)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self.subscribed.set()

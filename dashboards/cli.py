@@ -1,0 +1,52 @@
+"""``apt-energy dashboards build|check``: regenerate the Grafana JSON; run every panel's SQL."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+
+import config
+from apt_energy.cliutil import in_zone, local_date
+from dashboards.build import JSON_DIR, stale, write
+from dashboards.check import run_panels
+from dashboards.definitions import all_dashboards
+from dashboards.macros import TimeRange
+from database import connect
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "dashboards", help="regenerate the Grafana dashboards; run their queries against PostgreSQL",
+        description=f"build: write {JSON_DIR} from config (complex.yaml's energy types, units and thresholds). "
+                    "check: expand every panel's SQL as Grafana does and run it as the read-only role "
+                    "(APT_ENERGY_DB_READER_PASSWORD), reporting panels that would be empty or undrawable.")
+    p.add_argument("action", choices=["build", "check"])
+    p.add_argument("--from", dest="start", type=local_date, default=None,
+                   help="check: time range start, a date in the complex's time zone (default: a year ago)")
+    p.add_argument("--to", dest="end", type=local_date, default=None, help="check: time range end (default: now)")
+    p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                   help="check: a variable's value, e.g. --var building=3 (default: its first value)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load()
+    if args.action == "build":
+        written = write(settings)
+        print(f"{len(written)} dashboard file(s) updated in {JSON_DIR}" if written else "dashboards up to date")
+        return 0
+    tz = settings.complex.tz
+    end = in_zone(args.end, tz) if args.end else datetime.now(tz)
+    start = in_zone(args.start, tz) if args.start else end.replace(year=end.year - 1)
+    chosen = dict(v.split("=", 1) for v in args.var)
+    failures = 0
+    if stale(settings):
+        print(f"note: {', '.join(stale(settings))} differ from config; run `apt-energy dashboards build`")
+    with connect(settings, role="reader") as conn:
+        for dashboard in all_dashboards(settings):
+            for result in run_panels(conn, dashboard.to_json(), TimeRange(start, end), chosen=chosen):
+                mark = "ok " if not result.problems else "BAD"
+                failures += bool(result.problems)
+                print(f"{mark} {result.dashboard:<22} {result.panel[:60]:<60} {len(result.rows):>5} rows"
+                      + (f"  ({'; '.join(result.problems)})" if result.problems else ""))
+    return 1 if failures else 0

@@ -1,0 +1,335 @@
+"""The four dashboards, built from the complex's configuration (energy types, units, thresholds).
+
+SQL notes that hold for every panel:
+- ``energy_usage`` is monthly (``usage_date`` is the 1st, in the complex's time zone); a month counts
+  when it overlaps the dashboard's time range, so a range starting mid-month still shows that month.
+- ``energy_usage.energy_type`` holds the Korean label (the original design); alerts use the key.
+- Emissions are stored in kg CO2e; the complex-level panels show tonnes.
+"""
+
+from __future__ import annotations
+
+from config import EnergyType, Settings
+from dashboards.grafana import Dashboard, Panel, Query, Variable, column_unit, thresholds
+
+# Grafana unit ids for the configured units; anything else is shown as a suffix.
+GRAFANA_UNITS = {"kWh": "kwatth", "m³": "m3", "kg CO2e": "masskg"}
+TONNES = "suffix: t CO2e"
+KG = "suffix: kg CO2e"
+LINKS = ({"type": "dashboards", "tags": ["apt-energy"], "asDropdown": False, "includeVars": True,
+          "keepTime": True, "title": "apt-energy"},)
+BARS = {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1, "barAlignment": 0, "showPoints": "never"}
+STACKED_BARS = {**BARS, "stacking": {"mode": "normal", "group": "A"}}
+HEAT = {"cellOptions": {"type": "color-background", "mode": "gradient"}, "align": "center"}
+ONE_HOUSEHOLD = "b.building_number = $building AND h.floor * 100 + h.unit = $unit"
+
+
+def grafana_unit(unit: str) -> str:
+    return GRAFANA_UNITS.get(unit, f"suffix: {unit}")
+
+
+def label(energy: EnergyType) -> str:
+    return f"{energy.label_ko} {energy.label_en}"
+
+
+class Sql:
+    """SQL fragments that depend on the complex's time zone."""
+
+    def __init__(self, tz: str) -> None:
+        self.tz = tz
+
+    def month_time(self, column: str) -> str:
+        """A month-start DATE as the local midnight it stands for, named ``time`` for Grafana."""
+        return f"({column}::timestamp AT TIME ZONE '{self.tz}') AS \"time\""
+
+    def local_date(self, macro: str) -> str:
+        return f"({macro}::timestamptz AT TIME ZONE '{self.tz}')::date"
+
+    def months_in_range(self, column: str) -> str:
+        """Month-start dates whose month overlaps the dashboard's time range."""
+        return (f"{column} BETWEEN date_trunc('month', {self.local_date('$__timeFrom()')})::date "
+                f"AND {self.local_date('$__timeTo()')}")
+
+    def this_month(self, column: str) -> str:
+        """Dates in the month that holds the end of the time range ("this month" when it ends now)."""
+        return (f"{column} BETWEEN date_trunc('month', {self.local_date('$__timeTo()')})::date "
+                f"AND {self.local_date('$__timeTo()')}")
+
+
+def per_energy_columns(settings: Settings, expr: str, *, scale: str = "") -> str:
+    """One aggregated column per energy type, e.g. ``sum(u.amount) FILTER (WHERE …) AS "전력 Electricity"``."""
+    return ",\n       ".join(
+        f"sum({expr}) FILTER (WHERE u.energy_type = '{e.label_ko}'){scale} AS \"{label(e)}\""
+        for e in settings.energy.values())
+
+
+def overview(settings: Settings) -> Dashboard:
+    sql = Sql(settings.complex.timezone)
+    usage = tuple(
+        Panel("timeseries", f"{label(e)} — monthly usage ({e.unit})", unit=grafana_unit(e.unit), width=8,
+              description=f"Sum over all households of {e.label_en.lower()} per month.",
+              custom=BARS, options={"legend": {"showLegend": False}},
+              query=Query(f"""
+SELECT {sql.month_time('u.usage_date')}, sum(u.amount) AS "{label(e)}"
+FROM energy_usage u
+WHERE u.energy_type = '{e.label_ko}' AND {sql.months_in_range('u.usage_date')}
+GROUP BY 1 ORDER BY 1""", "time_series"))
+        for e in settings.energy.values())
+    return Dashboard(
+        uid="apt-energy-overview", title="apt-energy — complex overview / 단지 개요",
+        description=f"{settings.complex.name}: usage, emissions, alerts and pipeline health.", links=LINKS,
+        panels=(
+            Panel("stat", "Alerts this month / 이번 달 경보", unit="short", width=6, height=5,
+                  description="Alerts for the month that holds the end of the time range.",
+                  defaults={"color": {"mode": "thresholds"},
+                            "thresholds": thresholds((None, "green"), (1, "orange"))},
+                  query=Query(f"""
+SELECT count(*) FILTER (WHERE severity = 'critical') AS "critical",
+       count(*) FILTER (WHERE severity = 'warning') AS "warning"
+FROM alerts WHERE {sql.this_month('period')}""")),
+            Panel("stat", "Devices online / 연결된 기기", unit="short", width=6, height=5,
+                  description="Gateways whose last status message said online, of all households.",
+                  query=Query("""
+SELECT (SELECT count(*) FROM devices WHERE state = 'online') AS "online",
+       (SELECT count(*) FROM households) AS "households\"""")),
+            Panel("stat", "Data freshness / 최신 데이터", unit="s", width=6, height=5,
+                  description="Time since PostgreSQL last stored a reading (wall clock, whatever the range).",
+                  defaults={"color": {"mode": "thresholds"},
+                            "thresholds": thresholds((None, "green"), (120, "orange"), (900, "red"))},
+                  query=Query("""
+SELECT extract(epoch FROM now() - max(ingested_at)) AS "since last reading"
+FROM meter_readings""")),
+            Panel("stat", "Quarantined messages (24 h) / 격리된 메시지", unit="short", width=6, height=5,
+                  time_from="24h", description="Bad input set aside by the stream job; reasons in the alerts "
+                                                "dashboard. Dead letters from the bridge stay in Kafka.",
+                  defaults={"color": {"mode": "thresholds"}, "thresholds": thresholds((None, "green"), (1, "red"))},
+                  query=Query("""
+SELECT count(*) AS "quarantined" FROM quarantine WHERE $__timeFilter(received_at)""")),
+            *usage,
+            Panel("timeseries", "Emissions by month / 월별 탄소 배출 (t CO2e)", unit=TONNES, width=12,
+                  description="usage × emission factor in force that month, stacked by energy type.",
+                  custom=STACKED_BARS, query=Query(f"""
+SELECT {sql.month_time('u.usage_date')},
+       {per_energy_columns(settings, 'u.emission', scale=' / 1000')}
+FROM energy_usage u
+WHERE {sql.months_in_range('u.usage_date')}
+GROUP BY 1 ORDER BY 1""", "time_series")),
+            Panel("barchart", "Emissions by building / 동별 탄소 배출 (t CO2e)", unit=TONNES, width=12,
+                  description="Over the time range, stacked by energy type.",
+                  options={"xField": "building", "stacking": "normal", "legend": {"showLegend": True}},
+                  query=Query(f"""
+SELECT format('%s동', b.building_number) AS "building",
+       {per_energy_columns(settings, 'u.emission', scale=' / 1000')}
+FROM energy_usage u
+JOIN households h ON h.id = u.household_id
+JOIN buildings b ON b.id = h.building_id
+WHERE {sql.months_in_range('u.usage_date')}
+GROUP BY b.building_number ORDER BY b.building_number""")),
+            Panel("timeseries", "Readings stored per minute (last hour) / 분당 저장된 검침값",
+                  unit="suffix: /min", width=24, height=6, time_from="1h",
+                  description="Pipeline throughput by the time PostgreSQL stored each reading.",
+                  query=Query("""
+SELECT $__timeGroupAlias(ingested_at, '1m'), count(*) AS "readings"
+FROM meter_readings
+WHERE $__timeFilter(ingested_at)
+GROUP BY 1 ORDER BY 1""", "time_series")),
+        ))
+
+
+def building(settings: Settings) -> Dashboard:
+    sql = Sql(settings.complex.timezone)
+    widest = max(g.units_per_floor for g in settings.complex.buildings)
+    energies = list(settings.energy.values())
+    compare = tuple(
+        Panel("timeseries", f"{label(e)} per household: this building vs complex ({e.unit})",
+              unit=grafana_unit(e.unit), width=8, description="Average monthly usage per reporting household.",
+              query=Query(f"""
+SELECT {sql.month_time('u.usage_date')},
+       avg(u.amount) FILTER (WHERE b.building_number = $building) AS "this building",
+       avg(u.amount) AS "complex"
+FROM energy_usage u
+JOIN households h ON h.id = u.household_id
+JOIN buildings b ON b.id = h.building_id
+WHERE u.energy_type = '{e.label_ko}' AND {sql.months_in_range('u.usage_date')}
+GROUP BY 1 ORDER BY 1""", "time_series"))
+        for e in energies)
+    heat_columns = ",\n       ".join(
+        f"sum(u.emission) FILTER (WHERE h.unit = {n}) AS \"{n}호\"" for n in range(1, widest + 1))
+    ranking_columns = ",\n       ".join(
+        f"sum(u.amount) FILTER (WHERE u.energy_type = '{e.label_ko}') AS \"{label(e)}\"" for e in energies)
+    return Dashboard(
+        uid="apt-energy-building", title="apt-energy — building / 동별 비교",
+        description="Households of one building compared over the time range.", links=LINKS,
+        variables=(Variable("building", "Building / 동",
+                            "SELECT building_number FROM buildings ORDER BY building_number"),),
+        panels=(
+            Panel("table", "Floor heat-map: emissions per flat / 층별 탄소 배출 (kg CO2e)", unit=KG, width=10,
+                  height=16, description="Rows are floors (top floor first), columns the unit on that floor.",
+                  custom=HEAT, defaults={"color": {"mode": "continuous-GrYlRd"}, "decimals": 0},
+                  overrides=({"matcher": {"id": "byName", "options": "floor 층"},
+                              "properties": [{"id": "unit", "value": "none"},
+                                             {"id": "custom.cellOptions", "value": {"type": "auto"}}]},),
+                  query=Query(f"""
+SELECT h.floor AS "floor 층",
+       {heat_columns}
+FROM households h
+JOIN buildings b ON b.id = h.building_id
+LEFT JOIN energy_usage u ON u.household_id = h.id AND {sql.months_in_range('u.usage_date')}
+WHERE b.building_number = $building
+GROUP BY h.floor ORDER BY h.floor DESC""")),
+            Panel("table", "Households ranked by emissions / 세대별 순위", unit="none", width=14, height=16,
+                  description="Usage and emissions over the time range; alerts raised for months in it.",
+                  options={"sortBy": [{"displayName": "t CO2e", "desc": True}]},
+                  overrides=(*(column_unit(label(e), grafana_unit(e.unit)) for e in energies),
+                             column_unit("t CO2e", TONNES), column_unit("alerts", "short")),
+                  query=Query(f"""
+SELECT format('%s호', h.floor * 100 + h.unit) AS "unit 호",
+       {ranking_columns},
+       sum(u.emission) / 1000 AS "t CO2e",
+       (SELECT count(*) FROM alerts a
+         WHERE a.household_id = h.id AND {sql.months_in_range('a.period')}) AS "alerts"
+FROM households h
+JOIN buildings b ON b.id = h.building_id
+LEFT JOIN energy_usage u ON u.household_id = h.id AND {sql.months_in_range('u.usage_date')}
+WHERE b.building_number = $building
+GROUP BY h.id, h.floor, h.unit
+ORDER BY "t CO2e" DESC NULLS LAST""")),
+            *compare,
+        ))
+
+
+def household(settings: Settings) -> Dashboard:
+    sql = Sql(settings.complex.timezone)
+    energies = list(settings.energy.items())
+    line = {"custom.drawStyle": "line", "custom.lineStyle": {"fill": "dash", "dash": [10, 10]}}
+
+    def threshold_line(name: str, color: str) -> dict[str, object]:
+        return {"matcher": {"id": "byName", "options": name},
+                "properties": [{"id": k, "value": v} for k, v in line.items()]
+                + [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]}
+
+    usage = []
+    for key, e in energies:
+        limit = settings.rules.thresholds.get(key)
+        limits = (f",\n       {limit.warning} AS \"warning\", {limit.critical} AS \"critical\""
+                  if limit else "")
+        usage.append(Panel(
+            "timeseries", f"{label(e)} — monthly usage vs thresholds ({e.unit})", unit=grafana_unit(e.unit),
+            width=8, custom=BARS, description="Bars: this household. Dashed: the alert thresholds in config.",
+            overrides=(threshold_line("warning", "orange"), threshold_line("critical", "red")) if limit else (),
+            query=Query(f"""
+SELECT {sql.month_time('u.usage_date')}, u.amount AS "usage"{limits}
+FROM energy_usage u
+JOIN households h ON h.id = u.household_id
+JOIN buildings b ON b.id = h.building_id
+WHERE u.energy_type = '{e.label_ko}' AND {ONE_HOUSEHOLD} AND {sql.months_in_range('u.usage_date')}
+ORDER BY 1""", "time_series")))
+    return Dashboard(
+        uid="apt-energy-household", title="apt-energy — household / 세대 상세",
+        description="One flat: monthly usage against the alert thresholds, emissions, readings and alerts.",
+        links=LINKS,
+        variables=(
+            Variable("building", "Building / 동", "SELECT building_number FROM buildings ORDER BY building_number"),
+            Variable("unit", "Unit / 호", """
+SELECT h.floor * 100 + h.unit FROM households h JOIN buildings b ON b.id = h.building_id
+WHERE b.building_number = $building ORDER BY h.floor, h.unit"""),
+        ),
+        panels=(
+            *usage,
+            Panel("timeseries", "Emissions by month / 월별 탄소 배출 (kg CO2e)", unit=KG, width=12,
+                  custom=STACKED_BARS, query=Query(f"""
+SELECT {sql.month_time('u.usage_date')},
+       {per_energy_columns(settings, 'u.emission')}
+FROM energy_usage u
+JOIN households h ON h.id = u.household_id
+JOIN buildings b ON b.id = h.building_id
+WHERE {ONE_HOUSEHOLD} AND {sql.months_in_range('u.usage_date')}
+GROUP BY 1 ORDER BY 1""", "time_series")),
+            Panel("table", "Gateway / 월패드 게이트웨이", unit="none", width=12,
+                  description="The household's device as its last status and meta messages described it.",
+                  overrides=(column_unit("interval", "s"), column_unit("last seen", "dateTimeAsIso")),
+                  query=Query(f"""
+SELECT h.device_id AS "device", coalesce(d.state, 'never seen') AS "state", d.last_seen AS "last seen",
+       d.firmware AS "firmware", d.interval_s AS "interval"
+FROM households h
+JOIN buildings b ON b.id = h.building_id
+LEFT JOIN devices d ON d.device_id = h.device_id
+WHERE {ONE_HOUSEHOLD}""")),
+            Panel("table", "Recent readings / 최근 검침값", unit="none", width=12, height=10,
+                  description="The last 100 readings in the time range; value is per reading interval.",
+                  overrides=(column_unit("value", "none"), column_unit("time", "dateTimeAsIso")),
+                  query=Query(f"""
+SELECT m.ts AS "time", et.label_ko || ' ' || et.label_en AS "energy", m.value AS "value",
+       et.unit AS "unit", m.seq AS "seq", m.ingested_at AS "stored"
+FROM meter_readings m
+JOIN households h ON h.id = m.household_id
+JOIN buildings b ON b.id = h.building_id
+JOIN energy_types et ON et.key = m.meter
+WHERE {ONE_HOUSEHOLD} AND $__timeFilter(m.ts)
+ORDER BY m.ts DESC, m.meter LIMIT 100""")),
+            Panel("table", "Alerts for this flat / 세대 경보", unit="none", width=12, height=10,
+                  query=Query(f"""
+SELECT a.period AS "period", et.label_ko || ' ' || et.label_en AS "energy", a.rule AS "rule",
+       a.severity AS "severity", a.observed AS "value", a.reference AS "limit", a.unit AS "unit",
+       a.state AS "state"
+FROM alerts a
+JOIN households h ON h.id = a.household_id
+JOIN buildings b ON b.id = h.building_id
+JOIN energy_types et ON et.key = a.energy_type
+WHERE {ONE_HOUSEHOLD} AND {sql.months_in_range('a.period')}
+ORDER BY a.period DESC, a.id DESC""")),
+        ))
+
+
+def alerts(settings: Settings) -> Dashboard:
+    sql = Sql(settings.complex.timezone)
+    in_range = sql.months_in_range("a.period")
+    return Dashboard(
+        uid="apt-energy-alerts", title="apt-energy — alerts / 경보",
+        description="Every alert raised for the time range and what happened to its Slack message.", links=LINKS,
+        panels=(
+            Panel("stat", "Slack delivery / 슬랙 전송", unit="short", width=12, height=5,
+                  description="Notifications (raised and resolved) for alerts in the range, by delivery state.",
+                  query=Query(f"""
+SELECT count(*) FILTER (WHERE n.state IN ('sent', 'console')) AS "delivered",
+       count(*) FILTER (WHERE n.state IN ('pending', 'sending')) AS "waiting",
+       count(*) FILTER (WHERE n.state = 'failed') AS "failed"
+FROM alert_notifications n JOIN alerts a ON a.id = n.alert_id
+WHERE {in_range}""")),
+            Panel("bargauge", "Alerts by rule / 규칙별 경보", unit="short", width=12, height=5,
+                  options={"reduceOptions": {"values": True, "calcs": [], "fields": "/^alerts$/"},
+                           "orientation": "horizontal", "displayMode": "basic"},
+                  query=Query(f"""
+SELECT a.rule || ' · ' || a.severity AS "rule", count(*) AS "alerts"
+FROM alerts a WHERE {in_range}
+GROUP BY a.rule, a.severity ORDER BY 2 DESC""")),
+            Panel("table", "Alerts / 경보 목록", unit="none", width=24, height=14,
+                  description="Newest first. delivery is the state of the alert's latest Slack notification.",
+                  overrides=(column_unit("raised", "dateTimeAsIso"), column_unit("attempts", "short")),
+                  query=Query(f"""
+SELECT a.raised_at AS "raised", a.period AS "period",
+       format('%s동 %s호', b.building_number, h.floor * 100 + h.unit) AS "household",
+       et.label_ko || ' ' || et.label_en AS "energy", a.rule AS "rule", a.severity AS "severity",
+       a.observed AS "value", a.reference AS "limit", a.unit AS "unit", a.state AS "state",
+       coalesce(n.state, '-') AS "delivery", coalesce(n.attempts, 0) AS "attempts", n.last_error AS "last error"
+FROM alerts a
+JOIN households h ON h.id = a.household_id
+JOIN buildings b ON b.id = h.building_id
+JOIN energy_types et ON et.key = a.energy_type
+LEFT JOIN LATERAL (SELECT state, attempts, last_error FROM alert_notifications
+                   WHERE alert_id = a.id ORDER BY id DESC LIMIT 1) n ON true
+WHERE {in_range}
+ORDER BY a.raised_at DESC, a.id DESC LIMIT 500""")),
+            Panel("table", "Quarantine reasons (7 days) / 격리 사유", unit="none", width=24, height=7,
+                  time_from="7d", description="Input the stream job could not use, by reason, as it arrived "
+                                               "(each row is kept with its Kafka coordinates).",
+                  overrides=(column_unit("messages", "short"), column_unit("last", "dateTimeAsIso")),
+                  query=Query("""
+SELECT reason AS "reason", count(*) AS "messages", max(received_at) AS "last"
+FROM quarantine WHERE $__timeFilter(received_at)
+GROUP BY reason ORDER BY 2 DESC""")),
+        ))
+
+
+def all_dashboards(settings: Settings) -> list[Dashboard]:
+    return [overview(settings), building(settings), household(settings), alerts(settings)]
