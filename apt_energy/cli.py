@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_known(exc: Exception) -> bool:
     """Errors our packages raise on purpose (their base exceptions) carry a message for the user."""
-    return type(exc).__module__.split(".")[0] in {"stack", "database", "edge", "bridge", "spark", "apt_energy"}
+    ours = {"stack", "database", "edge", "bridge", "spark", "dashboards", "apt_energy"}
+    return type(exc).__module__.split(".")[0] in ours
 
 
 def run_component(command: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import config
 from apt_energy.cliutil import in_zone, local_date
@@ -12,6 +12,13 @@ from dashboards.check import run_panels
 from dashboards.definitions import all_dashboards
 from dashboards.macros import TimeRange
 from database import connect
+
+
+def variable(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. building=3, got {text!r}")
+    return name, value
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -24,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--from", dest="start", type=local_date, default=None,
                    help="check: time range start, a date in the complex's time zone (default: a year ago)")
     p.add_argument("--to", dest="end", type=local_date, default=None, help="check: time range end (default: now)")
-    p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", type=variable,
                    help="check: a variable's value, e.g. --var building=3 (default: its first value)")
     p.set_defaults(func=run)
 
@@ -37,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     tz = settings.complex.tz
     end = in_zone(args.end, tz) if args.end else datetime.now(tz)
-    start = in_zone(args.start, tz) if args.start else end.replace(year=end.year - 1)
-    chosen = dict(v.split("=", 1) for v in args.var)
+    start = in_zone(args.start, tz) if args.start else end - timedelta(days=365)
+    chosen = dict(args.var)
     failures = 0
     if stale(settings):
         print(f"note: {', '.join(stale(settings))} differ from config; run `apt-energy dashboards build`")
@@ -49,4 +56,8 @@ def run(args: argparse.Namespace) -> int:
                 failures += bool(result.problems)
                 print(f"{mark} {result.dashboard:<22} {result.panel[:60]:<60} {len(result.rows):>5} rows"
                       + (f"  ({'; '.join(result.problems)})" if result.problems else ""))
+    if failures:
+        print(f"{failures} panel(s) would be empty or undrawable for {start.astimezone(tz):%Y-%m-%d} .. "
+              f"{end.astimezone(tz):%Y-%m-%d}; empty ones usually mean no data in that range (the demo simulates "
+              "2024: --from 2024-01-01 --to 2024-12-31)")
     return 1 if failures else 0
