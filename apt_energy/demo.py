@@ -17,10 +17,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
 
 import config
 from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
@@ -170,20 +174,28 @@ def reset(settings: Settings, stack: NativeStack, demo_dir: Path) -> None:
     print(f"reset: tables {', '.join(PIPELINE_TABLES)}; topics {', '.join(topics)}; spark checkpoints")
 
 
+@contextmanager
+def mqtt_session(settings: Settings, client_id: str) -> Iterator[mqtt.Client]:
+    """A short-lived MQTT v5 client with a clean start, connected (or given up on after 5 s) on entry."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    login(client, settings, client_id)
+    client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + 5
+        while not client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def forget_bridge_session(settings: Settings) -> None:
     """The bridge's persistent MQTT session may still queue messages from an earlier run: connecting
     once with a clean start makes the broker discard it."""
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.bridge.client_id, protocol=mqtt.MQTTv5)
-    login(client, settings, settings.bridge.client_id)
-    client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True)
-    client.loop_start()
-    deadline = time.monotonic() + 5
-    while not client.is_connected() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    client.disconnect()
-    client.loop_stop()
+    with mqtt_session(settings, settings.bridge.client_id):
+        pass
 
 
 def start_services(settings: Settings, demo_dir: Path, *, slack: bool) -> dict[str, subprocess.Popen[bytes]]:
@@ -215,8 +227,6 @@ def publish_bad_input(settings: Settings, household: Household, until: datetime)
     """Publish what a faulty gateway might send, so the run shows bad input set aside with a reason:
     one message that is not JSON (the bridge dead-letters it to Kafka) and readings the stream job
     quarantines. Returns how many should reach the quarantine table."""
-    import paho.mqtt.client as mqtt
-
     from apt_energy.contract import Reading
     from apt_energy.topics import reading_topic
 
@@ -228,19 +238,11 @@ def publish_bad_input(settings: Settings, household: Household, until: datetime)
            Reading(household.device_id, "electricity", seq + 1, until, 3600, 1.0, 1.0, "MWh"),      # wrong unit
            Reading(household.device_id, "electricity", seq + 2, datetime.now(UTC) + timedelta(days=30), 3600,
                    1.0, 1.0, unit)]                                                                # future
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{household.device_id}-faulty",
-                         protocol=mqtt.MQTTv5)
-    login(client, settings, f"{household.device_id}-faulty")
-    client.connect(settings.mqtt.host, settings.mqtt.port)
-    client.loop_start()
-    try:
+    with mqtt_session(settings, f"{household.device_id}-faulty") as client:
         infos = [client.publish(topic, b"{not json", qos=1)]
         infos += [client.publish(topic, r.to_json(), qos=1) for r in bad]
         for info in infos:
             info.wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
     print(f"bad input: published 1 non-JSON message (→ {settings.kafka.dead_letter_topic}) and {len(bad)} invalid "
           "readings (→ quarantine table)")
     return len(bad)

@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     start = in_zone(args.start, tz) if args.start else end - timedelta(days=365)
     chosen = dict(args.var)
     failures = 0
-    if stale(settings):
-        print(f"note: {', '.join(stale(settings))} differ from config; run `apt-energy dashboards build`")
+    outdated = stale(settings)
+    if outdated:
+        print(f"note: {', '.join(outdated)} differ from config; run `apt-energy dashboards build`")
     with connect(settings, role="reader") as conn:
         for dashboard in all_dashboards(settings):
             for result in run_panels(conn, dashboard.to_json(), TimeRange(start, end), chosen=chosen):

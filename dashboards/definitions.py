@@ -22,6 +22,7 @@ BARS = {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1, "barAlignment": 
 STACKED_BARS = {**BARS, "stacking": {"mode": "normal", "group": "A"}}
 HEAT = {"cellOptions": {"type": "color-background", "mode": "gradient"}, "align": "center"}
 ONE_HOUSEHOLD = "b.building_number = $building AND h.floor * 100 + h.unit = $unit"
+BUILDING = Variable("building", "Building / 동", "SELECT building_number FROM buildings ORDER BY building_number")
 
 
 def grafana_unit(unit: str) -> str:
@@ -160,8 +161,7 @@ GROUP BY 1 ORDER BY 1""", "time_series"))
     return Dashboard(
         uid="apt-energy-building", title="apt-energy — building / 동별 비교",
         description="Households of one building compared over the time range.", links=LINKS,
-        variables=(Variable("building", "Building / 동",
-                            "SELECT building_number FROM buildings ORDER BY building_number"),),
+        variables=(BUILDING,),
         panels=(
             Panel("table", "Floor heat-map: emissions per flat / 층별 탄소 배출 (kg CO2e)", unit=KG, width=10,
                   height=16, description="Rows are floors (top floor first), columns the unit on that floor.",
@@ -229,7 +229,7 @@ ORDER BY 1""", "time_series")))
         description="One flat: monthly usage against the alert thresholds, emissions, readings and alerts.",
         links=LINKS,
         variables=(
-            Variable("building", "Building / 동", "SELECT building_number FROM buildings ORDER BY building_number"),
+            BUILDING,
             Variable("unit", "Unit / 호", """
 SELECT h.floor * 100 + h.unit FROM households h JOIN buildings b ON b.id = h.building_id
 WHERE b.building_number = $building ORDER BY h.floor, h.unit"""),

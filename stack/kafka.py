@@ -144,15 +144,7 @@ class Kafka:
         return spawn([*jvm, "kafka.Kafka", str(props)], pid_file=self.pid_file, log_file=self.dir / "stdout.log")
 
     def _healthy(self) -> bool:
-        from confluent_kafka.admin import AdminClient
-
-        if not port_open(*self.host_port):
-            return False
-        try:
-            md = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap}).list_topics(timeout=3)
-        except Exception:  # noqa: BLE001 - any client error simply means "not healthy yet"
-            return False
-        return len(md.brokers) >= 1
+        return port_open(*self.host_port) and broker_reachable(self.settings.kafka.bootstrap)
 
     def create_topics(self, names: dict[str, dict[str, str]] | None = None, partitions: int | None = None) -> None:
         ensure_topics(self.settings, names, partitions)
@@ -169,6 +161,17 @@ class Kafka:
         running = is_ours(pid, str(self.dir))
         return ServiceStatus(self.name, running, running and self._healthy(), self.settings.kafka.bootstrap,
                              pid=pid if running else None)
+
+
+def broker_reachable(bootstrap: str, *, timeout_s: float = 3) -> bool:
+    """A broker answers a metadata request at ``bootstrap``."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - any client error simply means "not reachable yet"
+        return False
+    return len(md.brokers) >= 1
 
 
 def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = None,

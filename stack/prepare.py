@@ -8,50 +8,40 @@ step is idempotent, so re-running it (every ``compose up``) changes nothing that
 from __future__ import annotations
 
 import logging
-import time
 
 import psycopg
 
 from config import Settings
 from database import connect, migrate, seed
 from stack.errors import StackError
-from stack.kafka import ensure_topics
+from stack.kafka import broker_reachable, ensure_topics
 from stack.postgres import admin_connect, provision
+from stack.process import wait_until
 
 logger = logging.getLogger(__name__)
 
 
+def _postgres_accepts_superuser(settings: Settings) -> bool:
+    try:
+        with admin_connect(settings, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError as exc:
+        if "password authentication failed" in str(exc):  # not transient: waiting will not help
+            pg = settings.postgres
+            raise StackError(f"PostgreSQL at {pg.host}:{pg.port} refused the superuser postgres: wrong "
+                             "APT_ENERGY_DB_ADMIN_PASSWORD (it must be the one the server was created "
+                             "with)") from exc
+        return False
+
+
 def wait_for_servers(settings: Settings, *, timeout_s: float = 120) -> None:
     """Compose's healthchecks usually make this instant; a managed server may take longer to accept us."""
-    from confluent_kafka.admin import AdminClient
-
-    deadline = time.monotonic() + timeout_s
-    pg, last = settings.postgres, ""
-    while True:
-        try:
-            with admin_connect(settings, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            break
-        except psycopg.OperationalError as exc:
-            last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if "password authentication failed" in last:
-                raise StackError(f"PostgreSQL at {pg.host}:{pg.port} refused the superuser postgres: wrong "
-                                 "APT_ENERGY_DB_ADMIN_PASSWORD (it must be the one the server was created "
-                                 "with)") from exc
-        if time.monotonic() > deadline:
-            raise StackError(f"PostgreSQL at {pg.host}:{pg.port} did not accept the superuser within "
-                             f"{timeout_s:.0f} s: {last} (check APT_ENERGY_DB_ADMIN_PASSWORD)")
-        time.sleep(1)
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
-    while True:
-        try:
-            if admin.list_topics(timeout=3).brokers:
-                return
-        except Exception as exc:  # noqa: BLE001 - any client error means "not reachable yet"
-            last = str(exc)
-        if time.monotonic() > deadline:
-            raise StackError(f"Kafka at {settings.kafka.bootstrap} not reachable within {timeout_s:.0f} s {last}")
-        time.sleep(1)
+    pg = settings.postgres
+    wait_until(lambda: _postgres_accepts_superuser(settings), timeout=timeout_s,
+               what=f"PostgreSQL at {pg.host}:{pg.port} (superuser postgres)")
+    wait_until(lambda: broker_reachable(settings.kafka.bootstrap), timeout=timeout_s,
+               what=f"Kafka at {settings.kafka.bootstrap}")
 
 
 def prepare(settings: Settings) -> list[int]:

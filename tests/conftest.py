@@ -96,19 +96,23 @@ def delete_topics(stack: NativeStack, names: list[str]) -> None:
                 pass
 
 
+def topic_maker(stack: NativeStack, created: list[str]) -> Callable[..., str]:
+    """A function creating uuid-named Kafka topics, recording their names in ``created``."""
+
+    def make(prefix: str = "t", partitions: int = 3, compact: bool = False) -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+        stack.kafka.create_topics({name: {"cleanup.policy": "compact"} if compact else {}}, partitions=partitions)
+        created.append(name)
+        return name
+
+    return make
+
+
 @pytest.fixture
 def topic_factory(native_stack: NativeStack) -> Iterator[Callable[..., str]]:
     """Create a uuid-named Kafka topic (deleted afterwards)."""
     created: list[str] = []
-
-    def make(prefix: str = "t", partitions: int = 3, compact: bool = False) -> str:
-        name = f"{prefix}.{uuid.uuid4().hex[:10]}"
-        native_stack.kafka.create_topics({name: {"cleanup.policy": "compact"} if compact else {}},
-                                         partitions=partitions)
-        created.append(name)
-        return name
-
-    yield make
+    yield topic_maker(native_stack, created)
     delete_topics(native_stack, created)
 
 
@@ -147,15 +151,9 @@ def demo_run(native_stack: NativeStack, tmp_path_factory: pytest.TempPathFactory
     """20 households × 2 months at 6 h (Jan–Feb 2024) in a database and topics of its own; January
     electricity is ~250 kWh, so a lower warning level makes sure threshold alerts are raised."""
     topics: list[str] = []
-
-    def make_topic(prefix: str, compact: bool = False) -> str:
-        name = f"{prefix}.{uuid.uuid4().hex[:10]}"
-        native_stack.kafka.create_topics({name: {"cleanup.policy": "compact"} if compact else {}}, partitions=3)
-        topics.append(name)
-        return name
-
     db = create_database(native_stack)
-    settings = isolate(dataclasses.replace(native_stack.settings, postgres=db.postgres), make_topic)
+    settings = isolate(dataclasses.replace(native_stack.settings, postgres=db.postgres),
+                       topic_maker(native_stack, topics))
     tmp = tmp_path_factory.mktemp("demo")
     slack = SlackStub()
     env = {**env_for(settings),

@@ -32,6 +32,11 @@ SCHEMA_URL = f"https://proxy.golang.org/github.com/compose-spec/compose-go/v2/@v
 PROJECT_IMAGE = "apt-energy:local"
 
 
+def environment_without(*prefixes: str) -> dict[str, str]:
+    """This process's environment minus the variables compose would otherwise take from it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
 def example_env() -> dict[str, str]:
     """.env.example with every value filled in, as a user's .env would be."""
     env = {}
@@ -48,7 +53,7 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if shutil.which("docker-compose") is None:
         pytest.fail("docker-compose is missing: run `make bootstrap` (installs Debian's docker-compose)")
     work = tmp_path_factory.mktemp("compose")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APT_ENERGY_", "MQTT_", "SLACK_"))}
+    env = environment_without("APT_ENERGY_", "MQTT_", "SLACK_")
     result = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "--project-directory", str(ROOT),
                              "config"], env={**env, **example_env()}, cwd=work, capture_output=True, text=True,
                             timeout=120)
@@ -78,7 +83,7 @@ def test_compose_file_is_valid_against_the_compose_spec_schema(schema: dict[str,
 
 
 def test_missing_passwords_stop_compose_with_a_message_naming_them(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APT_ENERGY_", "MQTT_", "SLACK_", "GRAFANA"))}
+    env = environment_without("APT_ENERGY_", "MQTT_", "SLACK_", "GRAFANA")
     result = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "--project-directory", str(tmp_path),
                              "config", "-q"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
