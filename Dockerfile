@@ -21,7 +21,7 @@ COPY bridge ./bridge
 COPY spark ./spark
 COPY dashboards ./dashboards
 RUN pip install . \
- && python -c "from pathlib import Path; from stack.jars import spark_kafka_jars; \
+ && python -c "from pathlib import Path; from apt_energy.stack.jars import spark_kafka_jars; \
 print(len(spark_kafka_jars(Path('/opt/apt-energy/cache'))), 'connector jars')"
 
 # --- runtime: the venv, the jars and a JRE; no compilers, no Maven ---------------------------------------

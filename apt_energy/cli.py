@@ -13,19 +13,19 @@ import sys
 from collections.abc import Sequence
 
 from apt_energy import __version__, logs
-from config import ConfigError
+from apt_energy.errors import AptEnergyError, ConfigError
 
 # (subcommand module, one-line summary), in the order data flows.
 COMMANDS = (
-    "stack.cli",
-    "database.cli",
-    "edge.cli",
-    "bridge.cli",
-    "spark.cli",
-    "spark.alerts_cli",
-    "dashboards.cli",
+    "apt_energy.stack.cli",
+    "apt_energy.database.cli",
+    "apt_energy.edge.cli",
+    "apt_energy.bridge.cli",
+    "apt_energy.spark.cli",
+    "apt_energy.spark.alerts_cli",
+    "apt_energy.dashboards.cli",
     "apt_energy.demo",
-    "config.cli",
+    "apt_energy.config.cli",
 )
 
 EPILOG = """\
@@ -50,13 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING (env: APT_ENERGY_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # a component not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
@@ -68,20 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"apt-energy: config error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except AptEnergyError as exc:
+        print(f"apt-energy: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        if _is_known(exc):
-            print(f"apt-energy: {exc}", file=sys.stderr)
-            return 1
-        raise
-
-
-def _is_known(exc: Exception) -> bool:
-    """Errors our packages raise on purpose (their base exceptions) carry a message for the user."""
-    ours = {"stack", "database", "edge", "bridge", "spark", "dashboards", "apt_energy"}
-    return type(exc).__module__.split(".")[0] in ours
 
 
 def run_component(command: str) -> None:

@@ -15,30 +15,28 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from apt_energy.errors import InvalidInput
+
 MAX_DECIMALS = 6
 SCHEMA_VERSION = 1
-
-
-class ContractError(ValueError):
-    """A payload does not follow the contract; the message is the reason recorded with it."""
 
 
 def format_ts(ts: datetime) -> str:
     """UTC ISO-8601 with a ``Z``, second precision: ``2024-01-01T03:00:00Z``."""
     if ts.tzinfo is None:
-        raise ContractError("timestamp without time zone")
+        raise InvalidInput("timestamp without time zone")
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_ts(text: object, name: str = "ts") -> datetime:
     if not isinstance(text, str):
-        raise ContractError(f"{name} is not a string")
+        raise InvalidInput(f"{name} is not a string")
     try:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ContractError(f"{name} is not ISO-8601: {text[:40]!r}") from None
+        raise InvalidInput(f"{name} is not ISO-8601: {text[:40]!r}") from None
     if ts.tzinfo is None:
-        raise ContractError(f"{name} has no time zone")
+        raise InvalidInput(f"{name} has no time zone")
     return ts.astimezone(UTC)
 
 
@@ -56,9 +54,9 @@ def json_object(payload: bytes | str) -> dict[str, Any]:
     try:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
-        raise ContractError("not JSON") from None
+        raise InvalidInput("not JSON") from None
     if not isinstance(data, dict):
-        raise ContractError("not a JSON object")
+        raise InvalidInput("not a JSON object")
     return data
 
 
@@ -91,7 +89,7 @@ class Reading:
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> Reading:
-        """Parse and validate; raises :class:`ContractError` naming the first problem."""
+        """Parse and validate; raises :class:`InvalidInput` naming the first problem."""
         return cls.from_dict(json_object(payload))
 
     @classmethod
@@ -99,25 +97,25 @@ class Reading:
         missing = [k for k in ("device_id", "meter", "seq", "ts", "interval_s", "value", "total", "unit")
                    if k not in data]
         if missing:
-            raise ContractError(f"missing field {missing[0]}")
+            raise InvalidInput(f"missing field {missing[0]}")
         for name in ("device_id", "meter", "unit"):
             if not isinstance(data[name], str) or not data[name]:
-                raise ContractError(f"{name} is not a non-empty string")
+                raise InvalidInput(f"{name} is not a non-empty string")
         for name in ("seq", "interval_s"):
             if not isinstance(data[name], int) or isinstance(data[name], bool):
-                raise ContractError(f"{name} is not an integer")
+                raise InvalidInput(f"{name} is not an integer")
         if data["seq"] < 0:
-            raise ContractError("seq is negative")
+            raise InvalidInput("seq is negative")
         if data["interval_s"] <= 0:
-            raise ContractError("interval_s is not positive")
+            raise InvalidInput("interval_s is not positive")
         for name in ("value", "total"):
             x = data[name]
             if not isinstance(x, int | float) or isinstance(x, bool):
-                raise ContractError(f"{name} is not a number")
+                raise InvalidInput(f"{name} is not a number")
             if not math.isfinite(x):
-                raise ContractError(f"{name} is not finite")
+                raise InvalidInput(f"{name} is not finite")
             if x < 0:
-                raise ContractError(f"{name} is negative")
+                raise InvalidInput(f"{name} is negative")
         return cls(device_id=data["device_id"], meter=data["meter"], seq=data["seq"], ts=parse_ts(data["ts"]),
                    interval_s=data["interval_s"], value=float(data["value"]), total=float(data["total"]),
                    unit=data["unit"], v=int(data.get("v", SCHEMA_VERSION)))
@@ -168,5 +166,5 @@ class DeviceStatus:
     def from_json(cls, payload: bytes | str) -> DeviceStatus:
         data = json_object(payload)
         if not isinstance(data.get("state"), str):
-            raise ContractError("status without a state")
+            raise InvalidInput("status without a state")
         return cls(str(data.get("device_id", "")), data["state"], parse_ts(data.get("ts")))

@@ -26,21 +26,18 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-import config
+from apt_energy import config
 from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
+from apt_energy.config import Household, Settings
+from apt_energy.database import connect
+from apt_energy.errors import CheckFailed
 from apt_energy.mqtt import login
-from config import Household, Settings
-from database import connect
-from stack.native import NativeStack
-from stack.secrets import ensure_dotenv
+from apt_energy.stack.native import NativeStack
+from apt_energy.stack.secrets import ensure_dotenv
 
 logger = logging.getLogger(__name__)
 
 PIPELINE_TABLES = ("alert_notifications", "alerts", "quarantine", "meter_readings", "energy_usage", "devices")
-
-
-class DemoError(Exception):
-    """The demo could not run, or its truth check failed."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -97,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     print("native stack: " + ", ".join(f"{s.name} {s.state}" for s in stack.status()))
     reset(settings, stack, demo_dir)
     procs = start_services(settings, demo_dir, slack=args.slack == "on")
-    from edge.cli import select_households
-    from edge.fleet import Fleet, FleetOptions
+    from apt_energy.edge.cli import select_households
+    from apt_energy.edge.fleet import Fleet, FleetOptions
 
     households = select_households(settings, count=args.households)
     start = in_zone(args.start, settings.complex.tz)
@@ -140,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         stack.down()
     next_steps(settings, demo_dir, args.keep_running, start, until)
     if not ok:
-        raise DemoError("truth check failed: the database does not match the ledger (see above)")
+        raise CheckFailed("truth check failed: the database does not match the ledger (see above)")
     return 0
 
 
@@ -200,9 +197,9 @@ def forget_bridge_session(settings: Settings) -> None:
 
 def start_services(settings: Settings, demo_dir: Path, *, slack: bool) -> dict[str, subprocess.Popen[bytes]]:
     env = {**os.environ, "APT_ENERGY_LOG_LEVEL": "INFO"}
-    spark_argv = [sys.executable, "-m", "spark"] + ([] if slack else ["--no-notifier"])
+    spark_argv = [sys.executable, "-m", "apt_energy.spark"] + ([] if slack else ["--no-notifier"])
     procs = {}
-    bridge_argv = [sys.executable, "-m", "bridge", "--stats-file", str(demo_dir / "bridge-stats.json")]
+    bridge_argv = [sys.executable, "-m", "apt_energy.bridge", "--stats-file", str(demo_dir / "bridge-stats.json")]
     for name, argv in (("spark", spark_argv), ("bridge", bridge_argv)):
         log = open(demo_dir / f"{name}.log", "ab")
         procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
@@ -218,7 +215,7 @@ def start_services(settings: Settings, demo_dir: Path, *, slack: bool) -> dict[s
             pass
         time.sleep(0.2)
     else:
-        raise DemoError(f"the bridge did not subscribe within 60 s; see {demo_dir / 'bridge.log'}")
+        raise CheckFailed(f"the bridge did not subscribe within 60 s; see {demo_dir / 'bridge.log'}")
     print(f"started: spark job (log {demo_dir / 'spark.log'}), bridge (log {demo_dir / 'bridge.log'}, subscribed)")
     return procs
 
@@ -251,7 +248,7 @@ def publish_bad_input(settings: Settings, household: Household, until: datetime)
 def check_alive(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     for name, proc in procs.items():
         if proc.poll() is not None:
-            raise DemoError(f"the {name} process exited with code {proc.returncode}; see its log under .run/demo/")
+            raise CheckFailed(f"the {name} process exited with code {proc.returncode}; see its log under .run/demo/")
 
 
 def stop_services(procs: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -286,7 +283,7 @@ def sample(settings: Settings, demo_dir: Path, published: int, p: Progress) -> N
 
 
 def line(fleet: object, p: Progress, elapsed: float) -> str:
-    from edge.fleet import Fleet
+    from apt_energy.edge.fleet import Fleet
 
     assert isinstance(fleet, Fleet)
     online = sum(1 for d in fleet.devices if d.connected)
@@ -333,7 +330,7 @@ def wait_delivered(settings: Settings, p: Progress, demo_dir: Path, fleet: objec
 
 
 def summary(settings: Settings, ledger_path: Path, p: Progress, timings: dict[str, float], generated: int) -> bool:
-    from edge.ledger import Ledger
+    from apt_energy.edge.ledger import Ledger
 
     energy = settings.energy
     with connect(settings) as conn:

@@ -15,7 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from config import Settings
+from apt_energy.config import Settings
 
 CHUNK = 65536
 

@@ -15,14 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from config import Household
+from apt_energy.config import Household
+from apt_energy.errors import InvalidInput
 
 KINDS = ("status", "meta", "cmd", "reading")
 _LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class TopicError(ValueError):
-    """A topic outside the scheme."""
 
 
 @dataclass(frozen=True)
@@ -47,20 +44,20 @@ def reading_topic(prefix: str, household: Household, meter: str) -> str:
 
 
 def parse(prefix: str, topic: str) -> DeviceTopic:
-    """Split a device topic; raises :class:`TopicError` for anything outside the scheme."""
+    """Split a device topic; raises :class:`InvalidInput` for anything outside the scheme."""
     head = prefix + "/"
     if not topic.startswith(head):
-        raise TopicError(f"topic outside prefix {prefix!r}")
+        raise InvalidInput(f"topic outside prefix {prefix!r}")
     parts = topic[len(head):].split("/")
     if len(parts) not in (4, 5) or not all(_LEVEL.match(p) for p in parts):
-        raise TopicError("topic outside the scheme <complex>/<building>/<unit>/...")
+        raise InvalidInput("topic outside the scheme <complex>/<building>/<unit>/...")
     complex_id, building, unit_code = parts[0], parts[1], parts[2]
     if not building.isdigit() or not unit_code.isdigit():
-        raise TopicError("building and unit levels must be numbers")
+        raise InvalidInput("building and unit levels must be numbers")
     if len(parts) == 4:
         if parts[3] not in ("status", "meta", "cmd"):
-            raise TopicError(f"unknown device topic {parts[3]!r}")
+            raise InvalidInput(f"unknown device topic {parts[3]!r}")
         return DeviceTopic(complex_id, int(building), unit_code, parts[3])
     if parts[4] != "reading":
-        raise TopicError(f"unknown meter topic {parts[4]!r}")
+        raise InvalidInput(f"unknown meter topic {parts[4]!r}")
     return DeviceTopic(complex_id, int(building), unit_code, "reading", parts[3])

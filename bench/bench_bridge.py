@@ -19,14 +19,14 @@ import time
 import uuid
 
 import paho.mqtt.client as mqtt
+from apt_energy.bridge import Bridge
+from apt_energy.config import Settings
+from apt_energy.stack.kafka import Kafka
 from confluent_kafka import Consumer
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.common import percentile, report, stack_settings
-from bridge import Bridge
-from config import Settings
-from stack.kafka import Kafka
 
 
 def payload(i: int) -> bytes:

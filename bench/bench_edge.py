@@ -14,9 +14,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from apt_energy.config.settings import BuildingGroup
+from apt_energy.edge.fleet import Fleet, FleetOptions
+
 from bench.common import report, rss_kb, stack_settings
-from config.settings import BuildingGroup
-from edge.fleet import Fleet, FleetOptions
 
 
 def native_rate(settings, count: int, payload: bytes) -> float:  # type: ignore[no-untyped-def]

@@ -25,16 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from apt_energy.config import Settings
+from apt_energy.database import connect, conninfo, migrate, seed
+from apt_energy.spark.job import StreamJob, build_session
+from apt_energy.spark.sink import PostgresSink
+from apt_energy.stack import NativeStack
+from apt_energy.stack.jars import spark_kafka_jars
 from confluent_kafka import Producer
 from psycopg import sql
 
 from apt_energy.contract import Reading, exact
 from bench.common import percentile, report, stack_settings
-from config import Settings
-from database import connect, conninfo, migrate, seed
-from spark.job import StreamJob, build_session
-from spark.sink import PostgresSink
-from stack import NativeStack
 
 
 def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list[Reading]:
@@ -164,9 +165,8 @@ def freshness(spark: Any, settings: Settings, rate: int, seconds: int, workdir: 
 
 
 def row_at_a_time(spark: Any, settings: Settings, n: int, workdir: Path) -> float:
+    from apt_energy.spark.schema import READING_SCHEMA
     from pyspark.sql import functions as F
-
-    from spark.schema import READING_SCHEMA
 
     df = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka.bootstrap)
           .option("subscribe", settings.kafka.readings_topic).option("startingOffsets", "earliest")
@@ -199,7 +199,7 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     settings = fresh_settings(base, stack, tag)
     workdir = Path(tempfile.mkdtemp(prefix="bench-spark-"))
-    spark = build_session(settings)
+    spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
     try:
         rate, exact_ok = sustained(spark, settings, args.readings, workdir)
         print(f"sustained: {rate:,.0f} readings/s, exact: {exact_ok}", flush=True)

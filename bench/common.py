@@ -6,10 +6,11 @@ import json
 import time
 from pathlib import Path
 
-import config
-from config import Settings
-from stack import NativeStack
-from stack.secrets import ensure_dotenv
+from apt_energy.config import Settings
+from apt_energy.stack import NativeStack
+from apt_energy.stack.secrets import ensure_dotenv
+
+from apt_energy import config
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

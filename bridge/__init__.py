@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bridge.acks import AckQueue
-from bridge.bridge import Bridge, BridgeError
-from bridge.routing import Route, route
-from bridge.stats import BridgeStats
+from apt_energy.bridge.acks import AckQueue
+from apt_energy.bridge.bridge import Bridge
+from apt_energy.bridge.routing import Route, route
+from apt_energy.bridge.stats import BridgeStats
 
-__all__ = ["AckQueue", "Bridge", "BridgeError", "BridgeStats", "Route", "route"]
+__all__ = ["AckQueue", "Bridge", "BridgeStats", "Route", "route"]

@@ -14,20 +14,15 @@ from functools import partial
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from apt_energy.bridge.acks import AckQueue
+from apt_energy.bridge.kafka_sink import KafkaSink
+from apt_energy.bridge.mqtt_source import MqttSource
+from apt_energy.bridge.routing import DEAD, READING, SKIP, route
+from apt_energy.bridge.stats import BridgeStats
+from apt_energy.config import Settings
 from confluent_kafka import KafkaError, Message
 
-from bridge.acks import AckQueue
-from bridge.kafka_sink import KafkaSink
-from bridge.mqtt_source import MqttSource
-from bridge.routing import DEAD, READING, SKIP, route
-from bridge.stats import BridgeStats
-from config import Settings
-
 logger = logging.getLogger(__name__)
-
-
-class BridgeError(Exception):
-    """The bridge cannot run as configured; the message says what to change."""
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ import json
 import time
 from pathlib import Path
 
-import config
+from apt_energy.bridge.bridge import Bridge
+
+from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
-from bridge.bridge import Bridge
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from apt_energy.config import Settings
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from config import Settings
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class KafkaSink:
             except BufferError:
                 self.producer.poll(0.05)  # the local queue is full: let deliveries drain it
             except KafkaException as exc:
-                raise BridgeKafkaError(f"kafka produce failed topic={topic}: {exc}") from exc
+                raise ServiceError(f"kafka produce failed topic={topic}: {exc}") from exc
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self.producer.poll(timeout))
@@ -56,5 +57,3 @@ class KafkaSink:
         return len(self.producer)
 
 
-class BridgeKafkaError(Exception):
-    """Kafka refused a message outright (not a transient outage)."""

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
+from apt_energy.config import Settings
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -29,7 +30,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from apt_energy.backoff import Backoff
 from apt_energy.mqtt import BufferedClient, login
-from config import Settings
 
 logger = logging.getLogger(__name__)
 

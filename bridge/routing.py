@@ -25,7 +25,7 @@ class Route:
 def route(prefix: str, topic: str, payload: bytes, *, max_bytes: int) -> Route:
     try:
         parsed = topics.parse(prefix, topic)
-    except topics.TopicError as exc:
+    except topics.InvalidInput as exc:
         return Route(DEAD, topic.encode(errors="replace")[:200], f"bad_topic: {exc}")
     key = parsed.device_id.encode()
     if parsed.kind == "cmd":

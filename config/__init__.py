@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from config.settings import (
+from apt_energy.config.settings import (
     PROJECT_ROOT,
     ComplexSettings,
-    ConfigError,
     EnergyType,
     Household,
     Secret,
@@ -17,7 +16,6 @@ from config.settings import (
 __all__ = [
     "PROJECT_ROOT",
     "ComplexSettings",
-    "ConfigError",
     "EnergyType",
     "Household",
     "Secret",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from config.settings import ENV_PREFIX, Secrets, Settings, env_overrides, load
+from apt_energy.config.settings import ENV_PREFIX, Secrets, Settings, env_overrides, load
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -20,14 +20,12 @@ from typing import Any, Union
 
 import yaml
 
+from apt_energy.errors import ConfigError
+
 ENV_PREFIX = "APT_ENERGY_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_FILES = ("complex.yaml", "pipeline.yaml", "messages.yaml")
-
-
-class ConfigError(Exception):
-    """A configuration value is missing or malformed; the message names the key and expected form."""
 
 
 class _Invalid(ValueError):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from config import Settings
-from dashboards.definitions import all_dashboards
+from apt_energy.config import Settings
+from apt_energy.dashboards.definitions import all_dashboards
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 

@@ -15,16 +15,13 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from apt_energy.dashboards.macros import TimeRange, expand_macros, interpolate
 
-from dashboards.macros import TimeRange, expand_macros, interpolate
+from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 NUMBER = (int, float, Decimal)
-
-
-class DashboardError(Exception):
-    """A dashboard cannot be evaluated: a variable without values, or a chosen value it does not offer."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +86,10 @@ def variable_values(conn: psycopg.Connection, dashboard: Mapping[str, Any],
         rows = conn.execute(interpolate(var["query"], values).encode()).fetchall()
         options = [str(r[0]) for r in rows]
         if not options:
-            raise DashboardError(f"{dashboard['uid']}: variable {var['name']} has no values")
+            raise ConfigError(f"{dashboard['uid']}: variable {var['name']} has no values")
         want = chosen.get(var["name"])
         if want is not None and want not in options:
-            raise DashboardError(f"{dashboard['uid']}: {want!r} is not among variable {var['name']}'s values")
+            raise ConfigError(f"{dashboard['uid']}: {want!r} is not among variable {var['name']}'s values")
         values[var["name"]] = want if want is not None else options[0]
     return values
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timedelta
 
-import config
+from apt_energy.dashboards.build import JSON_DIR, stale, write
+from apt_energy.dashboards.check import run_panels
+from apt_energy.dashboards.definitions import all_dashboards
+from apt_energy.dashboards.macros import TimeRange
+from apt_energy.database import connect
+
+from apt_energy import config
 from apt_energy.cliutil import in_zone, local_date
-from dashboards.build import JSON_DIR, stale, write
-from dashboards.check import run_panels
-from dashboards.definitions import all_dashboards
-from dashboards.macros import TimeRange
-from database import connect
 
 
 def variable(text: str) -> tuple[str, str]:

@@ -9,8 +9,8 @@ SQL notes that hold for every panel:
 
 from __future__ import annotations
 
-from config import EnergyType, Settings
-from dashboards.grafana import Dashboard, Panel, Query, Variable, column_unit, thresholds
+from apt_energy.config import EnergyType, Settings
+from apt_energy.dashboards.grafana import Dashboard, Panel, Query, Variable, column_unit, thresholds
 
 # Grafana unit ids for the configured units; anything else is shown as a suffix.
 GRAFANA_UNITS = {"kWh": "kwatth", "m³": "m3", "kg CO2e": "masskg"}

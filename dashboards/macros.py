@@ -17,13 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from apt_energy.errors import InvalidInput
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MACRO = re.compile(r"\$__(\w+)\(")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
-
-
-class MacroError(ValueError):
-    """A macro or variable that Grafana would also reject (unknown name, bad arguments)."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +39,13 @@ class TimeRange:
 def interval_seconds(text: str) -> float:
     match = re.fullmatch(r"\s*'?(\d+)(ms|s|m|h|d|w)'?\s*", text)
     if not match:
-        raise MacroError(f"interval {text!r}: expected a number and one of {', '.join(_UNITS)} (e.g. '5m')")
+        raise InvalidInput(f"interval {text!r}: expected a number and one of {', '.join(_UNITS)} (e.g. '5m')")
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def rfc3339(t: datetime) -> str:
     if t.tzinfo is None:
-        raise MacroError("time range bounds must be timezone-aware")
+        raise InvalidInput("time range bounds must be timezone-aware")
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -59,7 +57,7 @@ def interpolate(sql: str, variables: Mapping[str, str | Sequence[str]], *, multi
         if name.startswith("__"):
             return match.group(0)  # a macro or built-in, handled later
         if name not in variables:
-            raise MacroError(f"variable ${name} is used but not defined")
+            raise InvalidInput(f"variable ${name} is used but not defined")
         v = variables[name]
         if isinstance(v, str) and name not in multi:
             return v.replace("'", "''")
@@ -105,13 +103,13 @@ def _arguments(sql: str, start: int) -> tuple[list[str], int]:
             continue
         current.append(ch)
         i += 1
-    raise MacroError(f"unclosed macro arguments: {sql[start - 20:start + 40]!r}")
+    raise InvalidInput(f"unclosed macro arguments: {sql[start - 20:start + 40]!r}")
 
 
 def _macro(name: str, args: list[str], r: TimeRange) -> str:
     def need(n: int) -> None:
         if len(args) < n:
-            raise MacroError(f"$__{name} needs {n} argument(s), got {len(args)}")
+            raise InvalidInput(f"$__{name} needs {n} argument(s), got {len(args)}")
 
     if name == "timeFilter":
         need(1)
@@ -134,4 +132,4 @@ def _macro(name: str, args: list[str], r: TimeRange) -> str:
     if name == "unixEpochFilter":
         need(1)
         return f"{args[0]} >= {int(r.start.timestamp())} AND {args[0]} <= {int(r.end.timestamp())}"
-    raise MacroError(f"unknown macro $__{name}")
+    raise InvalidInput(f"unknown macro $__{name}")

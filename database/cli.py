@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import config
-from database.connection import connect
-from database.migrate import applied_versions, discover, migrate
-from database.seed import seed
+from apt_energy.database.connection import connect
+from apt_energy.database.migrate import applied_versions, discover, migrate
+from apt_energy.database.seed import seed
+
+from apt_energy import config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 import psycopg
+from apt_energy.config import Settings
 
-from config import Settings
-
-
-class DatabaseError(Exception):
-    """The database could not be reached or refused a migration; the message says what to fix."""
+from apt_energy.errors import ServiceError
 
 
 def conninfo(settings: Settings, *, role: Literal["writer", "reader"] = "writer", dbname: str | None = None) -> str:
@@ -30,5 +27,5 @@ def connect(settings: Settings, *, role: Literal["writer", "reader"] = "writer",
     except psycopg.OperationalError as exc:
         pg = settings.postgres
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot connect to PostgreSQL at {pg.host}:{pg.port}/{dbname or pg.database} as "
+        raise ServiceError(f"cannot connect to PostgreSQL at {pg.host}:{pg.port}/{dbname or pg.database} as "
                             f"{role}: {first} (is the stack up? `apt-energy stack up`)") from exc

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from apt_energy.database.connection import ServiceError
 from psycopg import sql
-
-from database.connection import DatabaseError
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +39,11 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
-            raise DatabaseError(f"{path}: migration files are named NNNN_name.sql")
+            raise ServiceError(f"{path}: migration files are named NNNN_name.sql")
         out.append(Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
     versions = [m.version for m in out]
     if len(versions) != len(set(versions)):
-        raise DatabaseError(f"{directory}: two migrations share a version number")
+        raise ServiceError(f"{directory}: two migrations share a version number")
     return out
 
 
@@ -66,7 +65,7 @@ def migrate(conn: psycopg.Connection, *, reader_role: str | None = None,
         for migration in discover(directory):
             if migration.version in done:
                 if done[migration.version] != migration.checksum:
-                    raise DatabaseError(f"migration {migration.version:04d}_{migration.name}.sql changed after it was "
+                    raise ServiceError(f"migration {migration.version:04d}_{migration.name}.sql changed after it was "
                                         "applied; revert it and add a new migration instead")
                 continue
             try:
@@ -75,7 +74,7 @@ def migrate(conn: psycopg.Connection, *, reader_role: str | None = None,
                     conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                                  (migration.version, migration.name, migration.checksum))
             except psycopg.Error as exc:
-                raise DatabaseError(f"migration {migration.version:04d}_{migration.name}.sql failed: "
+                raise ServiceError(f"migration {migration.version:04d}_{migration.name}.sql failed: "
                                     f"{str(exc).strip().splitlines()[0]}") from exc
             logger.info("applied migration version=%04d name=%s", migration.version, migration.name)
             applied_now.append(migration.version)

@@ -6,8 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import psycopg
-
-from config import Settings
+from apt_energy.config import Settings
 
 logger = logging.getLogger(__name__)
 

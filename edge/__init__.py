@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from edge.commands import CommandError, parse_command
-from edge.device import Device
-from edge.fleet import Fleet, FleetOptions, FleetStats
-from edge.ledger import Ledger
-from edge.profile import FleetModel
+from apt_energy.edge.commands import parse_command
+from apt_energy.edge.device import Device
+from apt_energy.edge.fleet import Fleet, FleetOptions, FleetStats
+from apt_energy.edge.ledger import Ledger
+from apt_energy.edge.profile import FleetModel
 
-__all__ = ["CommandError", "Device", "Fleet", "FleetModel", "FleetOptions", "FleetStats", "Ledger",
-           "parse_command"]
+__all__ = [
+           "Device",
+           "Fleet",
+           "FleetModel",
+           "FleetOptions",
+           "FleetStats",
+           "Ledger",
+           "parse_command",
+]

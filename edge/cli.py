@@ -7,11 +7,13 @@ import logging
 import re
 from pathlib import Path
 
-import config
+from apt_energy.config import Household, Settings
+from apt_energy.edge.fleet import Fleet, FleetOptions
+from apt_energy.edge.shards import MembershipWatch, Replicas, assign, discover, settle
+
+from apt_energy import config
 from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
-from config import Household, Settings
-from edge.fleet import Fleet, FleetOptions
-from edge.shards import MembershipWatch, Replicas, assign, discover, settle
+from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings, part: tuple[
     until = in_zone(args.until, tz) if args.until is not None else add_months(
         start, 12 if args.months is None else args.months, tz)
     if until <= start:
-        raise SystemExit("apt-energy edge: --until/--months must end after --start")
+        raise ConfigError("--until/--months must end after --start")
     i, n = part
     return FleetOptions(start=start, until=until, interval_s=args.interval, speed=args.speed,
                         buffer_limit=args.buffer, ledger_path=args.ledger,
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         part = args.shard
     households = select_households(settings, count=args.households, only=args.buildings, part=part)
     if not households:
-        raise SystemExit("apt-energy edge: no households selected (check --households, --buildings, --shard)")
+        raise ConfigError("no households selected (check --households, --buildings, --shard)")
     options = options_from_args(args, settings, part)
     fleet = Fleet(settings, households, options)
     on_stop_signals(fleet.stop)

@@ -6,7 +6,7 @@
     {"set": "interval", "interval_s": 7200}                      a multiple of the fleet interval
     {"offline": {"hours": 6}}                                    drop the connection, buffer, come back
 
-Anything else raises :class:`CommandError`; the device logs it and keeps running.
+Anything else raises :class:`InvalidInput`; the device logs it and keeps running.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-
-class CommandError(ValueError):
-    """The command is malformed or not allowed; the message says why."""
+from apt_energy.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -52,11 +50,11 @@ def _number(data: dict[str, Any], key: str, *, default: float | None = None, low
             high: float = math.inf) -> float:
     value = data.get(key, default)
     if value is None:
-        raise CommandError(f"missing {key}")
+        raise InvalidInput(f"missing {key}")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise CommandError(f"{key} is not a number")
+        raise InvalidInput(f"{key} is not a number")
     if not low < value <= high:
-        raise CommandError(f"{key} must be in ({low:g}, {high:g}]")
+        raise InvalidInput(f"{key} must be in ({low:g}, {high:g}]")
     return float(value)
 
 
@@ -65,16 +63,16 @@ def parse_command(payload: bytes, *, meters: tuple[str, ...], base_interval_s: i
     try:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
-        raise CommandError("not JSON") from None
+        raise InvalidInput("not JSON") from None
     if not isinstance(data, dict):
-        raise CommandError("not a JSON object")
+        raise InvalidInput("not a JSON object")
     if "inject" in data:
         kind = data["inject"]
         if kind not in ("leak", "overuse"):
-            raise CommandError("inject must be leak or overuse")
+            raise InvalidInput("inject must be leak or overuse")
         meter = data.get("meter", "water" if kind == "leak" else None)
         if meter not in meters:
-            raise CommandError(f"meter must be one of {', '.join(meters)}")
+            raise InvalidInput(f"meter must be one of {', '.join(meters)}")
         hours = _number(data, "hours", default=24, high=24 * 366)
         if kind == "leak":
             return Inject("leak", meter, hours, flow=_number(data, "flow", default=default_leak_flow, high=1e6))
@@ -84,10 +82,10 @@ def parse_command(payload: bytes, *, meters: tuple[str, ...], base_interval_s: i
     if data.get("set") == "interval":
         interval = data.get("interval_s")
         if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
-            raise CommandError("interval_s must be a positive integer")
+            raise InvalidInput("interval_s must be a positive integer")
         if interval % base_interval_s:
-            raise CommandError(f"interval_s must be a multiple of the fleet interval {base_interval_s}")
+            raise InvalidInput(f"interval_s must be a multiple of the fleet interval {base_interval_s}")
         return SetInterval(interval)
     if isinstance(data.get("offline"), dict):
         return GoOffline(_number(data["offline"], "hours", high=24 * 31))
-    raise CommandError("unknown command (expected inject, clear, set or offline)")
+    raise InvalidInput("unknown command (expected inject, clear, set or offline)")

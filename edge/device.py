@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from apt_energy.config import Household, Settings
+from apt_energy.edge.commands import ClearAnomalies, GoOffline, Inject, InvalidInput, SetInterval, parse_command
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -25,8 +27,6 @@ from apt_energy import topics
 from apt_energy.backoff import Backoff
 from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading
 from apt_energy.mqtt import BufferedClient, login
-from config import Household, Settings
-from edge.commands import ClearAnomalies, CommandError, GoOffline, Inject, SetInterval, parse_command
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class Device:
         try:
             command = parse_command(payload, meters=self.meters, base_interval_s=self.base_interval_s,
                                     default_leak_flow=self.settings.simulation.anomalies.leak_flow_m3_per_hour)
-        except CommandError as exc:
+        except InvalidInput as exc:
             self.counters.bad_commands += 1
             logger.warning("ignored command device=%s reason=%s payload=%.80r", self.device_id, exc, payload)
             return

@@ -26,12 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from apt_energy.config import Household, Settings
+from apt_energy.edge.device import Device, Register
+from apt_energy.edge.ledger import Ledger
+from apt_energy.edge.profile import FleetModel
 
 from apt_energy.contract import Reading
-from config import Household, Settings
-from edge.device import Device, Register
-from edge.ledger import Ledger
-from edge.profile import FleetModel
 
 logger = logging.getLogger(__name__)
 

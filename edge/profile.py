@@ -19,8 +19,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
-
-from config import Household, Settings
+from apt_energy.config import Household, Settings
 
 HOUR = 3600
 

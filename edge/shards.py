@@ -19,20 +19,18 @@ import threading
 import time
 from collections.abc import Callable
 
+from apt_energy.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 Replicas = tuple[str, tuple[str, ...]]      # (this replica's name, every replica's name)
 _NUMBER = re.compile(r"[-_](\d+)(?:\.|$)")
 
 
-class ShardError(Exception):
-    """The replica set could not be read from DNS, or this process is not among it."""
-
-
 def replica_number(name: str) -> int:
     match = _NUMBER.search(name)
     if not match:
-        raise ShardError(f"container name {name!r} carries no replica number (expected e.g. apt-energy-edge-2)")
+        raise ConfigError(f"container name {name!r} carries no replica number (expected e.g. apt-energy-edge-2)")
     return int(match.group(1))
 
 
@@ -41,7 +39,7 @@ def assign(replicas: Replicas) -> tuple[int, int]:
     me, everyone = replicas
     ranked = sorted(set(everyone), key=replica_number)
     if me not in ranked:
-        raise ShardError(f"{me} is not among the replicas DNS lists ({', '.join(ranked)})")
+        raise ConfigError(f"{me} is not among the replicas DNS lists ({', '.join(ranked)})")
     return ranked.index(me), len(ranked)
 
 
@@ -52,11 +50,11 @@ def discover(service: str) -> Replicas:
         addresses = socket.gethostbyname_ex(service)[2]
         names = {ip: socket.gethostbyaddr(ip)[0] for ip in addresses}
     except OSError as exc:
-        raise ShardError(f"cannot resolve the replicas of service {service!r}: {exc} "
+        raise ConfigError(f"cannot resolve the replicas of service {service!r}: {exc} "
                          "(--shard auto works inside docker compose; elsewhere use --shard i/n)") from exc
     me = next((names[ip] for ip in addresses if ip in mine), None)
     if me is None:
-        raise ShardError(f"none of this container's addresses {sorted(mine)} is among {service!r}'s {addresses}")
+        raise ConfigError(f"none of this container's addresses {sorted(mine)} is among {service!r}'s {addresses}")
     return me, tuple(sorted(names.values()))
 
 
@@ -68,7 +66,7 @@ def settle(resolve: Callable[[], Replicas], *, stable_s: float, timeout_s: float
     current, since = resolve(), clock()
     while clock() - since < stable_s:
         if clock() - started > timeout_s:
-            raise ShardError(f"the replica set kept changing for {timeout_s:.0f} s")
+            raise ConfigError(f"the replica set kept changing for {timeout_s:.0f} s")
         sleep(poll_s)
         seen = resolve()
         if set(seen[1]) != set(current[1]):
@@ -97,7 +95,7 @@ class MembershipWatch:
         while not self._stop.wait(self.poll_s):
             try:
                 seen = self.resolve()
-            except ShardError as exc:
+            except ConfigError as exc:
                 logger.warning("edge replicas not readable, keeping the current shard: %s", exc)
                 continue
             if set(seen[1]) != set(self.replicas[1]):

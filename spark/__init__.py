@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["BatchResult", "PostgresSink", "SparkJobError", "StreamJob"]
+__all__ = ["BatchResult", "PostgresSink", "StreamJob"]
 
 
 def __getattr__(name: str) -> object:
     # pyspark is heavy to import: load the job's pieces only when they are used.
-    if name in ("StreamJob", "SparkJobError"):
-        from spark import job
+    if name in ("StreamJob",):
+        from apt_energy.spark import job
 
         return getattr(job, name)
     if name in ("PostgresSink", "BatchResult"):
-        from spark import sink
+        from apt_energy.spark import sink
 
         return getattr(sink, name)
     raise AttributeError(name)

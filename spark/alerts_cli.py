@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import config
+from apt_energy.database import connect
+
+from apt_energy import config
 from apt_energy.cliutil import on_stop_signals
-from database import connect
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,7 +46,7 @@ def list_alerts(args: argparse.Namespace) -> int:
 
 
 def run_notifier(args: argparse.Namespace) -> int:
-    from spark.notifier import Notifier
+    from apt_energy.spark.notifier import Notifier
 
     notifier = Notifier.from_settings(config.load())
     on_stop_signals(notifier.stop_event.set)

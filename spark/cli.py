@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import logging
 
-import config
+from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -29,19 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from spark.job import StreamJob, build_session
+    from apt_energy.spark.job import StreamJob, build_session
+    from apt_energy.stack.jars import spark_kafka_jars
 
     settings = config.load()
     changes = {k: v for k, v in (("master", args.master), ("trigger_s", args.trigger),
                                  ("checkpoint_dir", args.checkpoint)) if v is not None}
     if changes:
         settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, **changes))
-    spark = build_session(settings)
+    spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
     job = StreamJob(settings, spark)
     on_stop_signals(job.stop_event.set)
     notifier = None
     if not args.no_notifier:
-        from spark.notifier import Notifier
+        from apt_energy.spark.notifier import Notifier
 
         notifier = Notifier.from_settings(settings)
         notifier.start_thread()

@@ -12,33 +12,27 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import psycopg
+from apt_energy.config import Settings
+from apt_energy.spark.sink import BatchResult, PostgresSink
+from apt_energy.spark.transforms import STAGING_COLUMNS, parse_devices, parse_readings
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from config import Settings
-from spark.sink import BatchResult, PostgresSink
-from spark.transforms import STAGING_COLUMNS, parse_devices, parse_readings
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
 
-class SparkJobError(Exception):
-    """The stream job cannot start or has failed; the message says why."""
-
-
-def build_session(settings: Settings, *, app: str = "apt-energy") -> SparkSession:
-    """A SparkSession with the Kafka connector jars from the cache (``apt-energy stack fetch``)."""
-    from stack.jars import spark_kafka_jars
-
+def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-energy") -> SparkSession:
+    """A SparkSession with the Kafka connector ``jars`` (``apt_energy.stack.jars.spark_kafka_jars``)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    jars = spark_kafka_jars(settings.cache_dir)
     spark = (SparkSession.builder.master(settings.spark.master).appName(app)
              .config("spark.jars", ",".join(str(j) for j in jars))
              .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
@@ -156,7 +150,7 @@ class StreamJob:
         for q in self.queries:
             exc = q.exception()
             if exc is not None:
-                raise SparkJobError(f"query {q.name} failed: {str(exc).splitlines()[0][:300]}")
+                raise ServiceError(f"query {q.name} failed: {str(exc).splitlines()[0][:300]}")
 
     def run_until_stopped(self) -> None:
         try:

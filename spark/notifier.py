@@ -28,6 +28,8 @@ from datetime import date
 from typing import Any, Protocol
 
 import psycopg
+from apt_energy.config import Settings
+from apt_energy.database import conninfo
 from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
@@ -36,8 +38,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from config import Settings
-from database import conninfo
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,6 @@ class Notice:
     @property
     def door(self) -> str:
         return f"{self.floor}{self.unit_no:02d}"
-
-
-class SendError(Exception):
-    """Slack did not take the message (after the client's own retries)."""
 
 
 class Transport(Protocol):
@@ -104,9 +101,9 @@ class BotTransport:
                 channel=self.channel_id or self.channel, text=text, blocks=blocks, unfurl_links=False,
                 metadata={"event_type": METADATA_EVENT, "event_payload": {"notification_ids": ids}})
         except SlackApiError as exc:
-            raise SendError(f"chat.postMessage: {exc.response.get('error') or exc.response.status_code}") from exc
+            raise ServiceError(f"chat.postMessage: {exc.response.get('error') or exc.response.status_code}") from exc
         except OSError as exc:
-            raise SendError(f"chat.postMessage: {exc}") from exc
+            raise ServiceError(f"chat.postMessage: {exc}") from exc
         self.channel_id = str(resp["channel"])
         return str(resp["channel"]), str(resp["ts"])
 
@@ -139,7 +136,7 @@ class BotTransport:
                     return str(ch["id"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
-                raise SendError(f"channel {self.channel} not found (set slack.channel to its id, e.g. C0123ABC)")
+                raise ServiceError(f"channel {self.channel} not found (set slack.channel to its id, e.g. C0123ABC)")
 
 
 class WebhookTransport:
@@ -152,9 +149,9 @@ class WebhookTransport:
         try:
             resp = self.client.send(text=text, blocks=blocks)
         except OSError as exc:
-            raise SendError(f"webhook: {exc}") from exc
+            raise ServiceError(f"webhook: {exc}") from exc
         if resp.status_code != 200:
-            raise SendError(f"webhook: HTTP {resp.status_code} {resp.body[:100]}")
+            raise ServiceError(f"webhook: HTTP {resp.status_code} {resp.body[:100]}")
         return "webhook", ""
 
     def find_posted(self, since: float) -> dict[int, tuple[str, str]]:
@@ -292,7 +289,7 @@ class Notifier:
                         backoff = self.settings.slack.poll_s
                         if not sent:
                             self.stop_event.wait(self.settings.slack.poll_s)
-            except (psycopg.Error, SendError, SlackApiError) as exc:
+            except (psycopg.Error, ServiceError, SlackApiError) as exc:
                 self.failures += 1
                 logger.warning("notifier: %s; retrying in %.0fs", str(exc).splitlines()[0][:200], backoff)
                 self.stop_event.wait(backoff)
@@ -338,7 +335,7 @@ class Notifier:
             self._pace()
             try:
                 channel, ts = self.transport.post(text, blocks, ids)
-            except SendError:
+            except ServiceError:
                 rest = [n.id for g in groups[i:] for n in g]
                 conn.execute("UPDATE alert_notifications SET state = 'pending', last_error = %s WHERE id = ANY(%s)",
                              ("slack unavailable", rest))

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from config.settings import NightFlowRule, PeerRule, Threshold
+from apt_energy.config.settings import NightFlowRule, PeerRule, Threshold
 
 
 @dataclass(frozen=True)

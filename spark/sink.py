@@ -21,11 +21,10 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-
-from config import Settings
-from database import conninfo
-from spark import rules
-from spark.transforms import STAGING_COLUMNS
+from apt_energy.config import Settings
+from apt_energy.database import conninfo
+from apt_energy.spark import rules
+from apt_energy.spark.transforms import STAGING_COLUMNS
 
 logger = logging.getLogger(__name__)
 

@@ -5,10 +5,9 @@ No I/O here: the job wires these to Kafka and the sink; tests run them on static
 
 from __future__ import annotations
 
+from apt_energy.spark.schema import DEVICE_SCHEMA, EXACT, READING_SCHEMA, REQUIRED
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-
-from spark.schema import DEVICE_SCHEMA, EXACT, READING_SCHEMA, REQUIRED
 
 TS_PATTERN = "yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX"
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from stack.errors import StackError
-from stack.native import NativeStack
-from stack.service import ServiceStatus
+from apt_energy.stack.native import NativeStack
+from apt_energy.stack.service import ServiceStatus
 
-__all__ = ["NativeStack", "ServiceStatus", "StackError"]
+__all__ = ["NativeStack", "ServiceStatus"]

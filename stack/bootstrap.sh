@@ -36,8 +36,14 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+    # pip and setuptools talk a lot (build-backend notices); keep it in a log, show it only on failure.
+    log=".venv/install.log"
+    if ! { .venv/bin/python -m pip install -q --upgrade pip \
+           && .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "bootstrap: pip install failed (full log above, also in $log)" >&2
+        exit 1
+    fi
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

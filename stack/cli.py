@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-import config
-from stack.native import NativeStack
-from stack.prepare import prepare
-from stack.secrets import ensure_dotenv
+from apt_energy.stack.native import NativeStack
+from apt_energy.stack.prepare import prepare
+from apt_energy.stack.secrets import ensure_dotenv
+
+from apt_energy import config
 
 logger = logging.getLogger(__name__)
 

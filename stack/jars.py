@@ -14,8 +14,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from stack.errors import StackError
-from stack.process import require_binary
+from apt_energy.stack.process import require_binary
+
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def pyspark_version() -> str:
 def kafka_version() -> str:
     match = re.search(r"<kafka.version>([^<]+)</kafka.version>", KAFKA_POM.read_text())
     if not match:
-        raise StackError(f"{KAFKA_POM}: no <kafka.version> property")
+        raise ServiceError(f"{KAFKA_POM}: no <kafka.version> property")
     return match.group(1)
 
 
@@ -55,7 +56,7 @@ def spark_kafka_jars(cache_dir: Path) -> list[Path]:
     shipped = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
     jars = sorted(p for p in folder.glob("*.jar") if _artifact(p.name) not in shipped)
     if not any(p.name.startswith("spark-sql-kafka-0-10_2.13") for p in jars):
-        raise StackError(f"{folder}: spark-sql-kafka-0-10_2.13 missing; delete the folder and rerun "
+        raise ServiceError(f"{folder}: spark-sql-kafka-0-10_2.13 missing; delete the folder and rerun "
                          "`apt-energy stack fetch`")
     return jars
 
@@ -80,7 +81,7 @@ def _fetch(pom: Path, dest: Path, props: dict[str, str]) -> Path:
     result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
     if result.returncode != 0:
         lines = [ln for ln in (result.stdout + result.stderr).splitlines() if "ERROR" in ln]
-        raise StackError(f"mvn could not fetch {pom.name}: {lines[0] if lines else 'exit ' + str(result.returncode)}"
+        raise ServiceError(f"mvn could not fetch {pom.name}: {lines[0] if lines else 'exit ' + str(result.returncode)}"
                          " (is Maven Central reachable?)")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

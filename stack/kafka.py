@@ -14,11 +14,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from config import Settings
-from stack.errors import StackError
-from stack.jars import kafka_jars
-from stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
-from stack.service import ServiceStatus
+from apt_energy.config import Settings
+from apt_energy.stack.jars import kafka_jars
+from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
+from apt_energy.stack.service import ServiceStatus
+
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class Kafka:
         controller_port = self.settings.stack.kafka_controller_port
         for p in (port, controller_port):
             if port_open(host, p):
-                raise StackError(f"port {p} is in use by another process; set APT_ENERGY_KAFKA_BOOTSTRAP / "
+                raise ServiceError(f"port {p} is in use by another process; set APT_ENERGY_KAFKA_BOOTSTRAP / "
                                  "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT to free ports")
         classpath = f"{kafka_jars(self.settings.cache_dir)}/*"
         data = self.dir / "data"
@@ -140,7 +141,7 @@ class Kafka:
             result = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,  # noqa: S603
                                      "-c", str(props)], capture_output=True, text=True, check=False)
             if result.returncode != 0:
-                raise StackError(f"kafka storage format failed: {(result.stderr or result.stdout).strip()[-300:]}")
+                raise ServiceError(f"kafka storage format failed: {(result.stderr or result.stdout).strip()[-300:]}")
         return spawn([*jvm, "kafka.Kafka", str(props)], pid_file=self.pid_file, log_file=self.dir / "stdout.log")
 
     def _healthy(self) -> bool:
@@ -195,4 +196,4 @@ def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = 
             future.result(timeout=30)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise StackError(f"could not create kafka topic {name}: {exc}") from exc
+                raise ServiceError(f"could not create kafka topic {name}: {exc}") from exc

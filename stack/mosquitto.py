@@ -6,10 +6,11 @@ import logging
 import os
 from pathlib import Path
 
-from config import Settings
-from stack.errors import StackError
-from stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
-from stack.service import ServiceStatus
+from apt_energy.config import Settings
+from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
+from apt_energy.stack.service import ServiceStatus
+
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Mosquitto:
         binary = require_binary("mosquitto", package="mosquitto", candidates=["/usr/sbin/mosquitto"])
         host, port = self.settings.mqtt.host, self.settings.mqtt.port
         if port_open(host, port):
-            raise StackError(f"port {port} is in use by another process (a system mosquitto? "
+            raise ServiceError(f"port {port} is in use by another process (a system mosquitto? "
                              f"`systemctl stop mosquitto`), or set APT_ENERGY_MQTT_PORT to a free port")
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         conf = self.dir / "mosquitto.conf"

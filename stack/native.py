@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from config import Settings
-from database import connect, migrate, seed
-from stack.jars import kafka_jars, spark_kafka_jars
-from stack.kafka import Kafka
-from stack.mosquitto import Mosquitto
-from stack.postgres import Postgres, provision
-from stack.service import Service, ServiceStatus
+from apt_energy.config import Settings
+from apt_energy.database import connect, migrate, seed
+from apt_energy.stack.jars import kafka_jars, spark_kafka_jars
+from apt_energy.stack.kafka import Kafka
+from apt_energy.stack.mosquitto import Mosquitto
+from apt_energy.stack.postgres import Postgres, provision
+from apt_energy.stack.service import Service, ServiceStatus
 
 logger = logging.getLogger(__name__)
 

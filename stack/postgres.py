@@ -16,12 +16,12 @@ import subprocess
 from pathlib import Path
 
 import psycopg
+from apt_energy.config import Settings
+from apt_energy.stack.process import port_open, read_pid, require_binary, wait_until
+from apt_energy.stack.secrets import ADMIN_USER, admin_password
+from apt_energy.stack.service import ServiceStatus
 
-from config import Settings
-from stack.errors import StackError
-from stack.process import port_open, read_pid, require_binary, wait_until
-from stack.secrets import ADMIN_USER, admin_password
-from stack.service import ServiceStatus
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def pg_bindir() -> Path:
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).resolve().parent
-    raise StackError("PostgreSQL server not found: install it with `sudo apt-get install -y postgresql` "
+    raise ServiceError("PostgreSQL server not found: install it with `sudo apt-get install -y postgresql` "
                      "(or run `make bootstrap`)")
 
 
@@ -68,7 +68,7 @@ class Postgres:
             self._initdb(bindir)
         if self._server_pid() is None:
             if port_open(pg.host, pg.port):
-                raise StackError(f"port {pg.port} is in use by another process; set APT_ENERGY_POSTGRES_PORT "
+                raise ServiceError(f"port {pg.port} is in use by another process; set APT_ENERGY_POSTGRES_PORT "
                                  "to a free port")
             self._chown(self.log_file, touch=True)
             opts = (f"-c port={pg.port} -c listen_addresses={pg.host} -c unix_socket_directories='' "
@@ -77,7 +77,7 @@ class Postgres:
             result = self._run([str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file),
                                 "-o", opts, "-w", "-t", "60", "start"])
             if result.returncode != 0:
-                raise StackError(f"pg_ctl start failed: {(result.stderr or result.stdout).strip()[:300]}; "
+                raise ServiceError(f"pg_ctl start failed: {(result.stderr or result.stdout).strip()[:300]}; "
                                  f"see {self.log_file}")
         wait_until(self._accepts, timeout=30, what="postgresql", log_file=self.log_file)
         logger.info("postgresql up port=%d data=%s", pg.port, self.data)
@@ -94,7 +94,7 @@ class Postgres:
                             "-E", "UTF8", "--locale=C.UTF-8"])
         pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
-            raise StackError(f"initdb failed: {(result.stderr or result.stdout).strip()[-300:]}")
+            raise ServiceError(f"initdb failed: {(result.stderr or result.stdout).strip()[-300:]}")
 
     def _chown(self, path: Path, *, touch: bool = False) -> None:
         if touch:
@@ -129,7 +129,7 @@ class Postgres:
             return
         result = self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
         if result.returncode != 0:
-            raise StackError(f"pg_ctl stop failed: {(result.stderr or result.stdout).strip()[:300]}")
+            raise ServiceError(f"pg_ctl stop failed: {(result.stderr or result.stdout).strip()[:300]}")
 
     def status(self) -> ServiceStatus:
         pid = self._server_pid()
@@ -187,7 +187,7 @@ def provision(settings: Settings) -> None:
     with admin_connect(settings) as conn:
         for role, password in roles:
             if not password:
-                raise StackError(f"no password for role {role}: set APT_ENERGY_DB_PASSWORD and "
+                raise ServiceError(f"no password for role {role}: set APT_ENERGY_DB_PASSWORD and "
                                  "APT_ENERGY_DB_READER_PASSWORD in the environment or .env")
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             verb = "ALTER" if exists else "CREATE"

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 
 import psycopg
+from apt_energy.config import Settings
+from apt_energy.database import connect, migrate, seed
+from apt_energy.stack.kafka import broker_reachable, ensure_topics
+from apt_energy.stack.postgres import admin_connect, provision
+from apt_energy.stack.process import wait_until
 
-from config import Settings
-from database import connect, migrate, seed
-from stack.errors import StackError
-from stack.kafka import broker_reachable, ensure_topics
-from stack.postgres import admin_connect, provision
-from stack.process import wait_until
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _postgres_accepts_superuser(settings: Settings) -> bool:
     except psycopg.OperationalError as exc:
         if "password authentication failed" in str(exc):  # not transient: waiting will not help
             pg = settings.postgres
-            raise StackError(f"PostgreSQL at {pg.host}:{pg.port} refused the superuser postgres: wrong "
+            raise ServiceError(f"PostgreSQL at {pg.host}:{pg.port} refused the superuser postgres: wrong "
                              "APT_ENERGY_DB_ADMIN_PASSWORD (it must be the one the server was created "
                              "with)") from exc
         return False

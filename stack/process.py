@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from stack.errors import StackError
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def require_binary(name: str, *, package: str, candidates: Sequence[str] = ()) -
             candidate, os.X_OK) else None)
         if found:
             return found
-    raise StackError(f"{name} not found: install it with `sudo apt-get install -y {package}` "
+    raise ServiceError(f"{name} not found: install it with `sudo apt-get install -y {package}` "
                      "(or run `make bootstrap`)")
 
 
@@ -124,4 +124,4 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str, log_file
         lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
         if lines:
             tail = f" (last log line: {lines[-1][:200]})"
-    raise StackError(f"{what} did not become healthy within {timeout:.0f}s{hint}{tail}")
+    raise ServiceError(f"{what} did not become healthy within {timeout:.0f}s{hint}{tail}")

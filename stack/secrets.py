@@ -11,8 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
-from config import PROJECT_ROOT, Secret
-from config.settings import read_dotenv
+from apt_energy.config import PROJECT_ROOT, Secret
+from apt_energy.config.settings import read_dotenv
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from apt_energy.config import Settings
+from apt_energy.database import connect, migrate, seed
+from apt_energy.stack import NativeStack
+from apt_energy.stack.secrets import ensure_dotenv
 from psycopg import sql
 
-import config
-from config import Settings
-from database import connect, migrate, seed
-from stack import NativeStack
-from stack.secrets import ensure_dotenv
+from apt_energy import config
 from tests.slack_stub import SlackStub
 
 

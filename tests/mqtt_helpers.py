@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from apt_energy.config import Settings
+from apt_energy.stack.mosquitto import Mosquitto
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from apt_energy.mqtt import login
-from config import Settings
-from stack.mosquitto import Mosquitto
 
 
 def free_port() -> int:

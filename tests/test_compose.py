@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-import config
+from apt_energy import config
 from apt_energy.cli import build_parser
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_GO = "v2.16.2"
@@ -170,6 +170,7 @@ def test_the_wheel_the_image_installs_carries_migrations_poms_and_dashboards(tmp
                              "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
-    for path in ("database/migrations/0001_complex.sql", "stack/maven/spark-kafka.pom.xml",
-                 "config/pipeline.yaml", "dashboards/json/overview.json"):
+    for path in ("apt_energy/database/migrations/0001_complex.sql", "apt_energy/stack/maven/spark-kafka.pom.xml",
+                 "apt_energy/config/pipeline.yaml", "apt_energy/dashboards/json/overview.json",
+                 "apt_energy/edge/fleet.py", "apt_energy/config/mosquitto/acl"):
         assert path in names

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from apt_energy.contract import ContractError, Reading, exact, usage_month
+from apt_energy.contract import InvalidInput, Reading, exact, usage_month
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +41,7 @@ def test_round_trip_keeps_every_field_and_numbers_stay_json_numbers() -> None:
      b'"value":NaN,"total":1,"unit":"m"}', "value is not finite"),
 ])
 def test_bad_payloads_raise_with_the_reason(payload: bytes, reason: str) -> None:
-    with pytest.raises(ContractError, match=reason):
+    with pytest.raises(InvalidInput, match=reason):
         Reading.from_json(payload)
 
 

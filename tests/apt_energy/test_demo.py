@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from apt_energy.database import connect
 
-from database import connect
 from tests.conftest import DemoRun
 
 pytestmark = pytest.mark.integration

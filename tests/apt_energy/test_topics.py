@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from apt_energy.config import Household
 
 from apt_energy import topics
-from config import Household
 
 pytestmark = pytest.mark.unit
 
@@ -22,5 +22,5 @@ def test_topics_build_and_parse_back_to_the_device() -> None:
     "apt/hanbit/seven/1203/status", "apt/hanbit/07/1203/reboot", "apt/hanbit/07/1203/water/reading/x",
 ])
 def test_topics_outside_the_scheme_are_rejected(topic: str) -> None:
-    with pytest.raises(topics.TopicError):
+    with pytest.raises(topics.InvalidInput):
         topics.parse("apt", topic)

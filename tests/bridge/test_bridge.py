@@ -13,12 +13,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from apt_energy.bridge import Bridge
+from apt_energy.config import Settings
+from apt_energy.edge import Fleet, FleetOptions
+from apt_energy.stack import NativeStack
+from apt_energy.stack.mosquitto import Mosquitto
 
-from bridge import Bridge
-from config import Settings
-from edge import Fleet, FleetOptions
-from stack import NativeStack
-from stack.mosquitto import Mosquitto
 from tests.conftest import env_for
 from tests.kafka_helpers import consume, headers
 from tests.mqtt_helpers import private_broker, wait_for
@@ -88,7 +88,7 @@ def test_every_qos1_reading_reaches_kafka_with_mqtt_metadata(pipeline_settings: 
 
 def test_bridge_killed_with_sigkill_and_restarted_loses_nothing(pipeline_settings: Settings) -> None:
     s = pipeline_settings
-    argv = [sys.executable, "-m", "bridge"]
+    argv = [sys.executable, "-m", "apt_energy.bridge"]
     first = subprocess.Popen(argv, env=env_for(s), stderr=subprocess.DEVNULL)
     try:
         time.sleep(2.0)

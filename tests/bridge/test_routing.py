@@ -3,9 +3,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from bridge.acks import AckQueue
-from bridge.routing import DEAD, DEVICE, READING, SKIP, route
+from apt_energy.bridge.acks import AckQueue
+from apt_energy.bridge.routing import DEAD, DEVICE, READING, SKIP, route
 
 pytestmark = pytest.mark.unit
 

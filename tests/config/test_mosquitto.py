@@ -15,11 +15,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from apt_energy.config import Secret, Settings
+from apt_energy.edge import Fleet, FleetOptions
+from apt_energy.stack.process import port_open, wait_until
 
 from apt_energy.topics import device_base
-from config import Secret, Settings
-from edge import Fleet, FleetOptions
-from stack.process import port_open, wait_until
 from tests.mqtt_helpers import Recorder, free_port, wait_for
 
 pytestmark = pytest.mark.integration

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from apt_energy.config.settings import DEFAULT_CONFIG_DIR, Secret
 
-import config
-from config import ConfigError
-from config.settings import DEFAULT_CONFIG_DIR, Secret
+from apt_energy import config
+from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apt_energy.dashboards.build import JSON_DIR, render, stale
+from apt_energy.dashboards.grafana import DATASOURCE_UID
 
-import config
-from dashboards.build import JSON_DIR, render, stale
-from dashboards.grafana import DATASOURCE_UID
+from apt_energy import config
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from dashboards.macros import MacroError, TimeRange, expand_macros, interpolate
+from apt_energy.dashboards.macros import InvalidInput, TimeRange, expand_macros, interpolate
 
 pytestmark = pytest.mark.unit
 
@@ -43,11 +42,11 @@ def test_macros_survive_variable_interpolation() -> None:
 
 
 def test_undefined_variables_and_unknown_macros_are_errors() -> None:
-    with pytest.raises(MacroError, match=r"\$unit"):
+    with pytest.raises(InvalidInput, match=r"\$unit"):
         interpolate("h = $unit", {})
-    with pytest.raises(MacroError, match="unknown macro"):
+    with pytest.raises(InvalidInput, match="unknown macro"):
         expand_macros("$__timeWarp(ts)", RANGE)
-    with pytest.raises(MacroError, match="interval"):
+    with pytest.raises(InvalidInput, match="interval"):
         expand_macros("$__timeGroup(ts, '1M')", RANGE)
 
 

@@ -8,12 +8,12 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
+from apt_energy.dashboards.check import run_panels
+from apt_energy.dashboards.definitions import all_dashboards
+from apt_energy.dashboards.macros import TimeRange
+from apt_energy.database import connect
+from apt_energy.edge.ledger import Ledger
 
-from dashboards.check import run_panels
-from dashboards.definitions import all_dashboards
-from dashboards.macros import TimeRange
-from database import connect
-from edge.ledger import Ledger
 from tests.conftest import DemoRun
 
 pytestmark = pytest.mark.integration

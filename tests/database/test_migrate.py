@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-
-from config import Settings
-from database import applied_versions, connect, migrate, seed
-from database.connection import DatabaseError
-from database.migrate import discover
+from apt_energy.config import Settings
+from apt_energy.database import applied_versions, connect, migrate, seed
+from apt_energy.database.connection import ServiceError
+from apt_energy.database.migrate import discover
 
 pytestmark = pytest.mark.integration
 
@@ -83,11 +82,11 @@ def test_reader_role_can_select_but_not_write(fresh_db: Settings) -> None:
 
 
 def test_changed_migration_is_refused(fresh_db: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from database.migrate import MIGRATIONS_DIR
+    from apt_energy.database.migrate import MIGRATIONS_DIR
 
     for m in MIGRATIONS_DIR.glob("*.sql"):
         (tmp_path / m.name).write_text(m.read_text())
     first = sorted(tmp_path.glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited after the fact\n")
-    with connect(fresh_db) as conn, pytest.raises(DatabaseError, match="changed after it was applied"):
+    with connect(fresh_db) as conn, pytest.raises(ServiceError, match="changed after it was applied"):
         migrate(conn, directory=tmp_path)

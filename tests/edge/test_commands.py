@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-from edge.commands import ClearAnomalies, CommandError, GoOffline, Inject, SetInterval, parse_command
+from apt_energy.edge.commands import ClearAnomalies, GoOffline, Inject, InvalidInput, SetInterval, parse_command
 
 pytestmark = pytest.mark.unit
 
@@ -29,5 +28,5 @@ def test_valid_commands() -> None:
     b'\xff\xfe',
 ])
 def test_malformed_commands_raise_command_error(payload: bytes) -> None:
-    with pytest.raises(CommandError):
+    with pytest.raises(InvalidInput):
         parse(payload)

@@ -5,10 +5,10 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from apt_energy.edge.device import Backoff, Device, Register
 
-import config
+from apt_energy import config
 from apt_energy.contract import exact
-from edge.device import Backoff, Device, Register
 
 pytestmark = pytest.mark.unit
 

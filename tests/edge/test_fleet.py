@@ -15,10 +15,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from apt_energy.config import Settings
+from apt_energy.edge import Fleet, FleetOptions, Ledger
 
 from apt_energy.contract import exact
-from config import Settings
-from edge import Fleet, FleetOptions, Ledger
 from tests.mqtt_helpers import Recorder, isolated, private_broker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -104,8 +104,9 @@ def test_broker_restart_mid_run_leaves_no_gap_in_any_seq(stack_settings: Setting
 def test_kill_9_leaves_offline_status_through_the_last_will(stack_settings: Settings, tmp_path: Path) -> None:
     settings = isolated(stack_settings)
     env = {**os.environ, "APT_ENERGY_MQTT_TOPIC_PREFIX": settings.mqtt.topic_prefix}
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "--households", "5", "--months", "1", "--speed", "60",
-                             "--state", str(tmp_path / "state.json")], env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "apt_energy.edge", "--households", "5", "--months", "1",
+                             "--speed", "60", "--state", str(tmp_path / "state.json")],
+                            env=env, stderr=subprocess.DEVNULL)
     rec = Recorder(settings)
     try:
         wait_for(lambda: sum(1 for s in rec.last_json("/status").values() if s["state"] == "online") == 5, 30,

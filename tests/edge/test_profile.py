@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from apt_energy.edge.profile import FleetModel, daily_profile
 
-import config
-from edge.profile import FleetModel, daily_profile
+from apt_energy import config
 
 pytestmark = pytest.mark.unit
 

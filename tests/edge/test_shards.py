@@ -7,9 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from edge.fleet import load_state
-from edge.shards import MembershipWatch, ShardError, assign, replica_number, settle
+from apt_energy.edge.fleet import load_state
+from apt_energy.edge.shards import ConfigError, MembershipWatch, assign, replica_number, settle
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +19,7 @@ THREE = ("apt-energy-edge-1.apt-energy_default", "apt-energy-edge-2.apt-energy_d
 def test_replica_numbers_come_from_compose_v2_and_v1_container_names() -> None:
     assert replica_number("apt-energy-edge-3.apt-energy_default") == 3
     assert replica_number("apt-energy_edge_12") == 12
-    with pytest.raises(ShardError, match="replica number"):
+    with pytest.raises(ConfigError, match="replica number"):
         replica_number("edge")
 
 
@@ -28,7 +27,7 @@ def test_each_replica_gets_its_rank_by_replica_number_not_by_name() -> None:
     shards = [assign((me, THREE)) for me in THREE]
     assert shards == [(0, 3), (1, 3), (2, 3)]          # "10" sorts after "2"
     assert assign((THREE[0], THREE[:1])) == (0, 1)
-    with pytest.raises(ShardError, match="not among"):
+    with pytest.raises(ConfigError, match="not among"):
         assign(("apt-energy-edge-4", THREE))
 
 
@@ -48,7 +47,7 @@ def test_settle_gives_up_when_the_set_keeps_changing() -> None:
         n[0] += 1
         return "a-1", tuple(f"a-{i}" for i in range(1, 2 + n[0] % 2))
 
-    with pytest.raises(ShardError, match="kept changing"):
+    with pytest.raises(ConfigError, match="kept changing"):
         settle(flapping, stable_s=5, timeout_s=30, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
 
 

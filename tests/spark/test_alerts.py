@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apt_energy.config import Secret, Settings
+from apt_energy.database import connect
+from apt_energy.spark.job import StreamJob
+from apt_energy.spark.notifier import BotTransport, Notifier, WebhookTransport
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading
-from config import Secret, Settings
-from database import connect
-from spark.job import StreamJob
-from spark.notifier import BotTransport, Notifier, WebhookTransport
 from tests.mqtt_helpers import wait_for
 from tests.slack_stub import Scripted, SlackStub
 

@@ -14,15 +14,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from apt_energy.bridge import Bridge
+from apt_energy.config import Settings
+from apt_energy.database import connect
+from apt_energy.edge import Fleet, FleetOptions, Ledger
+from apt_energy.spark.job import StreamJob
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading, exact, usage_month
-from bridge import Bridge
-from config import Settings
-from database import connect
-from edge import Fleet, FleetOptions, Ledger
-from spark.job import StreamJob
 from tests.conftest import env_for
 from tests.kafka_helpers import consume
 from tests.mqtt_helpers import wait_for
@@ -169,7 +169,7 @@ def test_job_killed_mid_stream_and_restarted_stays_exact(settings: Settings, tmp
     produce(settings, [(r.device_id.encode(), r.to_json()) for r in readings])
     env = {**env_for(settings), "APT_ENERGY_SPARK_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
            "APT_ENERGY_SPARK_MAX_OFFSETS_PER_TRIGGER": "2000", "APT_ENERGY_SPARK_TRIGGER_S": "0.5"}
-    argv = [sys.executable, "-m", "spark", "--no-notifier"]
+    argv = [sys.executable, "-m", "apt_energy.spark", "--no-notifier"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: stored_count(settings) > 2000, 120, "the first batches")

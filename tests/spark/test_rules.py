@@ -5,9 +5,9 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from apt_energy.spark import rules
 
-import config
-from spark import rules
+from apt_energy import config
 
 pytestmark = pytest.mark.unit
 

@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from apt_energy.spark.schema import READING_SCHEMA, REQUIRED
+from apt_energy.spark.transforms import parse_devices, parse_readings
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from apt_energy.contract import Reading
-from spark.schema import READING_SCHEMA, REQUIRED
-from spark.transforms import parse_devices, parse_readings
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.spark
 
 UNITS = {"electricity": "kWh", "heating": "Mcal", "water": "m³"}
 NOW = datetime(2024, 6, 1, tzinfo=UTC)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from apt_energy.config import Settings
+from apt_energy.database import connect
+from apt_energy.stack import NativeStack
 from confluent_kafka import Consumer, Producer
-
-from config import Settings
-from database import connect
-from stack import NativeStack
 
 pytestmark = pytest.mark.integration
 
@@ -109,14 +108,14 @@ def test_second_stack_starts_and_down_stops_only_what_it_started(native_stack: N
 
 
 def test_stack_status_cli_lists_services(native_stack: NativeStack) -> None:
-    result = subprocess.run([sys.executable, "-m", "stack", "status"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "apt_energy.stack", "status"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for name in ("mosquitto", "postgresql", "kafka"):
         assert any(line.startswith(name) and "healthy" in line for line in result.stdout.splitlines())
 
 
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:
-    from stack.kafka import new_cluster_id
+    from apt_energy.stack.kafka import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]  # ~1 in 64 raw draws starts with '-'
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

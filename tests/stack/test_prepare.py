@@ -9,11 +9,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from apt_energy.config import Settings
+from apt_energy.database import connect
+from apt_energy.stack import NativeStack
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from config import Settings
-from database import connect
-from stack import NativeStack
 from tests.conftest import delete_topics, drop_databases, env_for
 
 pytestmark = pytest.mark.integration

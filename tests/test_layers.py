@@ -1,0 +1,102 @@
+"""Layers only point down: core ← database ← stages ← stack ← application.
+
+Read from the source with ``ast`` (no imports run), so the test also catches imports inside functions.
+Every module of the project must have a layer here; a new package has to be placed on purpose.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parent.parent
+# import namespace → folder (pyproject's package-dir)
+FOLDERS = {
+    "apt_energy": "apt_energy", "apt_energy.config": "config", "apt_energy.database": "database",
+    "apt_energy.edge": "edge", "apt_energy.bridge": "bridge", "apt_energy.spark": "spark",
+    "apt_energy.dashboards": "dashboards", "apt_energy.stack": "stack",
+}
+CORE, STORAGE, STAGE, OPS, APP = range(5)
+LAYER_NAMES = {CORE: "core", STORAGE: "storage", STAGE: "stage", OPS: "ops", APP: "application"}
+CORE_MODULES = {"apt_energy", "apt_energy.errors", "apt_energy.contract", "apt_energy.topics", "apt_energy.mqtt",
+                "apt_energy.backoff", "apt_energy.logs", "apt_energy.cliutil"}
+APP_MODULES = {"apt_energy.cli", "apt_energy.__main__", "apt_energy.demo", "apt_energy.pipeline"}
+STAGES = {"apt_energy.edge", "apt_energy.bridge", "apt_energy.spark", "apt_energy.dashboards"}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 and ".".join(parts[:2]) in FOLDERS else "apt_energy"
+
+
+def layer_of(module: str) -> int:
+    """Entry points (``cli``, ``__main__``) of every package wire settings into components: application."""
+    if module.rsplit(".", 1)[-1] in ("cli", "__main__") or module in APP_MODULES:
+        return APP
+    package = package_of(module)
+    if package == "apt_energy":
+        if module not in CORE_MODULES:
+            pytest.fail(f"{module} has no layer: add it to CORE_MODULES or APP_MODULES in {__file__}")
+        return CORE
+    if package == "apt_energy.config":
+        return CORE
+    if package == "apt_energy.database":
+        return STORAGE
+    if package in STAGES:
+        return STAGE
+    if package == "apt_energy.stack":
+        return OPS
+    pytest.fail(f"{module} has no layer")
+
+
+def project_modules() -> dict[str, Path]:
+    found = {}
+    for namespace, folder in FOLDERS.items():
+        for path in (ROOT / folder).glob("*.py"):
+            name = namespace if path.stem == "__init__" else f"{namespace}.{path.stem}"
+            found[name] = path
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    targets: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "apt_energy":
+                targets.update(f"apt_energy.{alias.name}" for alias in node.names)
+            elif node.module.startswith("apt_energy."):
+                targets.add(node.module)
+        elif isinstance(node, ast.Import):
+            targets.update(a.name for a in node.names if a.name.startswith("apt_energy"))
+    return targets
+
+
+MODULES = project_modules()
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in MODULES:
+        layer_of(module)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_only_point_down(module: str) -> None:
+    mine = layer_of(module)
+    for target in imports_of(MODULES[module]):
+        if target not in MODULES:
+            continue  # a name imported from a package (``from apt_energy import config``) resolves below
+        theirs = layer_of(target)
+        same_package = package_of(target) == package_of(module)
+        assert theirs < mine or (theirs == mine and (same_package or mine in (CORE, APP))), (
+            f"{module} ({LAYER_NAMES[mine]}) imports {target} ({LAYER_NAMES[theirs]}): "
+            "layers only point down, and a stage imports no other stage")
+
+
+def test_the_layer_rule_catches_an_upward_import(tmp_path: Path) -> None:
+    # The rule itself can fail: core importing the CLI would be reported.
+    assert layer_of("apt_energy.contract") < layer_of("apt_energy.cli")
+    assert layer_of("apt_energy.edge.fleet") < layer_of("apt_energy.stack.native") < layer_of("apt_energy.demo")
