@@ -148,7 +148,7 @@ def reset(settings: Settings, stack: NativeStack, demo_dir: Path) -> None:
     """A reproducible run: empty pipeline tables, fresh topics and checkpoints, no edge state."""
     from confluent_kafka.admin import AdminClient
 
-    with connect(settings) as conn:
+    with connect(settings, role="owner") as conn:  # TRUNCATE is the owner's, never the pipeline's
         conn.execute(f"TRUNCATE {', '.join(PIPELINE_TABLES)} RESTART IDENTITY")
         conn.commit()
     k = settings.kafka

@@ -270,8 +270,10 @@ class PostgresSettings:
     host: str = "127.0.0.1"
     port: int = 5433
     database: str = "apt_energy"
+    owner_user: str = "apt_owner"
     writer_user: str = "apt_writer"
     reader_user: str = "apt_reader"
+    reader_statement_timeout_s: int = 10
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", "an integer 1-65535", self.port)
@@ -329,6 +331,7 @@ class StackSettings:
 class Secrets:
     """Credentials from the environment (or ``.env``); masked in every repr."""
 
+    db_owner_password: Secret = NO_SECRET
     db_password: Secret = NO_SECRET
     db_reader_password: Secret = NO_SECRET
     slack_bot_token: Secret = NO_SECRET
@@ -337,6 +340,7 @@ class Secrets:
     slack_base_url: str = ""  # Slack API base URL override: tests point it at a local stand-in
 
     ENV_NAMES: typing.ClassVar[dict[str, str]] = {
+        "db_owner_password": "APT_ENERGY_DB_OWNER_PASSWORD",
         "db_password": "APT_ENERGY_DB_PASSWORD",
         "db_reader_password": "APT_ENERGY_DB_READER_PASSWORD",
         "slack_bot_token": "SLACK_BOT_TOKEN",

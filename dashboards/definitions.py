@@ -21,7 +21,13 @@ LINKS = ({"type": "dashboards", "tags": ["apt-energy"], "asDropdown": False, "in
 BARS = {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1, "barAlignment": 0, "showPoints": "never"}
 STACKED_BARS = {**BARS, "stacking": {"mode": "normal", "group": "A"}}
 HEAT = {"cellOptions": {"type": "color-background", "mode": "gradient"}, "align": "center"}
-ONE_HOUSEHOLD = "b.building_number = $building AND h.floor * 100 + h.unit = $unit"
+# A viewer controls variable values (?var-building=… in the URL). Each use is '${name:percentencode}'::int:
+# percent-encoding leaves only A-Z a-z 0-9 - _ . ~ (no quote to close the literal, no `$__macro(` for the
+# backend to expand inside it), so a crafted value fails the ::int cast instead of running as SQL
+# (tests/security/test_dashboards.py).
+THE_BUILDING = "'${building:percentencode}'::int"
+THE_UNIT = "'${unit:percentencode}'::int"
+ONE_HOUSEHOLD = f"b.building_number = {THE_BUILDING} AND h.floor * 100 + h.unit = {THE_UNIT}"
 BUILDING = Variable("building", "Building / 동", "SELECT building_number FROM buildings ORDER BY building_number")
 
 
@@ -146,7 +152,7 @@ def building(settings: Settings) -> Dashboard:
               unit=grafana_unit(e.unit), width=8, description="Average monthly usage per reporting household.",
               query=Query(f"""
 SELECT {sql.month_time('u.usage_date')},
-       avg(u.amount) FILTER (WHERE b.building_number = $building) AS "this building",
+       avg(u.amount) FILTER (WHERE b.building_number = {THE_BUILDING}) AS "this building",
        avg(u.amount) AS "complex"
 FROM energy_usage u
 JOIN households h ON h.id = u.household_id
@@ -175,7 +181,7 @@ SELECT h.floor AS "floor 층",
 FROM households h
 JOIN buildings b ON b.id = h.building_id
 LEFT JOIN energy_usage u ON u.household_id = h.id AND {sql.months_in_range('u.usage_date')}
-WHERE b.building_number = $building
+WHERE b.building_number = {THE_BUILDING}
 GROUP BY h.floor ORDER BY h.floor DESC""")),
             Panel("table", "Households ranked by emissions / 세대별 순위", unit="none", width=14, height=16,
                   description="Usage and emissions over the time range; alerts raised for months in it.",
@@ -191,7 +197,7 @@ SELECT format('%s호', h.floor * 100 + h.unit) AS "unit 호",
 FROM households h
 JOIN buildings b ON b.id = h.building_id
 LEFT JOIN energy_usage u ON u.household_id = h.id AND {sql.months_in_range('u.usage_date')}
-WHERE b.building_number = $building
+WHERE b.building_number = {THE_BUILDING}
 GROUP BY h.id, h.floor, h.unit
 ORDER BY "t CO2e" DESC NULLS LAST""")),
             *compare,
@@ -230,9 +236,9 @@ ORDER BY 1""", "time_series")))
         links=LINKS,
         variables=(
             BUILDING,
-            Variable("unit", "Unit / 호", """
+            Variable("unit", "Unit / 호", f"""
 SELECT h.floor * 100 + h.unit FROM households h JOIN buildings b ON b.id = h.building_id
-WHERE b.building_number = $building ORDER BY h.floor, h.unit"""),
+WHERE b.building_number = {THE_BUILDING} ORDER BY h.floor, h.unit"""),
         ),
         panels=(
             *usage,

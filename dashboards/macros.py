@@ -16,12 +16,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from apt_energy.errors import InvalidInput
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MACRO = re.compile(r"\$__(\w+)\(")
-_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
+_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\[\[(\w+)\]\]|\$(\w+)")
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,19 @@ def interpolate(sql: str, variables: Mapping[str, str | Sequence[str]], *, multi
     """Template variables, as Grafana's SQL datasources format them."""
 
     def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2) or match.group(3)
+        name = match.group(1) or match.group(3) or match.group(4)
+        fmt = match.group(2)
         if name.startswith("__"):
             return match.group(0)  # a macro or built-in, handled later
         if name not in variables:
             raise InvalidInput(f"variable ${name} is used but not defined")
         v = variables[name]
+        if fmt == "percentencode":
+            # Grafana's encodeURIComponentStrict: only A-Z a-z 0-9 - _ . ~ survive, so the value can carry
+            # neither a quote nor a `$__macro(` into the SQL the backend expands next.
+            return quote("{" + ",".join(v) + "}" if not isinstance(v, str) else v, safe="-_.~")
+        if fmt not in (None, "raw", "sqlstring", "singlequote"):
+            raise InvalidInput(f"variable format :{fmt} is not one the checker knows")
         if isinstance(v, str) and name not in multi:
             return v.replace("'", "''")
         items = [v] if isinstance(v, str) else list(v)

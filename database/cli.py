@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from apt_energy.database.connection import connect
+from apt_energy.database.connection import connect, roles
 from apt_energy.database.migrate import applied_versions, discover, migrate
 from apt_energy.database.seed import seed
 
@@ -14,8 +14,8 @@ from apt_energy import config
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "db", help="apply migrations and seed the complex; show schema status",
-        description="Connects as the writer role (postgres.* settings; password from "
-                    "APT_ENERGY_DB_PASSWORD or .env).")
+        description="Connects as the owner role (postgres.owner_user; password from "
+                    "APT_ENERGY_DB_OWNER_PASSWORD or .env).")
     p.add_argument("action", choices=["migrate", "status"],
                    help="migrate: apply pending migrations and seed (safe to re-run); status: applied versions")
     p.set_defaults(func=run)
@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     settings = config.load()
-    with connect(settings) as conn:
+    with connect(settings, role="owner") as conn:
         if args.action == "migrate":
-            applied = migrate(conn, reader_role=settings.postgres.reader_user)
+            applied = migrate(conn, roles=roles(settings))
             result = seed(conn, settings)
             print(f"migrations applied now: {', '.join(f'{v:04d}' for v in applied) or 'none (up to date)'}")
             print(f"complex {settings.complex.id}: {result.buildings} buildings, {result.households} households")

@@ -6,21 +6,31 @@ from typing import Literal
 
 import psycopg
 from apt_energy.config import Settings
+from apt_energy.database.roles import Roles
 
 from apt_energy.errors import ServiceError
 
+Role = Literal["owner", "writer", "reader"]
 
-def conninfo(settings: Settings, *, role: Literal["writer", "reader"] = "writer", dbname: str | None = None) -> str:
-    """A libpq connection string (password included: never log it)."""
+
+def roles(settings: Settings) -> Roles:
     pg = settings.postgres
-    user = pg.writer_user if role == "writer" else pg.reader_user
-    secret = settings.secrets.db_password if role == "writer" else settings.secrets.db_reader_password
+    return Roles(owner=pg.owner_user, writer=pg.writer_user, reader=pg.reader_user,
+                 reader_statement_timeout_s=pg.reader_statement_timeout_s)
+
+
+def conninfo(settings: Settings, *, role: Role = "writer", dbname: str | None = None) -> str:
+    """A libpq connection string (password included: never log it)."""
+    pg, secrets = settings.postgres, settings.secrets
+    user, secret = {"owner": (pg.owner_user, secrets.db_owner_password),
+                    "writer": (pg.writer_user, secrets.db_password),
+                    "reader": (pg.reader_user, secrets.db_reader_password)}[role]
     return psycopg.conninfo.make_conninfo(host=pg.host, port=pg.port, dbname=dbname or pg.database, user=user,
                                           password=secret.reveal(), connect_timeout=10,
                                           application_name="apt-energy")
 
 
-def connect(settings: Settings, *, role: Literal["writer", "reader"] = "writer", dbname: str | None = None,
+def connect(settings: Settings, *, role: Role = "writer", dbname: str | None = None,
             autocommit: bool = False) -> psycopg.Connection:
     try:
         return psycopg.connect(conninfo(settings, role=role, dbname=dbname), autocommit=autocommit)

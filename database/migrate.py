@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from apt_energy.database.connection import ServiceError
-from psycopg import sql
+from apt_energy.database.roles import Roles, grant_tables
+
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,11 @@ def applied_versions(conn: psycopg.Connection) -> dict[int, str]:
     return {int(v): str(c) for v, c in rows}
 
 
-def migrate(conn: psycopg.Connection, *, reader_role: str | None = None,
+def migrate(conn: psycopg.Connection, *, roles: Roles | None = None,
             directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Apply pending migrations; return the versions applied now (empty when up to date)."""
+    """Apply pending migrations as the owner role; return the versions applied now (empty when up to date).
+
+    With ``roles``, the writer's and reader's table privileges are (re)granted afterwards."""
     applied_now: list[int] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -78,18 +81,7 @@ def migrate(conn: psycopg.Connection, *, reader_role: str | None = None,
                                     f"{str(exc).strip().splitlines()[0]}") from exc
             logger.info("applied migration version=%04d name=%s", migration.version, migration.name)
             applied_now.append(migration.version)
-        if reader_role:
-            grant_reader(conn, reader_role)
+        if roles is not None:
+            grant_tables(conn, roles)
     return applied_now
 
-
-def grant_reader(conn: psycopg.Connection, role: str) -> None:
-    """Grafana's role reads every table, present and future, and writes nothing."""
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-    if not exists:
-        logger.warning("read-only role %s does not exist; skipping grants", role)
-        return
-    ident = sql.Identifier(role)
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
-    conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
-    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(ident))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from apt_energy.config import Settings
-from apt_energy.database import connect, migrate, seed
+from apt_energy.database import connect, migrate, roles, seed
 from apt_energy.stack.jars import kafka_jars, spark_kafka_jars
 from apt_energy.stack.kafka import Kafka
 from apt_energy.stack.mosquitto import Mosquitto
@@ -43,8 +43,8 @@ class NativeStack:
         self.kafka.up()
 
     def migrate(self) -> list[int]:
-        with connect(self.settings) as conn:
-            applied = migrate(conn, reader_role=self.settings.postgres.reader_user)
+        with connect(self.settings, role="owner") as conn:
+            applied = migrate(conn, roles=roles(self.settings))
             seed(conn, self.settings)
         return applied
 

@@ -12,11 +12,14 @@ import logging
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
 import psycopg
 from apt_energy.config import Settings
+from apt_energy.database import roles
+from apt_energy.database.roles import ensure_role, harden_database
 from apt_energy.stack.process import port_open, read_pid, require_binary, wait_until
 from apt_energy.stack.secrets import ADMIN_USER, admin_password
 from apt_energy.stack.service import ServiceStatus
@@ -138,19 +141,40 @@ class Postgres:
         return ServiceStatus(self.name, pid is not None, pid is not None and self._accepts(), endpoint, pid=pid)
 
 
+# Root's home folders are private (0700), so the postgres user cannot reach a run directory under one.
+# The cluster then lives under this root-owned, not world-writable folder — never under /tmp or
+# /var/tmp, where another local user could create the path first or plant a symlink.
+PRIVATE_BASE = Path("/var/lib/apt-energy")
+
+
 def _home(pg_dir: Path) -> Path:
     """Where the cluster's data and log live: ``<run>/postgres``, unless the ``postgres`` user cannot
-    reach the run dir (root working under a private folder); then a folder under /var/tmp keyed by
-    the run dir, linked from ``<run>/postgres/home``."""
+    reach the run dir (root working under a private folder); then a folder under :data:`PRIVATE_BASE`
+    keyed by the run dir, linked from ``<run>/postgres/home``."""
     if os.geteuid() != 0 or _reachable_by_postgres(pg_dir.parent):
         return pg_dir
-    key = hashlib.sha256(str(pg_dir).encode()).hexdigest()[:12]
-    fallback = Path("/var/tmp") / f"apt-energy-{key}"  # noqa: S108 - root-owned, then chowned to postgres
+    key = hashlib.sha256(str(pg_dir.resolve()).encode()).hexdigest()[:12]
+    PRIVATE_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _check_owned(PRIVATE_BASE, uids={0})
+    home = PRIVATE_BASE / f"pg-{key}"
+    if home.exists() or home.is_symlink():
+        _check_owned(home, uids={0, pwd.getpwnam("postgres").pw_uid})
     link = pg_dir / "home"
     pg_dir.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and link.readlink() != home:
+        link.unlink()  # an older layout (e.g. /var/tmp): point at the private home instead
     if not link.is_symlink():
-        link.symlink_to(fallback)
-    return fallback
+        link.symlink_to(home)
+    return home
+
+
+def _check_owned(path: Path, *, uids: set[int]) -> None:
+    """Refuse a path that is a symlink, or owned by someone else, or writable by others."""
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid not in uids or st.st_mode & 0o002:
+        raise ServiceError(f"{path} is not a private directory of root or postgres (a symlink, another owner, "
+                           "or world-writable); remove it and run `apt-energy stack up` again",
+                           service="postgresql")
 
 
 def _reachable_by_postgres(path: Path) -> bool:
@@ -179,22 +203,24 @@ def admin_connect(settings: Settings, *, dbname: str | None = None, connect_time
 
 
 def provision(settings: Settings) -> None:
-    """Create (or update the passwords of) the writer and reader roles and the pipeline's database."""
+    """Create (or update the passwords of) the owner, writer and reader roles and the pipeline's database,
+    then harden it (:mod:`apt_energy.database.roles`)."""
     from psycopg import sql
 
-    cfg = settings.postgres
-    roles = ((cfg.writer_user, settings.secrets.db_password), (cfg.reader_user, settings.secrets.db_reader_password))
+    cfg, secrets = settings.postgres, settings.secrets
+    logins = ((cfg.owner_user, secrets.db_owner_password, "APT_ENERGY_DB_OWNER_PASSWORD"),
+              (cfg.writer_user, secrets.db_password, "APT_ENERGY_DB_PASSWORD"),
+              (cfg.reader_user, secrets.db_reader_password, "APT_ENERGY_DB_READER_PASSWORD"))
     with admin_connect(settings) as conn:
-        for role, password in roles:
+        for role, password, env in logins:
             if not password:
-                raise ServiceError(f"no password for role {role}: set APT_ENERGY_DB_PASSWORD and "
-                                 "APT_ENERGY_DB_READER_PASSWORD in the environment or .env")
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(password.reveal())))
+                raise ServiceError(f"no password for PostgreSQL role {role}: set {env} in the environment or .env",
+                                   service="postgresql")
+            ensure_role(conn, role, password)
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg.database,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(cfg.database), sql.Identifier(cfg.writer_user)))
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(cfg.database), sql.Identifier(cfg.reader_user)))
+                sql.Identifier(cfg.database), sql.Identifier(cfg.owner_user)))
+        # The maintenance database is the superuser's alone (PUBLIC may connect to it by default).
+        conn.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+    with admin_connect(settings, dbname=cfg.database) as conn:
+        harden_database(conn, cfg.database, roles(settings))

@@ -11,7 +11,7 @@ import logging
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.database import connect, migrate, seed
+from apt_energy.database import connect, migrate, roles, seed
 from apt_energy.stack.kafka import broker_reachable, ensure_topics
 from apt_energy.stack.postgres import admin_connect, provision
 from apt_energy.stack.process import wait_until
@@ -48,8 +48,8 @@ def prepare(settings: Settings) -> list[int]:
     """Everything the pipeline's services expect to exist; returns the migrations applied now."""
     wait_for_servers(settings)
     provision(settings)
-    with connect(settings) as conn:
-        applied = migrate(conn, reader_role=settings.postgres.reader_user)
+    with connect(settings, role="owner") as conn:
+        applied = migrate(conn, roles=roles(settings))
         seed(conn, settings)
     ensure_topics(settings)
     logger.info("prepared postgres=%s:%d/%s kafka=%s migrations_applied=%s", settings.postgres.host,

@@ -13,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from apt_energy.config import Settings
-from apt_energy.database import connect, migrate, seed
+from apt_energy.database import connect, migrate, roles, seed
+from apt_energy.database.roles import harden_database
 from apt_energy.stack import NativeStack
 from apt_energy.stack.secrets import ensure_dotenv
 from psycopg import sql
@@ -49,12 +50,12 @@ def create_database(stack: NativeStack) -> Settings:
     s = stack.settings
     with stack.postgres.admin_connect() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-            sql.Identifier(name), sql.Identifier(s.postgres.writer_user)))
-        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(name), sql.Identifier(s.postgres.reader_user)))
+            sql.Identifier(name), sql.Identifier(s.postgres.owner_user)))
+    with stack.postgres.admin_connect(dbname=name) as admin:
+        harden_database(admin, name, roles(s))
     settings = dataclasses.replace(s, postgres=dataclasses.replace(s.postgres, database=name))
-    with connect(settings) as conn:
-        migrate(conn, reader_role=s.postgres.reader_user)
+    with connect(settings, role="owner") as conn:
+        migrate(conn, roles=roles(s))
         seed(conn, settings)
     return settings
 

@@ -53,3 +53,10 @@ def test_undefined_variables_and_unknown_macros_are_errors() -> None:
 def test_a_panel_relative_range_ends_now() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert TimeRange.last("1h", now=now) == TimeRange(now - timedelta(hours=1), now)
+
+
+def test_percentencode_leaves_only_unreserved_characters_as_grafana_does() -> None:
+    # encodeURIComponentStrict: ! ' ( ) * are encoded too, so nothing can close a literal or open a macro
+    out = interpolate("x = '${v:percentencode}'", {"v": "1' OR $__timeFilter(t) (*!) 동"})
+    assert out == "x = '1%27%20OR%20%24__timeFilter%28t%29%20%28%2A%21%29%20%EB%8F%99'"
+    assert interpolate("'${v:percentencode}'", {"v": "1203"}) == "'1203'"

@@ -32,7 +32,7 @@ def test_original_tables_keep_their_columns_and_types(fresh_db: Settings) -> Non
 
 
 def test_migrating_twice_changes_nothing(fresh_db: Settings) -> None:
-    with connect(fresh_db) as conn:
+    with connect(fresh_db, role="owner") as conn:
         before = applied_versions(conn)
         schema = conn.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
                               "WHERE table_schema = 'public' ORDER BY 1, 2").fetchall()
@@ -43,7 +43,7 @@ def test_migrating_twice_changes_nothing(fresh_db: Settings) -> None:
 
 
 def test_seed_is_idempotent_with_840_households_and_40_in_building_11(fresh_db: Settings) -> None:
-    with connect(fresh_db) as conn:
+    with connect(fresh_db, role="owner") as conn:
         ids = conn.execute("SELECT id, device_id FROM households ORDER BY id").fetchall()
         result = seed(conn, fresh_db)
         assert (result.buildings, result.households) == (11, 840)
@@ -88,5 +88,5 @@ def test_changed_migration_is_refused(fresh_db: Settings, tmp_path) -> None:  # 
         (tmp_path / m.name).write_text(m.read_text())
     first = sorted(tmp_path.glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited after the fact\n")
-    with connect(fresh_db) as conn, pytest.raises(ServiceError, match="changed after it was applied"):
+    with connect(fresh_db, role="owner") as conn, pytest.raises(ServiceError, match="changed after it was applied"):
         migrate(conn, directory=tmp_path)
