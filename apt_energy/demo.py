@@ -31,6 +31,7 @@ from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, loca
 from apt_energy.config import Household, Settings
 from apt_energy.database import connect
 from apt_energy.errors import CheckFailed
+from apt_energy.kafka import kafka_client
 from apt_energy.mqtt import login
 from apt_energy.stack.native import NativeStack
 from apt_energy.stack.secrets import ensure_dotenv
@@ -152,7 +153,7 @@ def reset(settings: Settings, stack: NativeStack, demo_dir: Path) -> None:
         conn.execute(f"TRUNCATE {', '.join(PIPELINE_TABLES)} RESTART IDENTITY")
         conn.commit()
     k = settings.kafka
-    admin = AdminClient({"bootstrap.servers": k.bootstrap})
+    admin = AdminClient(kafka_client(settings, "admin").config())
     topics = [k.readings_topic, k.devices_topic, k.dead_letter_topic]
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [t for t in topics if t in existing]

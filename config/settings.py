@@ -256,9 +256,18 @@ class KafkaSettings:
     devices_topic: str = "apt.devices"
     dead_letter_topic: str = "apt.deadletter"
     partitions: int = 6
+    security_protocol: str = "SASL_PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-256"
+    admin_user: str = "apt-admin"
+    bridge_user: str = "apt-bridge"
+    spark_user: str = "apt-spark"
 
     def __post_init__(self) -> None:
         _require(self.partitions >= 1, "partitions", "an integer ≥ 1", self.partitions)
+        _require(self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"), "security_protocol",
+                 "SASL_PLAINTEXT or SASL_SSL", self.security_protocol)
+        _require(self.sasl_mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"), "sasl_mechanism",
+                 "SCRAM-SHA-256 or SCRAM-SHA-512", self.sasl_mechanism)
 
     @property
     def port(self) -> int:
@@ -332,6 +341,9 @@ class Secrets:
     """Credentials from the environment (or ``.env``); masked in every repr."""
 
     db_owner_password: Secret = NO_SECRET
+    kafka_admin_password: Secret = NO_SECRET
+    kafka_bridge_password: Secret = NO_SECRET
+    kafka_spark_password: Secret = NO_SECRET
     db_password: Secret = NO_SECRET
     db_reader_password: Secret = NO_SECRET
     slack_bot_token: Secret = NO_SECRET
@@ -341,6 +353,9 @@ class Secrets:
 
     ENV_NAMES: typing.ClassVar[dict[str, str]] = {
         "db_owner_password": "APT_ENERGY_DB_OWNER_PASSWORD",
+        "kafka_admin_password": "APT_ENERGY_KAFKA_ADMIN_PASSWORD",
+        "kafka_bridge_password": "APT_ENERGY_KAFKA_BRIDGE_PASSWORD",
+        "kafka_spark_password": "APT_ENERGY_KAFKA_SPARK_PASSWORD",
         "db_password": "APT_ENERGY_DB_PASSWORD",
         "db_reader_password": "APT_ENERGY_DB_READER_PASSWORD",
         "slack_bot_token": "SLACK_BOT_TOKEN",

@@ -20,21 +20,39 @@ from apt_energy.stack.process import alive, is_ours, port_open, read_pid, requir
 from apt_energy.stack.service import ServiceStatus
 
 from apt_energy.errors import ServiceError
+from apt_energy.kafka import SPARK_GROUP_PREFIX, KafkaClient, kafka_client
 
 logger = logging.getLogger(__name__)
 
 
-def render_server_properties(*, host: str, port: int, controller_port: int, log_dir: Path) -> str:
+def render_server_properties(*, host: str, port: int, controller_port: int, log_dir: Path, admin: KafkaClient) -> str:
+    """One combined broker + controller. Clients authenticate with SASL/SCRAM on the one client listener
+    and are authorised by ACLs (nothing is allowed without one); the controller listener takes SASL/PLAIN
+    from this node only (SCRAM users live in the metadata the controller serves, so it cannot use them).
+    The file holds the admin's password: it is written 0600 under the run directory."""
+    user, password = (_jaas(x) for x in (admin.username, admin.password.reveal()))
+    scram = admin.mechanism.lower()
     return "\n".join([
         "# written by `apt-energy stack up`; edit config/pipeline.yaml instead",
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@{host}:{controller_port}",
-        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        f"listeners=CLIENT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        f"advertised.listeners=CLIENT://{host}:{port}",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=CLIENT",
+        f"listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:{admin.security_protocol}",
+        f"sasl.enabled.mechanisms={admin.mechanism}",
+        f"sasl.mechanism.inter.broker.protocol={admin.mechanism}",
+        f"listener.name.client.{scram}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
+        f'required username="{user}" password="{password}";',
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+        f'required username="{user}" password="{password}" user_{user}="{password}";',
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{admin.username}",
+        "allow.everyone.if.no.acl.found=false",
         f"log.dirs={log_dir}",
         "num.partitions=1",
         # A single node: every internal topic has one replica.
@@ -48,6 +66,13 @@ def render_server_properties(*, host: str, port: int, controller_port: int, log_
         "log.retention.hours=168",
         "",
     ])
+
+
+def _jaas(text: str) -> str:
+    if any(c in text for c in '"\\;\n'):
+        raise ServiceError("Kafka user names and passwords may not contain quotes, backslashes, ';' or newlines",
+                           service="kafka")
+    return text
 
 
 def render_log4j2(log_file: Path) -> str:
@@ -113,6 +138,7 @@ class Kafka:
             pid = self._start()
         assert pid is not None
         wait_until(self._healthy, timeout=90, what="kafka", log_file=self.log_file, alive=lambda: alive(pid))
+        ensure_principals(self.settings)
         self.create_topics()
         logger.info("kafka up bootstrap=%s", self.settings.kafka.bootstrap)
 
@@ -127,25 +153,48 @@ class Kafka:
         classpath = f"{kafka_jars(self.settings.cache_dir)}/*"
         data = self.dir / "data"
         self.dir.mkdir(parents=True, exist_ok=True)
+        admin = kafka_client(self.settings, "admin")
         props = self.dir / "server.properties"
-        props.write_text(render_server_properties(host=host, port=port, controller_port=controller_port,
-                                                  log_dir=data))
+        write_private(props, render_server_properties(host=host, port=port, controller_port=controller_port,
+                                                      log_dir=data, admin=admin))
         log4j = self.dir / "log4j2.properties"
         log4j.write_text(render_log4j2(self.log_file))
         jvm = [java, f"-Xmx{self.settings.stack.kafka_heap}", f"-Xms{self.settings.stack.kafka_heap}",
                "-XX:+UseG1GC", "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
                f"-Dkafka.logs.dir={self.dir}", "-cp", classpath]
+        marker = self.dir / "scram"
+        if (data / "meta.properties").exists() and not marker.exists():
+            # Formatted by an older apt-energy without users: there is no way to add the first SCRAM user
+            # to such a cluster without opening it, so the local stack's Kafka starts again empty.
+            logger.warning("kafka data in %s predates authentication; formatting it again (topics are empty)", data)
+            shutil.rmtree(data, ignore_errors=True)
         if not (data / "meta.properties").exists():
             shutil.rmtree(data, ignore_errors=True)
-            cluster_id = new_cluster_id()
-            result = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,  # noqa: S603
-                                     "-c", str(props)], capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                raise ServiceError(f"kafka storage format failed: {(result.stderr or result.stdout).strip()[-300:]}")
+            self._format(jvm, props)
+            marker.touch()
         return spawn([*jvm, "kafka.Kafka", str(props)], pid_file=self.pid_file, log_file=self.dir / "stdout.log")
 
+    def _format(self, jvm: list[str], props: Path) -> None:
+        """Format the storage with the cluster's SCRAM users. The StorageTool takes them only as arguments,
+        so they go through a java @argfile (0600, deleted after) and never appear on a command line."""
+        args = ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props)]
+        for role in ("admin", "bridge", "spark"):
+            client = kafka_client(self.settings, role)  # type: ignore[arg-type]
+            args += ["--add-scram", f"{client.mechanism}=[name={_jaas(client.username)},"
+                                    f"password={_jaas(client.password.reveal())}]"]
+        argfile = self.dir / "format.args"
+        write_private(argfile, "\n".join(f'"{a}"' for a in args) + "\n")
+        try:
+            result = subprocess.run([*jvm, f"@{argfile}"], capture_output=True, text=True,  # noqa: S603
+                                    check=False)
+        finally:
+            argfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise ServiceError(f"kafka storage format failed: {(result.stderr or result.stdout).strip()[-300:]}",
+                               service="kafka")
+
     def _healthy(self) -> bool:
-        return port_open(*self.host_port) and broker_reachable(self.settings.kafka.bootstrap)
+        return port_open(*self.host_port) and broker_reachable(kafka_client(self.settings, "admin"))
 
     def create_topics(self, names: dict[str, dict[str, str]] | None = None, partitions: int | None = None) -> None:
         ensure_topics(self.settings, names, partitions)
@@ -164,12 +213,12 @@ class Kafka:
                              pid=pid if running else None)
 
 
-def broker_reachable(bootstrap: str, *, timeout_s: float = 3) -> bool:
-    """A broker answers a metadata request at ``bootstrap``."""
+def broker_reachable(client: KafkaClient, *, timeout_s: float = 3) -> bool:
+    """A broker answers ``client``'s (authenticated) metadata request."""
     from confluent_kafka.admin import AdminClient
 
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout_s)
+        md = AdminClient(client.config()).list_topics(timeout=timeout_s)
     except Exception:  # noqa: BLE001 - any client error simply means "not reachable yet"
         return False
     return len(md.brokers) >= 1
@@ -187,7 +236,7 @@ def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = 
         k.devices_topic: {"cleanup.policy": "compact"},
         k.dead_letter_topic: {},
     }
-    admin = AdminClient({"bootstrap.servers": k.bootstrap})
+    admin = AdminClient(kafka_client(settings, "admin").config())
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(name, num_partitions=partitions or k.partitions, replication_factor=1, config=cfg)
            for name, cfg in wanted.items() if name not in existing]
@@ -197,3 +246,62 @@ def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = 
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise ServiceError(f"could not create kafka topic {name}: {exc}") from exc
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds a secret: 0600 from its creation."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    path.chmod(0o600)
+
+
+def principal_acls(settings: Settings) -> list[tuple[str, str, str, str, str]]:
+    """(principal, resource type, pattern type, resource name, operation) the pipeline's principals need:
+    the bridge writes the three topics (idempotently), the stream job reads them with its own consumer
+    groups. Nothing else is allowed (``allow.everyone.if.no.acl.found=false``)."""
+    k = settings.kafka
+    topics = (k.readings_topic, k.devices_topic, k.dead_letter_topic)
+    bridge, spark = f"User:{k.bridge_user}", f"User:{k.spark_user}"
+    acls = [(bridge, "BROKER", "LITERAL", "kafka-cluster", "IDEMPOTENT_WRITE")]  # BROKER: the cluster resource
+    for topic in topics:
+        acls += [(bridge, "TOPIC", "LITERAL", topic, "WRITE"), (bridge, "TOPIC", "LITERAL", topic, "DESCRIBE"),
+                 (spark, "TOPIC", "LITERAL", topic, "READ"), (spark, "TOPIC", "LITERAL", topic, "DESCRIBE")]
+    acls.append((spark, "GROUP", "PREFIXED", SPARK_GROUP_PREFIX, "READ"))
+    return acls
+
+
+def ensure_principals(settings: Settings) -> None:
+    """As the admin: (re)set each principal's SCRAM password from the environment (so rotating one is
+    `edit .env` + `stack up`) and create the ACLs. Idempotent."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient(kafka_client(settings, "admin").config())
+    upserts = []
+    for role in ("admin", "bridge", "spark"):
+        client = kafka_client(settings, role)  # type: ignore[arg-type]
+        mechanism = ScramMechanism[client.mechanism.replace("-", "_")]
+        upserts.append(UserScramCredentialUpsertion(client.username, ScramCredentialInfo(mechanism, 4096),
+                                                    client.password.reveal().encode()))
+    bindings = [AclBinding(ResourceType[rtype], name, ResourcePatternType[ptype], principal, "*",
+                           AclOperation[op], AclPermissionType.ALLOW)
+                for principal, rtype, ptype, name, op in principal_acls(settings)]
+    try:
+        for future in admin.alter_user_scram_credentials(upserts).values():
+            future.result(timeout=30)
+        for future in admin.create_acls(bindings).values():
+            future.result(timeout=30)
+    except KafkaException as exc:
+        raise ServiceError(f"could not set Kafka users and ACLs: {exc}", service="kafka") from exc
+    logger.info("kafka principals and acls ensured users=%d acls=%d", len(upserts), len(bindings))

@@ -12,11 +12,12 @@ import logging
 import psycopg
 from apt_energy.config import Settings
 from apt_energy.database import connect, migrate, roles, seed
-from apt_energy.stack.kafka import broker_reachable, ensure_topics
+from apt_energy.stack.kafka import broker_reachable, ensure_principals, ensure_topics
 from apt_energy.stack.postgres import admin_connect, provision
 from apt_energy.stack.process import wait_until
 
 from apt_energy.errors import ServiceError
+from apt_energy.kafka import kafka_client
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def wait_for_servers(settings: Settings, *, timeout_s: float = 120) -> None:
     pg = settings.postgres
     wait_until(lambda: _postgres_accepts_superuser(settings), timeout=timeout_s,
                what=f"PostgreSQL at {pg.host}:{pg.port} (superuser postgres)")
-    wait_until(lambda: broker_reachable(settings.kafka.bootstrap), timeout=timeout_s,
+    wait_until(lambda: broker_reachable(kafka_client(settings, "admin")), timeout=timeout_s,
                what=f"Kafka at {settings.kafka.bootstrap}")
 
 
@@ -51,6 +52,7 @@ def prepare(settings: Settings) -> list[int]:
     with connect(settings, role="owner") as conn:
         applied = migrate(conn, roles=roles(settings))
         seed(conn, settings)
+    ensure_principals(settings)
     ensure_topics(settings)
     logger.info("prepared postgres=%s:%d/%s kafka=%s migrations_applied=%s", settings.postgres.host,
                 settings.postgres.port, settings.postgres.database, settings.kafka.bootstrap, applied or "none")

@@ -20,6 +20,7 @@ from apt_energy.stack.secrets import ensure_dotenv
 from psycopg import sql
 
 from apt_energy import config
+from apt_energy.kafka import kafka_client
 from tests.slack_stub import SlackStub
 
 
@@ -89,7 +90,7 @@ def delete_topics(stack: NativeStack, names: list[str]) -> None:
     from confluent_kafka.admin import AdminClient
 
     if names:
-        admin = AdminClient({"bootstrap.servers": stack.settings.kafka.bootstrap})
+        admin = AdminClient(kafka_client(stack.settings, "admin").config())
         for future in admin.delete_topics(names).values():
             try:
                 future.result(timeout=10)

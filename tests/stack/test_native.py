@@ -15,6 +15,8 @@ from apt_energy.database import connect
 from apt_energy.stack import NativeStack
 from confluent_kafka import Consumer, Producer
 
+from apt_energy.kafka import kafka_client
+
 pytestmark = pytest.mark.integration
 
 
@@ -33,11 +35,11 @@ def test_status_reports_every_service_healthy(native_stack: NativeStack) -> None
 def test_kafka_produce_consume_round_trip(stack_settings: Settings, topic_factory) -> None:  # type: ignore[no-untyped-def]
     topic = topic_factory("roundtrip", partitions=1)
     payload = uuid.uuid4().bytes
-    producer = Producer({"bootstrap.servers": stack_settings.kafka.bootstrap, "enable.idempotence": True})
+    admin = kafka_client(stack_settings, "admin")
+    producer = Producer(admin.config(**{"enable.idempotence": True}))
     producer.produce(topic, key=b"k", value=payload)
     assert producer.flush(15) == 0
-    consumer = Consumer({"bootstrap.servers": stack_settings.kafka.bootstrap, "group.id": topic,
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(admin.config(**{"group.id": topic, "auto.offset.reset": "earliest"}))
     consumer.subscribe([topic])
     try:
         for _ in range(30):

@@ -1,0 +1,65 @@
+"""How every component talks to Kafka: as its own principal, authenticated with SASL/SCRAM.
+
+One place builds the client settings, for confluent-kafka (librdkafka names) and for Spark's Kafka source
+(``kafka.``-prefixed Java client names), so that no component forgets authentication. The broker's side
+— users and ACLs — is in ``apt_energy.stack.kafka``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from apt_energy.config import Secret, Settings
+from apt_energy.errors import ConfigError
+
+KafkaRole = Literal["admin", "bridge", "spark"]
+# Spark's Kafka source names its consumer groups "<groupIdPrefix>-<uuid>…"; the spark principal may read
+# groups with this prefix and no others.
+SPARK_GROUP_PREFIX = "apt-spark"
+_PASSWORD_ENV = {"admin": "APT_ENERGY_KAFKA_ADMIN_PASSWORD", "bridge": "APT_ENERGY_KAFKA_BRIDGE_PASSWORD",
+                 "spark": "APT_ENERGY_KAFKA_SPARK_PASSWORD"}
+
+
+@dataclass(frozen=True)
+class KafkaClient:
+    """One principal's connection settings; the password stays masked in ``repr``."""
+
+    bootstrap: str
+    username: str
+    password: Secret
+    security_protocol: str = "SASL_PLAINTEXT"
+    mechanism: str = "SCRAM-SHA-256"
+
+    def config(self, **extra: object) -> dict[str, object]:
+        """confluent-kafka (librdkafka) configuration, plus ``extra`` settings."""
+        return {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol,
+                "sasl.mechanism": self.mechanism, "sasl.username": self.username,
+                "sasl.password": self.password.reveal(), **extra}
+
+    def spark_options(self) -> dict[str, str]:
+        """Options for ``spark.readStream.format("kafka")``. Spark redacts values that mention a password
+        in its logs and UI (``spark.redaction.regex``)."""
+        user, password = (_jaas_quote(x) for x in (self.username, self.password.reveal()))
+        return {"groupIdPrefix": SPARK_GROUP_PREFIX,
+                "kafka.bootstrap.servers": self.bootstrap, "kafka.security.protocol": self.security_protocol,
+                "kafka.sasl.mechanism": self.mechanism,
+                "kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                                          f'username="{user}" password="{password}";'}
+
+
+def kafka_client(settings: Settings, role: KafkaRole) -> KafkaClient:
+    k, s = settings.kafka, settings.secrets
+    username, password = {"admin": (k.admin_user, s.kafka_admin_password),
+                          "bridge": (k.bridge_user, s.kafka_bridge_password),
+                          "spark": (k.spark_user, s.kafka_spark_password)}[role]
+    if not password:
+        raise ConfigError(f"no Kafka password for {username}: set {_PASSWORD_ENV[role]} in the environment or .env "
+                          "(`apt-energy stack up` generates one)")
+    return KafkaClient(bootstrap=k.bootstrap, username=username, password=password,
+                       security_protocol=k.security_protocol, mechanism=k.sasl_mechanism)
+
+
+def _jaas_quote(text: str) -> str:
+    # JAAS values are double-quoted; a quote or backslash inside would end the value early.
+    return text.replace("\\", "\\\\").replace('"', '\\"')
