@@ -32,7 +32,7 @@ from apt_energy.config import Household, Settings
 from apt_energy.database import connect
 from apt_energy.errors import CheckFailed
 from apt_energy.kafka import kafka_client
-from apt_energy.mqtt import login
+from apt_energy.mqtt import MqttRole, login
 from apt_energy.stack.native import NativeStack
 from apt_energy.stack.secrets import ensure_dotenv
 
@@ -173,10 +173,10 @@ def reset(settings: Settings, stack: NativeStack, demo_dir: Path) -> None:
 
 
 @contextmanager
-def mqtt_session(settings: Settings, client_id: str) -> Iterator[mqtt.Client]:
+def mqtt_session(settings: Settings, client_id: str, role: MqttRole) -> Iterator[mqtt.Client]:
     """A short-lived MQTT v5 client with a clean start, connected (or given up on after 5 s) on entry."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    login(client, settings, client_id)
+    login(client, settings, role)
     client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True)
     client.loop_start()
     try:
@@ -192,7 +192,7 @@ def mqtt_session(settings: Settings, client_id: str) -> Iterator[mqtt.Client]:
 def forget_bridge_session(settings: Settings) -> None:
     """The bridge's persistent MQTT session may still queue messages from an earlier run: connecting
     once with a clean start makes the broker discard it."""
-    with mqtt_session(settings, settings.bridge.client_id):
+    with mqtt_session(settings, settings.bridge.client_id, "bridge"):
         pass
 
 
@@ -236,7 +236,8 @@ def publish_bad_input(settings: Settings, household: Household, until: datetime)
            Reading(household.device_id, "electricity", seq + 1, until, 3600, 1.0, 1.0, "MWh"),      # wrong unit
            Reading(household.device_id, "electricity", seq + 2, datetime.now(UTC) + timedelta(days=30), 3600,
                    1.0, 1.0, unit)]                                                                # future
-    with mqtt_session(settings, f"{household.device_id}-faulty") as client:
+    # As the admin: bad input on purpose, without taking the running device's own session.
+    with mqtt_session(settings, f"{household.device_id}-faulty", "admin") as client:
         infos = [client.publish(topic, b"{not json", qos=1)]
         infos += [client.publish(topic, r.to_json(), qos=1) for r in bad]
         for info in infos:

@@ -1,4 +1,4 @@
-"""A paho client that reads its socket in chunks.
+"""Broker logins (one identity per gateway, TLS) and a paho client that reads its socket in chunks.
 
 paho 2.x reads each packet's fixed header one byte per ``recv()`` call; at thousands of messages a
 second those system calls dominate the bridge's and the fleet's CPU. This subclass fills a 64 KiB
@@ -11,20 +11,65 @@ bytes already in the buffer no longer make the socket readable for select/epoll.
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import hashlib
+import hmac
+import ssl
+from pathlib import Path
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 
-from apt_energy.config import Settings
+from apt_energy.config import Secret, Settings
+from apt_energy.errors import ConfigError
 
 CHUNK = 65536
 
 
-def login(client: mqtt.Client, settings: Settings, client_id: str) -> None:
-    """Broker credentials: ``mqtt.username`` + ``APT_ENERGY_MQTT_PASSWORD`` when set (compose's broker
-    requires them), else the client id as username (the native broker is anonymous on 127.0.0.1)."""
-    password = settings.secrets.mqtt_password.reveal() or None
-    client.username_pw_set(settings.mqtt.username or client_id, password)
+MqttRole = Literal["device", "bridge", "operator", "admin"]
+_SECRET_ENV = {"device": "APT_ENERGY_MQTT_DEVICE_SECRET", "bridge": "APT_ENERGY_MQTT_BRIDGE_PASSWORD",
+               "operator": "APT_ENERGY_MQTT_OPERATOR_PASSWORD", "admin": "APT_ENERGY_MQTT_ADMIN_PASSWORD"}
+
+
+def device_password(secret: Secret, device_id: str) -> Secret:
+    """A gateway's own broker password. Derived (HMAC-SHA256) so the simulator needs one secret for a whole
+    fleet, while each gateway's password opens only its own identity: knowing one reveals no other."""
+    digest = hmac.new(secret.reveal().encode(), device_id.encode(), hashlib.sha256).digest()
+    return Secret(base64.urlsafe_b64encode(digest).decode().rstrip("="))
+
+
+def credentials(settings: Settings, role: MqttRole, *, device_id: str = "") -> tuple[str, Secret]:
+    """(username, password) of ``role``; a device logs in as its device id."""
+    mq, s = settings.mqtt, settings.secrets
+    if mq.username:  # a broker with one shared login (see pipeline.yaml)
+        return mq.username, s.mqtt_password
+    secret = {"device": s.mqtt_device_secret, "bridge": s.mqtt_bridge_password,
+              "operator": s.mqtt_operator_password, "admin": s.mqtt_admin_password}[role]
+    if not secret:
+        raise ConfigError(f"no MQTT credentials for the {role}: set {_SECRET_ENV[role]} in the environment or "
+                          ".env (`apt-energy stack up` generates it)")
+    if role == "device":
+        if not device_id:
+            raise ConfigError("a device logs in with its device id")
+        return device_id, device_password(secret, device_id)
+    return {"bridge": mq.bridge_user, "operator": mq.operator_user, "admin": mq.admin_user}[role], secret
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """Verify the broker's certificate and host name against ``ca_file``."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot read the broker's CA {ca_file} ({exc}): run `apt-energy stack up`, or set "
+                          "APT_ENERGY_MQTT_CA_FILE") from exc
+
+
+def login(client: mqtt.Client, settings: Settings, role: MqttRole, *, device_id: str = "") -> None:
+    """Credentials and, when ``mqtt.tls``, TLS with a verified broker: call before ``connect``."""
+    username, password = credentials(settings, role, device_id=device_id)
+    client.username_pw_set(username, password.reveal() or None)
+    if settings.mqtt.tls:
+        client.tls_set_context(tls_context(settings.mqtt_ca_file))
 
 
 class BufferedClient(mqtt.Client):

@@ -51,7 +51,7 @@ class MqttSource:
         self.backoff = Backoff(base_s=0.2, cap_s=5.0)
         self.messages_read = 0
         c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        login(c, self.settings, client_id)
+        login(c, self.settings, "bridge")
         c.manual_ack_set(True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect

@@ -235,14 +235,23 @@ class Simulation:
 @dataclass(frozen=True)
 class MqttSettings:
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: int = 8883          # what clients connect to: TLS when `tls` is true
+    tls: bool = True
+    ca_file: str = ""         # the CA clients verify the broker with; empty: the native stack's own CA
+    plain_port: int = 1883    # native stack only: a loopback listener without TLS (still authenticated)
     topic_prefix: str = "apt"
     keepalive_s: int = 30
     qos: int = 1
-    username: str = ""   # empty: each client's id is its username (the native broker allows anonymous)
+    bridge_user: str = "apt-bridge"
+    operator_user: str = "apt-operator"
+    admin_user: str = "apt-admin"
+    # Set only for a broker with one shared device login (compose until it provisions per-device
+    # identities): every client then logs in as this user with APT_ENERGY_MQTT_PASSWORD.
+    username: str = ""
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", "an integer 1-65535", self.port)
+        _require(1 <= self.plain_port <= 65535, "plain_port", "an integer 1-65535", self.plain_port)
         _require(re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", self.topic_prefix) is not None,
                  "topic_prefix", "topic levels of letters, digits, '_', '.', '-' without wildcards",
                  self.topic_prefix)
@@ -349,6 +358,10 @@ class Secrets:
     slack_bot_token: Secret = NO_SECRET
     slack_webhook_url: Secret = NO_SECRET
     mqtt_password: Secret = NO_SECRET
+    mqtt_device_secret: Secret = NO_SECRET
+    mqtt_bridge_password: Secret = NO_SECRET
+    mqtt_operator_password: Secret = NO_SECRET
+    mqtt_admin_password: Secret = NO_SECRET
     slack_base_url: str = ""  # Slack API base URL override: tests point it at a local stand-in
 
     ENV_NAMES: typing.ClassVar[dict[str, str]] = {
@@ -361,6 +374,10 @@ class Secrets:
         "slack_bot_token": "SLACK_BOT_TOKEN",
         "slack_webhook_url": "SLACK_WEBHOOK_URL",
         "mqtt_password": "APT_ENERGY_MQTT_PASSWORD",
+        "mqtt_device_secret": "APT_ENERGY_MQTT_DEVICE_SECRET",
+        "mqtt_bridge_password": "APT_ENERGY_MQTT_BRIDGE_PASSWORD",
+        "mqtt_operator_password": "APT_ENERGY_MQTT_OPERATOR_PASSWORD",
+        "mqtt_admin_password": "APT_ENERGY_MQTT_ADMIN_PASSWORD",
         "slack_base_url": "SLACK_API_BASE_URL",
     }
 
@@ -410,6 +427,11 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.path(self.stack.cache_dir)
+
+    @property
+    def mqtt_ca_file(self) -> Path:
+        """The CA that signs the broker's certificate: ``mqtt.ca_file``, else the native stack's own."""
+        return self.path(self.mqtt.ca_file) if self.mqtt.ca_file else self.run_dir / "mosquitto" / "tls" / "ca.crt"
 
 
 # ------------------------------------------------------------------------------------ the loader

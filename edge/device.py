@@ -89,7 +89,7 @@ class Device:
 
     def _make_client(self) -> BufferedClient:
         client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
-        login(client, self.settings, self.device_id)
+        login(client, self.settings, "device", device_id=self.device_id)
         client.max_inflight_messages_set(0)     # our own window bounds it (see pump)
         offline = DeviceStatus(self.device_id, "offline", _utcnow())
         client.will_set(f"{self.base}/status", offline.to_json(), qos=1, retain=True)

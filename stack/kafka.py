@@ -17,6 +17,7 @@ from pathlib import Path
 from apt_energy.config import Settings
 from apt_energy.stack.jars import kafka_jars
 from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
+from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
 
 from apt_energy.errors import ServiceError
@@ -246,14 +247,6 @@ def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = 
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise ServiceError(f"could not create kafka topic {name}: {exc}") from exc
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file that holds a secret: 0600 from its creation."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    path.chmod(0o600)
 
 
 def principal_acls(settings: Settings) -> list[tuple[str, str, str, str, str]]:

@@ -4,25 +4,47 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from apt_energy.config import Settings
+from apt_energy.stack import dynsec
+from apt_energy.stack.dynsec import BrokerUser
+from apt_energy.stack.pki import ServerTls, ensure_server_tls
 from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
+from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
 
-from apt_energy.errors import ServiceError
+from apt_energy.errors import ConfigError, ServiceError
+from apt_energy.mqtt import credentials, login
+from apt_energy.topics import device_base
 
 logger = logging.getLogger(__name__)
 
 
-def render_config(*, port: int, data_dir: Path, host: str = "127.0.0.1", run_as_root: bool = False) -> str:
-    """The broker config. Persistence keeps retained messages and persistent sessions across restarts;
-    the queue limits are raised so a bridge that is down for a while does not lose its backlog."""
+DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+
+
+def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls, dynsec_file: Path,
+                  host: str = "127.0.0.1", run_as_root: bool = False, plugin: str = DYNSEC_PLUGIN) -> str:
+    """The broker config. Every client logs in (dynamic-security plugin: one identity per gateway, see
+    :mod:`apt_energy.stack.dynsec`); clients use the TLS listener; the plain one is for local tools and
+    binds loopback only. Persistence keeps retained messages and persistent sessions across restarts; the
+    queue limits are raised so a bridge that is down for a while does not lose its backlog."""
     lines = [
         "# written by `apt-energy stack up`; edit config/pipeline.yaml instead",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {dynsec_file}",
         f"listener {port} {host}",
         "protocol mqtt",
-        "allow_anonymous true",
+        f"cafile {tls.ca_cert}",
+        f"certfile {tls.cert}",
+        f"keyfile {tls.key}",
+        "tls_version tlsv1.2",
+        f"listener {plain_port} 127.0.0.1",
+        "protocol mqtt",
         "persistence true",
         f"persistence_location {data_dir}/",
         "autosave_interval 30",
@@ -42,6 +64,17 @@ def render_config(*, port: int, data_dir: Path, host: str = "127.0.0.1", run_as_
         # Mosquitto drops root to the `mosquitto` user by default, which cannot write our data dir.
         lines.append("user root")
     return "\n".join(lines) + "\n"
+
+
+def render_identities(settings: Settings) -> str:
+    """Every household's gateway, the bridge, the operator and the admin, from the settings' secrets."""
+    mq = settings.mqtt
+    devices = [(h.device_id, device_base(mq.topic_prefix, h),
+                credentials(settings, "device", device_id=h.device_id)[1]) for h in settings.complex.households()]
+    users = {role: BrokerUser(*credentials(settings, role), role=role)  # type: ignore[arg-type]
+             for role in ("bridge", "operator", "admin")}
+    return dynsec.render(prefix=mq.topic_prefix, devices=devices, bridge=users["bridge"],
+                         operator=users["operator"], admin=users["admin"])
 
 
 class Mosquitto:
@@ -64,9 +97,17 @@ class Mosquitto:
         if port_open(host, port):
             raise ServiceError(f"port {port} is in use by another process (a system mosquitto? "
                              f"`systemctl stop mosquitto`), or set APT_ENERGY_MQTT_PORT to a free port")
+        if port_open("127.0.0.1", self.settings.mqtt.plain_port):
+            raise ServiceError(f"port {self.settings.mqtt.plain_port} is in use by another process; set "
+                               "APT_ENERGY_MQTT_PLAIN_PORT to a free port")
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        tls = ensure_server_tls(self.dir / "tls", hosts=(host, "localhost"))
+        # Written on every start: .env is the source of truth, so rotating a secret is edit + restart.
+        dynsec_file = self.dir / "identities.json"
+        write_private(dynsec_file, render_identities(self.settings))
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(render_config(port=port, data_dir=self.dir / "data", run_as_root=os.geteuid() == 0))
+        conf.write_text(render_config(port=port, plain_port=self.settings.mqtt.plain_port, data_dir=self.dir / "data",
+                                      tls=tls, dynsec_file=dynsec_file, host=host, run_as_root=os.geteuid() == 0))
         pid = spawn([binary, "-c", str(conf)], pid_file=self.pid_file, log_file=self.log_file)
         wait_until(lambda: port_open(host, port), timeout=20, what="mosquitto", log_file=self.log_file,
                    alive=lambda: alive(pid))
@@ -82,23 +123,27 @@ class Mosquitto:
     def status(self) -> ServiceStatus:
         pid = read_pid(self.pid_file)
         running = is_ours(pid, str(self.dir))
-        endpoint = f"mqtt://{self.settings.mqtt.host}:{self.settings.mqtt.port}"
-        healthy = running and _mqtt_ping(self.settings.mqtt.host, self.settings.mqtt.port)
+        scheme = "mqtts" if self.settings.mqtt.tls else "mqtt"
+        endpoint = f"{scheme}://{self.settings.mqtt.host}:{self.settings.mqtt.port}"
+        healthy = running and _mqtt_ping(self.settings)
         return ServiceStatus(self.name, running, healthy, endpoint, pid=pid if running else None)
 
 
-def _mqtt_ping(host: str, port: int) -> bool:
-    """A real MQTT CONNECT/CONNACK, not just an open port."""
+def _mqtt_ping(settings: Settings) -> bool:
+    """A real MQTT CONNECT/CONNACK over TLS as the admin, not just an open port."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
     try:
-        rc = client.connect(host, port, keepalive=5)
+        login(client, settings, "admin")
+        rc = client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=5)
         if rc != 0:
             return False
-        client.loop(timeout=2.0)
+        deadline = time.monotonic() + 3.0
+        while not client.is_connected() and time.monotonic() < deadline:
+            client.loop(timeout=0.2)  # the TLS handshake and CONNACK take a few rounds
         ok = client.is_connected()
         client.disconnect()
         return ok
-    except OSError:
+    except (OSError, ConfigError):
         return False

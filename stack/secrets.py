@@ -22,6 +22,8 @@ ADMIN_ENV = "APT_ENERGY_DB_ADMIN_PASSWORD"
 # serves docker compose (its broker users and Grafana's admin).
 GENERATED = ("APT_ENERGY_DB_OWNER_PASSWORD", "APT_ENERGY_DB_PASSWORD", "APT_ENERGY_KAFKA_ADMIN_PASSWORD",
              "APT_ENERGY_KAFKA_BRIDGE_PASSWORD", "APT_ENERGY_KAFKA_SPARK_PASSWORD",
+             "APT_ENERGY_MQTT_DEVICE_SECRET", "APT_ENERGY_MQTT_BRIDGE_PASSWORD", "APT_ENERGY_MQTT_OPERATOR_PASSWORD",
+             "APT_ENERGY_MQTT_ADMIN_PASSWORD",
              "APT_ENERGY_DB_READER_PASSWORD", ADMIN_ENV, "MQTT_EDGE_PASSWORD",
              "MQTT_BRIDGE_PASSWORD", "MQTT_OPERATOR_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 
@@ -61,3 +63,11 @@ def admin_password() -> Secret:
     """The native cluster's superuser password: only the stack and tests use it, not the pipeline."""
     value = os.environ.get(ADMIN_ENV) or dict(read_dotenv(PROJECT_ROOT / ".env")).get(ADMIN_ENV, "")
     return Secret(value)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds a secret: 0600 from its creation."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    path.chmod(0o600)

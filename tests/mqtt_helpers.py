@@ -54,7 +54,7 @@ class Recorder:
         client_id = client_id or f"rec-{uuid.uuid4().hex}"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.topic = topic or f"{settings.mqtt.topic_prefix}/#"
-        login(self.client, settings, client_id)
+        login(self.client, settings, "admin")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self.subscribed.set()
