@@ -65,7 +65,7 @@ def test_unknown_key_is_named_with_the_known_ones(config_dir: Path) -> None:
 
 
 def test_wrong_type_names_key_and_expected_form(config_dir: Path) -> None:
-    edit(config_dir / "pipeline.yaml", "  port: 1883", "  port: eighteen")
+    edit(config_dir / "pipeline.yaml", "  port: 8883", "  port: eighteen")
     with pytest.raises(ConfigError, match=r"pipeline.yaml: mqtt.port: expected an integer, got 'eighteen'"):
         config.load(config_dir, environ={})
 
