@@ -33,6 +33,8 @@ class KafkaClient:
 
     def config(self, **extra: object) -> dict[str, object]:
         """confluent-kafka (librdkafka) configuration, plus ``extra`` settings."""
+        if self.security_protocol == "PLAINTEXT":
+            return {"bootstrap.servers": self.bootstrap, **extra}
         return {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol,
                 "sasl.mechanism": self.mechanism, "sasl.username": self.username,
                 "sasl.password": self.password.reveal(), **extra}
@@ -40,6 +42,8 @@ class KafkaClient:
     def spark_options(self) -> dict[str, str]:
         """Options for ``spark.readStream.format("kafka")``. Spark redacts values that mention a password
         in its logs and UI (``spark.redaction.regex``)."""
+        if self.security_protocol == "PLAINTEXT":
+            return {"groupIdPrefix": SPARK_GROUP_PREFIX, "kafka.bootstrap.servers": self.bootstrap}
         user, password = (_jaas_quote(x) for x in (self.username, self.password.reveal()))
         return {"groupIdPrefix": SPARK_GROUP_PREFIX,
                 "kafka.bootstrap.servers": self.bootstrap, "kafka.security.protocol": self.security_protocol,
@@ -53,7 +57,7 @@ def kafka_client(settings: Settings, role: KafkaRole) -> KafkaClient:
     username, password = {"admin": (k.admin_user, s.kafka_admin_password),
                           "bridge": (k.bridge_user, s.kafka_bridge_password),
                           "spark": (k.spark_user, s.kafka_spark_password)}[role]
-    if not password:
+    if not password and k.security_protocol != "PLAINTEXT":
         raise ConfigError(f"no Kafka password for {username}: set {_PASSWORD_ENV[role]} in the environment or .env "
                           "(`apt-energy stack up` generates one)")
     return KafkaClient(bootstrap=k.bootstrap, username=username, password=password,

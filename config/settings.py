@@ -13,7 +13,7 @@ import re
 import types
 import typing
 import zoneinfo
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -273,8 +273,9 @@ class KafkaSettings:
 
     def __post_init__(self) -> None:
         _require(self.partitions >= 1, "partitions", "an integer ≥ 1", self.partitions)
-        _require(self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"), "security_protocol",
-                 "SASL_PLAINTEXT or SASL_SSL", self.security_protocol)
+        _require(self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"), "security_protocol",
+                 "SASL_PLAINTEXT, SASL_SSL, or PLAINTEXT for a broker secured by other means",
+                 self.security_protocol)
         _require(self.sasl_mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"), "sasl_mechanism",
                  "SCRAM-SHA-256 or SCRAM-SHA-512", self.sasl_mechanism)
 
@@ -474,6 +475,7 @@ def load(config_dir: Path | str | None = None, environ: Mapping[str, str] | None
     raw["secrets"] = {
         attr: env.get(name, "") for attr, name in Secrets.ENV_NAMES.items()
     }
+    refuse_example_secrets(env, Secrets.ENV_NAMES.values())
     try:
         settings: Settings = _build(Settings, raw, "")
         return settings
@@ -481,6 +483,18 @@ def load(config_dir: Path | str | None = None, environ: Mapping[str, str] | None
         top = exc.key.split(".")[0]
         source = origin.get(exc.key, origin.get(top, str(directory)))
         raise ConfigError(f"{source}: {exc.key}: expected {exc.expected}, got {exc.got!r}") from None
+
+
+# .env.example's placeholders all start with this; a deployment that still has one is refused.
+EXAMPLE_SECRET_PREFIX = "change-me"  # noqa: S105 - a placeholder to refuse, not a secret
+
+
+def refuse_example_secrets(env: Mapping[str, str], names: Iterable[str]) -> None:
+    """Stop with one line naming the first secret that still has its ``.env.example`` value."""
+    for name in names:
+        if env.get(name, "").startswith(EXAMPLE_SECRET_PREFIX):
+            raise ConfigError(f"{name} still has the example value from .env.example: set a secret of your own "
+                              "(`apt-energy stack secrets` replaces every example value with a random one)")
 
 
 def read_dotenv(path: Path) -> Iterator[tuple[str, str]]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
+from apt_energy.config import PROJECT_ROOT
+from apt_energy.config.settings import refuse_example_secrets
 from apt_energy.stack.native import NativeStack
 from apt_energy.stack.prepare import prepare
-from apt_energy.stack.secrets import ensure_dotenv
+from apt_energy.stack.secrets import GENERATED, ensure_dotenv
 
 from apt_energy import config
 
@@ -23,8 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "APT_ENERGY_MQTT_PORT, APT_ENERGY_POSTGRES_PORT, APT_ENERGY_KAFKA_BOOTSTRAP, "
                     "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT. Jars are cached in stack.cache_dir "
                     "(env APT_ENERGY_STACK_CACHE_DIR).")
-    p.add_argument("action", choices=["up", "down", "status", "fetch", "init"],
+    p.add_argument("action", choices=["up", "down", "status", "fetch", "init", "secrets"],
                    help="up: start (idempotent) and migrate; down: stop what up started; "
+                        "secrets: write a random value into .env (0600) for every secret that has none or still "
+                        "has its .env.example placeholder (compose reads the same file); "
                         "status: health of each service; fetch: download the Maven jars only; "
                         "init: for servers you run yourself (compose does this): create the roles and database "
                         "as the superuser postgres (APT_ENERGY_DB_ADMIN_PASSWORD), migrate, seed, create topics")
@@ -32,9 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "secrets":
+        changed = ensure_dotenv()
+        print(f"{PROJECT_ROOT / '.env'}: generated {', '.join(changed)}" if changed else ".env: every secret is set")
+        return 0
     if args.action == "up":
         ensure_dotenv()
     if args.action == "init":
+        refuse_example_secrets(os.environ, GENERATED)
         applied = prepare(config.load())
         print(f"ready: roles, database, migrations ({', '.join(f'{v:04d}' for v in applied) or 'up to date'}), "
               "seed and Kafka topics")

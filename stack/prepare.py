@@ -52,7 +52,8 @@ def prepare(settings: Settings) -> list[int]:
     with connect(settings, role="owner") as conn:
         applied = migrate(conn, roles=roles(settings))
         seed(conn, settings)
-    ensure_principals(settings)
+    if settings.kafka.security_protocol != "PLAINTEXT":
+        ensure_principals(settings)
     ensure_topics(settings)
     logger.info("prepared postgres=%s:%d/%s kafka=%s migrations_applied=%s", settings.postgres.host,
                 settings.postgres.port, settings.postgres.database, settings.kafka.bootstrap, applied or "none")

@@ -34,3 +34,18 @@ def test_an_env_copied_with_0644_is_narrowed_with_a_warning(tmp_path: Path, capl
     assert _mode(env) == 0o600
     assert "readable by others" in caplog.text
     assert "APT_ENERGY_DB_PASSWORD=x\n" in env.read_text()  # existing values are kept
+
+
+def test_example_values_are_replaced_and_refused_where_they_remain(tmp_path: Path) -> None:
+    from apt_energy.config.settings import refuse_example_secrets
+    from apt_energy.errors import ConfigError
+
+    env = tmp_path / ".env"
+    env.write_text("APT_ENERGY_DB_PASSWORD=change-me-writer\nSLACK_BOT_TOKEN=\nAPT_ENERGY_DB_OWNER_PASSWORD=mine\n")
+    with pytest.raises(ConfigError, match="^APT_ENERGY_DB_PASSWORD still has the example value"):
+        refuse_example_secrets({"APT_ENERGY_DB_PASSWORD": "change-me-writer"}, ["APT_ENERGY_DB_PASSWORD"])
+    changed = ensure_dotenv(env)
+    values = dict(line.split("=", 1) for line in env.read_text().splitlines() if "=" in line)
+    assert "APT_ENERGY_DB_PASSWORD" in changed and not values["APT_ENERGY_DB_PASSWORD"].startswith("change-me")
+    assert values["APT_ENERGY_DB_OWNER_PASSWORD"] == "mine" and values["SLACK_BOT_TOKEN"] == ""
+    refuse_example_secrets(values, values)  # nothing left to refuse
