@@ -94,4 +94,9 @@ class BufferedClient(mqtt.Client):
 
     @property
     def has_buffered(self) -> bool:
-        return self._rpos < len(self._rbuf)
+        """Bytes already read that a select/epoll on the socket would not report: our buffer, and over
+        TLS the records OpenSSL has decrypted but not yet handed out."""
+        if self._rpos < len(self._rbuf):
+            return True
+        sock = self._sock
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
