@@ -245,6 +245,9 @@ class MqttSettings:
     bridge_user: str = "apt-bridge"
     operator_user: str = "apt-operator"
     admin_user: str = "apt-admin"
+    # Tests only: every role also gets its rights under "<this>/<any one level>/..." so that each test
+    # can isolate itself under a prefix of its own. Empty (the default) grants nothing extra.
+    test_prefix_root: str = ""
     # Set only for a broker with one shared device login (compose until it provisions per-device
     # identities): every client then logs in as this user with APT_ENERGY_MQTT_PASSWORD.
     username: str = ""

@@ -55,13 +55,19 @@ def device_role(household_topic: str) -> list[dict[str, Any]]:
 
 
 def render(*, prefix: str, devices: Iterable[tuple[str, str, Secret]], bridge: BrokerUser,
-           operator: BrokerUser, admin: BrokerUser) -> str:
-    """The plugin's JSON: ``devices`` are (device id, household topic, password)."""
+           operator: BrokerUser, admin: BrokerUser, test_prefix_root: str = "") -> str:
+    """The plugin's JSON: ``devices`` are (device id, household topic, password). With a
+    ``test_prefix_root``, every role's rights are repeated under ``<root>/+/…`` (tests only)."""
+    prefixes = [prefix] + ([f"{test_prefix_root}/+"] if test_prefix_root else [])
     roles: list[dict[str, Any]] = [
-        {"rolename": "bridge", "acls": [_acl("subscribePattern", f"{prefix}/#")]},
+        {"rolename": "bridge", "acls": [_acl("subscribePattern", f"{p}/#") for p in prefixes]},
         {"rolename": "operator", "acls": [_acl("subscribePattern", "#"), _acl("subscribePattern", "$SYS/#"),
-                                          _acl("publishClientSend", f"{prefix}/+/+/+/cmd")]},
-        {"rolename": "admin", "acls": [_acl("subscribePattern", "#"), _acl("publishClientSend", "#")]},
+                                          *(_acl("publishClientSend", f"{p}/+/+/+/cmd") for p in prefixes)]},
+        {"rolename": "admin", "acls": [_acl("subscribePattern", "#"), _acl("publishClientSend", "#"),
+                                       # the plugin's own control topic: the admin manages identities at runtime
+                                       _acl("publishClientSend", "$CONTROL/dynamic-security/#"),
+                                       _acl("subscribePattern", "$CONTROL/dynamic-security/#"),
+                                       _acl("publishClientReceive", "$CONTROL/dynamic-security/#")]},
     ]
     clients: list[dict[str, Any]] = []
     for user in (bridge, operator, admin):
@@ -69,7 +75,10 @@ def render(*, prefix: str, devices: Iterable[tuple[str, str, Secret]], bridge: B
                         **password_hash(user.password.reveal())})
     for device_id, household_topic, password in devices:
         role = f"device-{device_id}"
-        roles.append({"rolename": role, "acls": device_role(household_topic)})
+        acls = device_role(household_topic)
+        if test_prefix_root:
+            acls += device_role(f"{test_prefix_root}/+{household_topic[len(prefix):]}")
+        roles.append({"rolename": role, "acls": acls})
         clients.append({"username": device_id, "clientid": device_id, "roles": [{"rolename": role}],
                         **password_hash(password.reveal())})
     return json.dumps({
@@ -78,3 +87,4 @@ def render(*, prefix: str, devices: Iterable[tuple[str, str, Secret]], bridge: B
                              "unsubscribe": True},
         "clients": clients, "groups": [], "roles": roles,
     }, indent=1)
+

@@ -74,7 +74,7 @@ def render_identities(settings: Settings) -> str:
     users = {role: BrokerUser(*credentials(settings, role), role=role)  # type: ignore[arg-type]
              for role in ("bridge", "operator", "admin")}
     return dynsec.render(prefix=mq.topic_prefix, devices=devices, bridge=users["bridge"],
-                         operator=users["operator"], admin=users["admin"])
+                         operator=users["operator"], admin=users["admin"], test_prefix_root=mq.test_prefix_root)
 
 
 class Mosquitto:

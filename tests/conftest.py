@@ -4,6 +4,8 @@ isolated resources (uuid-named databases, Kafka topics, MQTT topic prefixes)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import subprocess
 import sys
 import uuid
@@ -23,15 +25,32 @@ from apt_energy import config
 from apt_energy.kafka import kafka_client
 from tests.slack_stub import SlackStub
 
+TEST_PREFIX_ROOT = "test"
+
+
+def _grants_test_prefixes(stack: NativeStack) -> bool:
+    try:
+        data = json.loads((stack.settings.run_dir / "mosquitto" / "identities.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(acl.get("topic", "").startswith(f"{TEST_PREFIX_ROOT}/+/") for role in data.get("roles", [])
+               for acl in role.get("acls", []))
+
 
 @pytest.fixture(scope="session")
 def native_stack() -> Iterator[NativeStack]:
     """The real Mosquitto, PostgreSQL and Kafka. Started here unless already healthy; stopped at the end
     only if started here."""
     ensure_dotenv()
+    # Each test isolates its MQTT traffic under test/<uuid>/…: the broker grants every role the same
+    # rights there as under the real prefix (stack/dynsec.py). Subprocesses inherit the variable.
+    os.environ["APT_ENERGY_MQTT_TEST_PREFIX_ROOT"] = TEST_PREFIX_ROOT
     stack = NativeStack(config.load())
     already = all(s.healthy for s in stack.status())
     if already:
+        if not _grants_test_prefixes(stack):
+            stack.mosquitto.down()  # started without the test grants (e.g. by `make demo`)
+            stack.mosquitto.up()
         stack.migrate()
     else:
         stack.up()

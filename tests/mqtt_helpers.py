@@ -28,15 +28,18 @@ def free_port() -> int:
 
 
 def isolated(settings: Settings, **mqtt_changes: object) -> Settings:
-    """Settings with a uuid topic prefix so tests never see each other's devices."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
+    """Settings with a uuid topic prefix so tests never see each other's devices. The test stack's broker
+    grants every role its rights under ``<mqtt.test_prefix_root>/<one level>/…`` (tests/conftest.py)."""
+    root = settings.mqtt.test_prefix_root
+    assert root, "the test session sets mqtt.test_prefix_root (tests/conftest.py)"
+    prefix = f"{root}/t{uuid.uuid4().hex[:10]}"
     return dataclasses.replace(settings, mqtt=dataclasses.replace(settings.mqtt, topic_prefix=prefix,
                                                                   **mqtt_changes))  # type: ignore[arg-type]
 
 
 def private_broker(settings: Settings, tmp_path: Path) -> tuple[Settings, Mosquitto]:
     """A Mosquitto of our own (own port and run dir) that a test may restart without disturbing others."""
-    s = dataclasses.replace(settings, mqtt=dataclasses.replace(settings.mqtt, port=free_port()),
+    s = dataclasses.replace(settings, mqtt=dataclasses.replace(settings.mqtt, port=free_port(), plain_port=free_port()),
                             stack=dataclasses.replace(settings.stack, run_dir=str(tmp_path / "run")))
     broker = Mosquitto(s)
     broker.up()

@@ -19,6 +19,7 @@ from apt_energy.config import Settings
 from apt_energy.edge import Fleet, FleetOptions, Ledger
 
 from apt_energy.contract import exact
+from apt_energy.mqtt import login
 from tests.mqtt_helpers import Recorder, isolated, private_broker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -149,6 +150,7 @@ def test_commands_inject_a_leak_and_malformed_ones_are_ignored(stack_settings: S
     try:
         wait_for(lambda: fleet.devices[0].connected, 10, "device online")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        login(pub, settings, "operator")  # people send commands as the operator
         pub.connect(settings.mqtt.host, settings.mqtt.port)
         pub.loop_start()
         for bad in (b"garbage", b'{"inject": "flood"}', b"[]"):

@@ -38,11 +38,12 @@ def test_an_env_copied_with_0644_is_narrowed_with_a_warning(tmp_path: Path, capl
 
 def test_example_values_are_replaced_and_refused_where_they_remain(tmp_path: Path) -> None:
     from apt_energy.config.settings import refuse_example_secrets
+
     from apt_energy.errors import ConfigError
 
     env = tmp_path / ".env"
     env.write_text("APT_ENERGY_DB_PASSWORD=change-me-writer\nSLACK_BOT_TOKEN=\nAPT_ENERGY_DB_OWNER_PASSWORD=mine\n")
-    with pytest.raises(ConfigError, match="^APT_ENERGY_DB_PASSWORD still has the example value"):
+    with pytest.raises(ConfigError, match=r"^APT_ENERGY_DB_PASSWORD still has the example value"):
         refuse_example_secrets({"APT_ENERGY_DB_PASSWORD": "change-me-writer"}, ["APT_ENERGY_DB_PASSWORD"])
     changed = ensure_dotenv(env)
     values = dict(line.split("=", 1) for line in env.read_text().splitlines() if "=" in line)
