@@ -35,6 +35,7 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from apt_energy.contract import Reading, exact
+from apt_energy.kafka import kafka_client
 from bench.common import percentile, report, stack_settings
 
 
@@ -55,7 +56,7 @@ def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list
 
 def produce(settings: Settings, batch: list[Reading], *, rate: float = 0.0,
             sent: dict[Any, float] | None = None) -> None:
-    p = Producer({"bootstrap.servers": settings.kafka.bootstrap, "linger.ms": 5})
+    p = Producer(kafka_client(settings, "admin").config(**{"linger.ms": 5}))
     began = time.monotonic()
     for i, r in enumerate(batch):
         if sent is not None:

@@ -10,6 +10,7 @@ from apt_energy.config import Settings
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from apt_energy.errors import ServiceError
+from apt_energy.kafka import kafka_client
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +19,7 @@ OnDelivery = Callable[[KafkaError | None, Message], None]
 
 class KafkaSink:
     def __init__(self, settings: Settings, *, client_id: str, extra: dict[str, Any] | None = None) -> None:
-        config: dict[str, Any] = {
-            "bootstrap.servers": settings.kafka.bootstrap,
+        config: dict[str, Any] = kafka_client(settings, "bridge").config(**{
             "client.id": client_id,
             "enable.idempotence": True,   # implies acks=all and no reordering on retry
             "acks": "all",
@@ -31,7 +31,7 @@ class KafkaSink:
             # us (and is produced again); MQTT stays unacknowledged all the while.
             "message.timeout.ms": 120000,
             "reconnect.backoff.max.ms": 2000,
-        }
+        })
         config.update(extra or {})
         self.producer = Producer(config)
 

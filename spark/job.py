@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from apt_energy.errors import ServiceError
+from apt_energy.kafka import kafka_client
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class StreamJob:
     def _kafka(self, topic: str) -> DataFrame:
         s = self.settings
         return (self.spark.readStream.format("kafka")
-                .option("kafka.bootstrap.servers", s.kafka.bootstrap)
+                .options(**kafka_client(s, "spark").spark_options())
                 .option("subscribe", topic)
                 .option("startingOffsets", "earliest")
                 .option("maxOffsetsPerTrigger", str(s.spark.max_offsets_per_trigger))

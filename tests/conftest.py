@@ -18,6 +18,7 @@ from apt_energy.config import Settings
 from apt_energy.database import connect, migrate, roles, seed
 from apt_energy.database.roles import harden_database
 from apt_energy.stack import NativeStack
+from apt_energy.stack.kafka import ensure_acls
 from apt_energy.stack.secrets import ensure_dotenv
 from psycopg import sql
 
@@ -141,14 +142,16 @@ def isolate(settings: Settings, make_topic: Callable[..., str]) -> Settings:
     """Settings of their own: uuid MQTT prefix, Kafka topics, bridge group and client id."""
     tag = uuid.uuid4().hex[:10]
     s = settings
-    return dataclasses.replace(
+    isolated = dataclasses.replace(
         s,
-        mqtt=dataclasses.replace(s.mqtt, topic_prefix=f"t{tag}"),
+        mqtt=dataclasses.replace(s.mqtt, topic_prefix=f"{TEST_PREFIX_ROOT}/t{tag}"),
         kafka=dataclasses.replace(s.kafka, readings_topic=make_topic("readings"),
                                   devices_topic=make_topic("devices", compact=True),
                                   dead_letter_topic=make_topic("dlq")),
         bridge=dataclasses.replace(s.bridge, group=f"g{tag}", client_id=f"bridge-{tag}"),
     )
+    ensure_acls(isolated)  # the bridge may write these topics and the stream job read them
+    return isolated
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def expected(settings: Settings, n: int, hours: int) -> set[tuple[str, str, int]
 
 
 def in_kafka(settings: Settings, want: int, timeout: float = 90, idle: float = 1.0) -> set[tuple[str, str, int]]:
-    msgs = consume(settings.kafka.bootstrap, settings.kafka.readings_topic, until=want, timeout=timeout, idle=idle)
+    msgs = consume(settings, settings.kafka.readings_topic, until=want, timeout=timeout, idle=idle)
     out = set()
     for m in msgs:
         r = json.loads(m.value())
@@ -78,11 +78,11 @@ def test_every_qos1_reading_reaches_kafka_with_mqtt_metadata(pipeline_settings: 
                  "everything acknowledged")
     finally:
         bridge.stop()
-    one = consume(s.kafka.bootstrap, s.kafka.readings_topic, until=1)[0]
+    one = consume(s, s.kafka.readings_topic, until=1)[0]
     h = headers(one)
     assert h["mqtt.topic"].decode().startswith(s.mqtt.topic_prefix + "/") and h["mqtt.qos"] == b"1"
     assert {"mqtt.retain", "mqtt.dup", "bridge.received_ms", "bridge.id"} <= set(h)
-    devices = consume(s.kafka.bootstrap, s.kafka.devices_topic, until=40, timeout=20)
+    devices = consume(s, s.kafka.devices_topic, until=40, timeout=20)
     assert {m.key().decode().rsplit("/", 1)[1] for m in devices} == {"meta", "status"}
 
 
@@ -214,8 +214,8 @@ def test_each_bad_input_class_lands_in_the_dead_letter_topic_while_good_data_flo
             pub.publish(topic, payload, qos=1).wait_for_publish(5)
         pub.publish(f"{p}/hanbit/01/101/water/reading", json.dumps({**good, "seq": 99}), qos=1).wait_for_publish(5)
         pub.loop_stop()
-        dead = consume(s.kafka.bootstrap, s.kafka.dead_letter_topic, until=len(bad), timeout=30, idle=1.0)
-        goods = consume(s.kafka.bootstrap, s.kafka.readings_topic, until=len(bad) + 1, timeout=30, idle=1.0)
+        dead = consume(s, s.kafka.dead_letter_topic, until=len(bad), timeout=30, idle=1.0)
+        goods = consume(s, s.kafka.readings_topic, until=len(bad) + 1, timeout=30, idle=1.0)
     finally:
         bridge.stop()
     reasons = sorted(headers(m)["error.reason"].decode().split(":")[0] for m in dead)

@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading
+from apt_energy.kafka import kafka_client
 from tests.mqtt_helpers import wait_for
 from tests.slack_stub import Scripted, SlackStub
 
@@ -68,7 +69,7 @@ class NotifierThread:
 
 
 def produce(settings: Settings, readings: list[Reading]) -> None:
-    p = Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    p = Producer(kafka_client(settings, "admin").config())
     for r in readings:
         p.produce(settings.kafka.readings_topic, key=r.device_id.encode(), value=r.to_json())
     assert p.flush(30) == 0

@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading, exact, usage_month
+from apt_energy.kafka import kafka_client
 from tests.conftest import env_for
 from tests.kafka_helpers import consume
 from tests.mqtt_helpers import wait_for
@@ -73,7 +74,7 @@ def stored_count(settings: Settings) -> int:
 
 
 def produce(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "linger.ms": 20})
+    producer = Producer(kafka_client(settings, "admin").config(**{"linger.ms": 20}))
     for key, value in payloads:
         producer.produce(settings.kafka.readings_topic, key=key, value=value)
         producer.poll(0)
@@ -103,7 +104,7 @@ def test_monthly_usage_equals_the_ledger_exactly_and_replays_change_nothing(
         assert {m for _, _, m in ledger} == {"2024-01-01", "2024-02-01"}
 
         # the same readings a second time (a replay, a duplicating producer): nothing changes
-        again = consume(settings.kafka.bootstrap, settings.kafka.readings_topic, until=want, timeout=60)
+        again = consume(settings, settings.kafka.readings_topic, until=want, timeout=60)
         rows_before = job.stats.rows
         produce(settings, [(m.key(), m.value()) for m in again])
         wait_for(lambda: job.stats.rows >= rows_before + want, 120, "replayed readings processed")
