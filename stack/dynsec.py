@@ -60,7 +60,9 @@ def render(*, prefix: str, devices: Iterable[tuple[str, str, Secret]], bridge: B
     ``test_prefix_root``, every role's rights are repeated under ``<root>/+/…`` (tests only)."""
     prefixes = [prefix] + ([f"{test_prefix_root}/+"] if test_prefix_root else [])
     roles: list[dict[str, Any]] = [
-        {"rolename": "bridge", "acls": [_acl("subscribePattern", f"{p}/#") for p in prefixes]},
+        # Mosquitto checks a shared subscription with its "$share/<group>/" part, so both forms are granted.
+        {"rolename": "bridge", "acls": [_acl("subscribePattern", t) for p in prefixes
+                                        for t in (f"{p}/#", f"$share/+/{p}/#")]},
         {"rolename": "operator", "acls": [_acl("subscribePattern", "#"), _acl("subscribePattern", "$SYS/#"),
                                           *(_acl("publishClientSend", f"{p}/+/+/+/cmd") for p in prefixes)]},
         {"rolename": "admin", "acls": [_acl("subscribePattern", "#"), _acl("publishClientSend", "#"),
