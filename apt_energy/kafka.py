@@ -33,9 +33,12 @@ class KafkaClient:
 
     def config(self, **extra: object) -> dict[str, object]:
         """confluent-kafka (librdkafka) configuration, plus ``extra`` settings."""
+        # librdkafka's informational lines (e.g. BGQUEUE when an admin client closes) are noise for users;
+        # warnings and errors still show.
+        quiet = {"log_level": 4}
         if self.security_protocol == "PLAINTEXT":
-            return {"bootstrap.servers": self.bootstrap, **extra}
-        return {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol,
+            return {"bootstrap.servers": self.bootstrap, **quiet, **extra}
+        return {"bootstrap.servers": self.bootstrap, **quiet, "security.protocol": self.security_protocol,
                 "sasl.mechanism": self.mechanism, "sasl.username": self.username,
                 "sasl.password": self.password.reveal(), **extra}
 

@@ -19,6 +19,7 @@ from apt_energy.edge import Fleet, FleetOptions
 from apt_energy.stack import NativeStack
 from apt_energy.stack.mosquitto import Mosquitto
 
+from apt_energy.mqtt import login
 from tests.conftest import env_for
 from tests.kafka_helpers import consume, headers
 from tests.mqtt_helpers import private_broker, wait_for
@@ -206,6 +207,7 @@ def test_each_bad_input_class_lands_in_the_dead_letter_topic_while_good_data_flo
     try:
         wait_for(lambda: bridge.target.source.connected, 10, "bridge connected")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        login(pub, s, "admin")  # hostile traffic is injected as the admin
         pub.connect(s.mqtt.host, s.mqtt.port)
         pub.loop_start()
         for i, (topic, payload) in enumerate(bad.values()):

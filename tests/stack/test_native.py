@@ -16,6 +16,7 @@ from apt_energy.stack import NativeStack
 from confluent_kafka import Consumer, Producer
 
 from apt_energy.kafka import kafka_client
+from apt_energy.mqtt import login
 
 pytestmark = pytest.mark.integration
 
@@ -63,10 +64,12 @@ def test_mqtt_qos1_round_trip(stack_settings: Settings) -> None:
 
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     sub.on_message = on_message
+    login(sub, stack_settings, "admin")
     sub.connect(stack_settings.mqtt.host, stack_settings.mqtt.port)
     sub.subscribe(topic, qos=1)
     sub.loop_start()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    login(pub, stack_settings, "admin")
     pub.connect(stack_settings.mqtt.host, stack_settings.mqtt.port)
     pub.loop_start()
     try:
