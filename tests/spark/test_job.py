@@ -135,7 +135,7 @@ def test_late_data_factor_changes_and_bad_input_are_handled(
         settings: Settings, job_factory: Callable[[Settings], StreamJob]) -> None:
     dev = settings.complex.households()[0].device_id
     feb = datetime(2024, 2, 10, tzinfo=UTC)
-    with connect(settings) as conn:
+    with connect(settings, role="owner") as conn:  # factors are reference data: the owner's to change
         conn.execute("INSERT INTO emission_factors VALUES ('electricity', '2024-02-01', 0.5, 'kg CO2e/kWh', 'test')")
         conn.commit()
     good = [reading(dev, "electricity", i, feb + timedelta(hours=i), 1.5) for i in range(5)]
