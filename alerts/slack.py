@@ -231,5 +231,4 @@ def destination(settings: Settings) -> str:
         return f"posted to Slack channel {settings.slack.channel} by the bot (SLACK_BOT_TOKEN){via}"
     if sec.slack_webhook_url:
         return "posted to the Slack incoming webhook's channel (SLACK_WEBHOOK_URL)"
-    return ("printed to the notifier's log — set SLACK_BOT_TOKEN (+ APT_ENERGY_SLACK_CHANNEL) or "
-            "SLACK_WEBHOOK_URL to post them to Slack")
+    return "printed by the notifier (set SLACK_BOT_TOKEN or SLACK_WEBHOOK_URL to post them to Slack)"
