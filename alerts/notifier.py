@@ -43,7 +43,7 @@ from apt_energy.alerts.message import MessageStyle, render, render_digest
 from apt_energy.alerts.outbox import Notice
 from apt_energy.alerts.slack import Posted, PostFailed, Transport
 
-from apt_energy.errors import ServiceError
+from apt_energy.errors import ConfigError, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ class Notifier:
         self.transport = transport
         self.style = style
         self.options = options or NotifierOptions()
+        if self.options.lease_s < 3 * transport.timeout_s:
+            # A post must end before its lease can run out, or a reconciler could read history too early.
+            raise ConfigError(f"notifier lease_s={self.options.lease_s:g} must be at least 3 × the Slack client's "
+                              f"timeout ({transport.timeout_s:g} s)")
         self.owner = owner or default_owner()
         self.stop_event = threading.Event()
         self.stats = NotifierStats()
@@ -129,7 +133,7 @@ class Notifier:
                         self.stats.passes += 1
                         if not delivered:
                             self.stop_event.wait(opts.poll_s)
-            except psycopg.Error as exc:
+            except (psycopg.Error, ServiceError) as exc:   # ServiceError here: the connection factory's
                 self.stats.failures += 1
                 logger.warning("notifier: PostgreSQL: %s; reconnecting in %.0fs", _first_line(exc), backoff)
                 self.stop_event.wait(backoff)

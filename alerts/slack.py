@@ -66,6 +66,7 @@ class Transport(Protocol):
     delivered_state: OutboxState   # what a delivered row becomes (sent, or console)
     can_read_history: bool         # True: in-doubt rows are checked; False: they end failed (at most once)
     paced: bool                    # Slack allows about one message per second per channel
+    timeout_s: float               # longest wait for one answer; a claim's lease must outlast a post
 
     def post(self, message: Message, ids: list[int]) -> Posted:
         """Post once (no retries); raise :class:`PostFailed` saying whether it is in doubt."""
@@ -112,6 +113,7 @@ class BotTransport:
     paced = True
 
     def __init__(self, token: str, channel: str, *, base_url: str | None = None, timeout_s: float = 10) -> None:
+        self.timeout_s = timeout_s
         common: dict[str, Any] = {"token": token, "timeout": timeout_s}
         if base_url:
             common["base_url"] = base_url
@@ -179,6 +181,7 @@ class WebhookTransport:
     paced = True
 
     def __init__(self, url: str, *, timeout_s: float = 10) -> None:
+        self.timeout_s = timeout_s
         self.client = WebhookClient(url, timeout=int(max(timeout_s, 1)), retry_handlers=[])
 
     def post(self, message: Message, ids: list[int]) -> Posted:
@@ -203,6 +206,7 @@ class ConsoleTransport:
     delivered_state = OutboxState.CONSOLE
     can_read_history = True
     paced = False
+    timeout_s = 0.0
 
     def post(self, message: Message, ids: list[int]) -> Posted:
         print(f"[alert] {message.text}", flush=True)

@@ -15,7 +15,7 @@ from apt_energy.database import connect
 from tests.slack_stub import SlackStub
 
 # Fast enough for tests; the lease stays far above the transports' timeouts, as in production.
-FAST = NotifierOptions(poll_s=0.2, recheck_s=0.3, lease_s=20, max_backoff_s=1.0)
+FAST = NotifierOptions(poll_s=0.2, recheck_s=0.3, lease_s=30, max_backoff_s=1.0)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from apt_energy.alerts import BotTransport, Message, OutboxState, Posted, Webhoo
 from apt_energy.alerts.cli import build_notifier
 from apt_energy.config import Secret, Settings
 
+from apt_energy.errors import ConfigError
 from tests.alerts.conftest import FAST, NotifierThread, all_in, insert_alerts, make_notifier, states
 from tests.mqtt_helpers import wait_for
 from tests.slack_stub import Scripted, SlackStub
@@ -111,9 +112,9 @@ class CrashBeforePost(BotTransport):
 def test_a_notifier_crash_mid_delivery_still_posts_exactly_once(settings: Settings, slack: SlackStub,
                                                                crash: type[BotTransport]) -> None:
     ids = insert_alerts(settings, 2)
-    short_lease = dataclasses.replace(FAST, lease_s=1)   # the restarted notifier waits this long for the dead one
+    short_lease = dataclasses.replace(FAST, lease_s=3)   # the restarted notifier waits this long for the dead one
     first = NotifierThread(make_notifier(settings, crash("xoxb-test", settings.slack.channel,
-                                                         base_url=slack.base_url), short_lease))
+                                                         base_url=slack.base_url, timeout_s=1), short_lease))
     first.thread.join(30)
     assert isinstance(first.error, SystemExit)
     assert states(settings) == ["sending", "sending"]  # both claimed, both in doubt
@@ -133,7 +134,8 @@ def test_in_doubt_webhook_deliveries_are_not_resent(settings: Settings, slack: S
             super().post(message, ids)
             raise SystemExit("crash")
 
-    first = NotifierThread(make_notifier(settings, Crash(slack.webhook_url), dataclasses.replace(FAST, lease_s=1)))
+    first = NotifierThread(make_notifier(settings, Crash(slack.webhook_url, timeout_s=1),
+                                         dataclasses.replace(FAST, lease_s=3)))
     first.thread.join(30)
     second = NotifierThread(make_notifier(settings, WebhookTransport(slack.webhook_url)))
     try:
@@ -165,6 +167,11 @@ def test_many_pending_alerts_go_out_as_one_digest(settings: Settings, slack: Sla
         notifier.stop()
     [post] = slack.posts()
     assert "12건" in post["text"] and once_each(slack, ids)
+
+
+def test_a_lease_shorter_than_a_post_can_take_is_refused(settings: Settings, slack: SlackStub) -> None:
+    with pytest.raises(ConfigError, match="lease_s"):
+        make_notifier(settings, bot(settings, slack, timeout_s=10), dataclasses.replace(FAST, lease_s=5))
 
 
 def test_without_slack_alerts_are_printed_and_kept(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
