@@ -59,7 +59,7 @@ class NotifierOptions:
     poll_s: float = 2.0             # idle wait between passes
     digest_after: int = 5           # more claimed notifications than this → one digest message
     batch: int = 200                # most rows claimed per pass
-    lease_s: float = 60.0           # a claim's lifetime; must exceed the transport's timeout
+    lease_s: float = 60.0           # a claim's lifetime; at least 3 × the transport's timeout
     recheck_s: float = 5.0          # after an in-doubt post, wait this long before reading history
     history_margin_s: float = 60.0  # read history from this long before the claim (clock skew)
     min_post_interval_s: float = 1.1  # Slack: about one message per second per channel
@@ -73,6 +73,8 @@ def default_owner() -> str:
 
 @dataclass
 class NotifierStats:
+    """Counters a running notifier keeps (tests and logs read them)."""
+
     sent: int = 0          # notifications marked delivered after this notifier posted them
     reconciled: int = 0    # in-doubt notifications found in the channel's history (not posted again)
     failures: int = 0      # failed passes (Slack or PostgreSQL trouble)
