@@ -14,7 +14,8 @@ If Slack's answer is lost (5xx, timeout, connection dropped after sending) the p
 rows stay ``sending`` and their lease is cut to ``recheck_s``. Every pass of the loop — not only at
 start — *reconciles* ``sending`` rows whose lease expired (this notifier's in-doubt posts, or rows of a
 notifier that crashed): a bot reads the channel's history and marks the rows it finds there ``sent``
-(no second post) and gives the rest back to ``pending``. An incoming webhook cannot read history, so
+(no second post) and gives the rest back to ``pending``; while the history cannot be read the rows
+stay in doubt (other alerts still go out). An incoming webhook cannot read history, so
 in-doubt webhook rows are marked ``failed`` and never re-posted: at most once for in-doubt rows, at
 least visible as failed in ``apt-energy alerts`` and Grafana.
 
@@ -122,6 +123,11 @@ class Notifier:
                     while not self.stop_event.is_set():
                         try:
                             self.reconcile(conn)
+                        except ServiceError as exc:
+                            # The in-doubt rows stay held for recheck_s; other alerts need not wait for them.
+                            self.stats.failures += 1
+                            logger.warning("notifier: in-doubt posts not checked yet: %s", _first_line(exc))
+                        try:
                             delivered = self.deliver_once(conn)
                         except ServiceError as exc:   # Slack: the rows are settled, wait and go on
                             self.stats.failures += 1

@@ -8,6 +8,7 @@ them newest first, metadata only with ``include_all_metadata``, paged by ``limit
 :attr:`SlackStub.script` holds the next answers to posts (chat.postMessage or webhook). A scripted answer
 can *accept* the message (store it, as Slack did) and still answer 500, or answer only after
 ``delay_s`` — longer than the client's timeout, so the answer is lost — or answer 429 with Retry-After.
+:attr:`SlackStub.history_outage` makes the next reads of the history fail.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class SlackStub:
         self.messages: list[dict[str, Any]] = []    # what was accepted, oldest first
         self.webhook_posts: list[dict[str, Any]] = []
         self.script: deque[Scripted] = deque()       # next answers to chat.postMessage / webhook posts
+        self.history_outage = 0                      # answer the next N conversations.history calls with 503
         self.lock = threading.Lock()
         stub = self
 
@@ -91,6 +93,11 @@ class SlackStub:
 
             def _conversations(self, path: str, params: dict[str, Any]) -> None:
                 if path.endswith("/conversations.history"):
+                    with stub.lock:
+                        down = stub.history_outage > 0
+                        stub.history_outage -= int(down)
+                    if down:
+                        return self._reply(503, {"ok": False, "error": "service_unavailable"})
                     oldest = float(params.get("oldest", 0))
                     start = int(params.get("cursor") or 0)
                     limit = int(params.get("limit") or 100)

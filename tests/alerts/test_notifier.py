@@ -65,6 +65,20 @@ def test_a_post_whose_answer_times_out_after_acceptance_is_delivered_once(settin
     assert len(slack.posts()) == 2
 
 
+def test_an_in_doubt_post_waits_for_the_history_to_be_readable_and_is_not_posted_again(
+        settings: Settings, slack: SlackStub) -> None:
+    ids = insert_alerts(settings, 2)
+    slack.script.append(Scripted.accepted_then_500())
+    slack.history_outage = 6   # more than the reading client's own retries, twice
+    notifier = NotifierThread(make_notifier(settings, bot(settings, slack)))
+    try:
+        wait_for(lambda: all_in(settings, OutboxState.SENT), 90, "delivery once history is back")
+    finally:
+        notifier.stop()
+    assert slack.history_outage <= 0 and notifier.notifier.stats.failures >= 2
+    assert once_each(slack, ids) and len(slack.posts()) == 2
+
+
 def test_two_notifiers_on_one_outbox_post_each_alert_once(settings: Settings, slack: SlackStub) -> None:
     ids = insert_alerts(settings, 8)
     slack.script.extend([Scripted.accepted_then_500(), Scripted(500), Scripted.accepted_then_500(),
