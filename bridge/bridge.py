@@ -82,6 +82,10 @@ class _Outgoing:
     errors: list[Header] = field(default_factory=list)   # error.* of a dead letter
 
 
+def _reason(text: str) -> Header:
+    return ("error.reason", text.encode("utf-8", "backslashreplace"))
+
+
 class Bridge:
     """Forward what the MQTT subscriptions of ``partition`` receive to the Kafka ``topics``."""
 
@@ -169,20 +173,22 @@ class Bridge:
         token = (self.epoch << 32) | msg.mid if msg.qos > 0 else -1
         if token >= 0:
             self.acks.received(token)
-        out = _Outgoing(token, r.kind, r.key, payload, headers)
         if r.kind == DEAD:
-            out = self._dead(out, r.reason)
-        self._produce(out)
+            logger.debug("dead letter key=%r reason=%s", r.key, r.reason)
+            value, cut = dead_letter_value(payload, keep=limit)
+            self._produce(_Outgoing(token, DEAD, r.key, value, headers, [*cut, _reason(r.reason)]))
+        else:
+            self._produce(_Outgoing(token, r.kind, r.key, payload, headers))
 
     def _dead(self, out: _Outgoing, reason: str) -> _Outgoing:
-        """``out`` as a dead letter: the value cut to ``max_payload_bytes`` (size and sha256 in headers)."""
-        logger.debug("dead letter key=%r reason=%s", out.key, reason)
-        value, cut = dead_letter_value(out.value, keep=self.options.max_payload_bytes)
-        if out.kind == DEAD:   # already one, refused by Kafka: send the headers, with no value at all
+        """A record Kafka refused, as a dead letter: a forwarded one cut to ``max_payload_bytes``, a dead
+        letter sent with no value at all (its headers still say the size and sha256 of the payload)."""
+        if out.kind == DEAD:
             kept = [h for h in out.errors if h[0] != "error.reason"]
             value, cut = b"", kept or dead_letter_value(out.value, keep=0)[1]
-        return _Outgoing(out.token, DEAD, out.key, value, out.headers,
-                         [*cut, ("error.reason", reason.encode("utf-8", "backslashreplace"))])
+        else:
+            value, cut = dead_letter_value(out.value, keep=self.options.max_payload_bytes)
+        return _Outgoing(out.token, DEAD, out.key, value, out.headers, [*cut, _reason(reason)])
 
     def _produce(self, out: _Outgoing) -> None:
         try:
