@@ -119,7 +119,8 @@ class Bridge:
         b, mq, k = settings.bridge, settings.mqtt, settings.kafka
         buildings = tuple(n for group in settings.complex.buildings for n in group.numbers)
         partition = Partition(mq.topic_prefix, settings.complex.id, buildings, part,
-                              shared_group=b.group if b.shared_subscription else None)
+                              shared_group=b.group if b.shared_subscription else None,
+                              former_groups=() if b.shared_subscription else (b.group,))
         mqtt_options = MqttOptions(host=mq.host, port=mq.port, keepalive_s=mq.keepalive_s, username=mq.username,
                                    password=settings.secrets.mqtt_password.reveal(),
                                    session_expiry_s=b.session_expiry_s, receive_maximum=b.max_in_flight)

@@ -24,7 +24,6 @@ nothing either.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from apt_energy.errors import ConfigError
@@ -68,6 +67,7 @@ class Partition:
     buildings: tuple[int, ...]
     part: Part = Part()
     shared_group: str | None = None
+    former_groups: tuple[str, ...] = ()   # shared-subscription groups this client may have joined before
     _owner: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,11 +99,11 @@ class Partition:
             return [self.everything]
         return [self._building_filter(level) for level in self.own_buildings()]
 
-    def stale(self, shared_groups: Iterable[str] = ()) -> list[str]:
+    def stale(self) -> list[str]:
         """Filters another layout may have left in this client's persistent session: unsubscribed on
         connect (unsubscribing a filter the session does not hold is harmless)."""
         candidates = [self.everything, *(self._building_filter(level) for level in self._owner),
-                      *(f"$share/{g}/{self.everything}" for g in shared_groups)]
+                      *(f"$share/{g}/{self.everything}" for g in self.former_groups)]
         mine = set(self.subscriptions())
         return [f for f in dict.fromkeys(candidates) if f not in mine]
 

@@ -160,3 +160,24 @@ def test_each_bad_input_class_lands_in_the_dead_letter_topic_while_good_data_flo
     assert all(headers(m)["mqtt.topic"] for m in dead)
     assert sorted(json.loads(m.value())["seq"] for m in goods) == [0, 2, 4, 6, 8, 99]
     assert bridge.target.stats.dead_lettered == len(bad)
+
+
+def test_a_session_left_subscribed_by_the_shared_layout_forwards_each_reading_once_after_the_switch(
+        pipeline_settings: Settings) -> None:
+    """Same client id, shared subscription before, plain now: the old ``$share`` filter is unsubscribed on
+    connect, or the broker would deliver every message twice (once per matching subscription)."""
+    s = pipeline_settings
+    shared = dataclasses.replace(s, bridge=dataclasses.replace(s.bridge, shared_subscription=True))
+    before = Running(Bridge.from_settings(shared))
+    wait_for(lambda: before.target.source.subscribed, 20, "shared subscription")
+    before.stop()
+    now = Running(Bridge.from_settings(s))
+    try:
+        wait_for(lambda: now.target.source.subscribed, 20, "plain subscription")
+        fleet(s, 4, 12).run()
+        msgs = consume(s.kafka.bootstrap, s.kafka.readings_topic, until=4 * 12 * 3, timeout=60, idle=2.0)
+    finally:
+        now.stop()
+    assert len(msgs) == 4 * 12 * 3
+    assert {(json.loads(m.value())["device_id"], json.loads(m.value())["seq"]) for m in msgs} == {
+        (h.device_id, q) for h in s.complex.households()[:4] for q in range(12)}
