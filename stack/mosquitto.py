@@ -21,10 +21,11 @@ def render_config(*, port: int, data_dir: Path, host: str = "127.0.0.1", run_as_
     the queue limits are raised so a bridge that is down for a while does not lose its backlog.
 
     Mosquitto writes its database on a clean stop (SIGTERM), so a restart loses nothing; a crash (kill -9)
-    loses what changed since the last save. ``autosave_interval 1`` saves every second, the smallest time
-    window Mosquitto offers (``autosave_on_changes`` would save after every N changes instead: a full
-    database write per message at our rates). Payloads over ``message_size_limit`` are refused at the door
-    (the bridge dead-letters anything over its own, smaller ``max_payload_bytes``)."""
+    loses what changed since the last save and was not yet delivered. ``autosave_interval 1`` saves every
+    second, the smallest time window it offers (``autosave_on_changes`` saves after every N changes instead:
+    a whole-database write several times a second at our rates, and no better in bench/bench_broker_crash.py).
+    Payloads over ``message_size_limit`` are refused at the door (the bridge dead-letters anything over its
+    own, smaller ``max_payload_bytes``)."""
     lines = [
         "# written by `apt-energy stack up`; edit config/pipeline.yaml instead",
         f"listener {port} {host}",

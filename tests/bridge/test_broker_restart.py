@@ -51,7 +51,8 @@ def restart_mid_stream(s: Settings, broker: Mosquitto, tmp_path: Path, *, parts:
     try:
         wait_for(lambda: all(b.target.source.subscribed for b in bridges), 20, "bridges subscribed")
         fleet = Running(fleet_of(s, households, HOURS, speed=3600 * 12, ledger=ledger))
-        wait_for(lambda: sum(b.target.stats.forwarded for b in bridges) > 300, 30, "traffic")
+        # a crash a few seconds in, once Mosquitto has saved the sessions at least once (a steady state)
+        wait_for(lambda: sum(b.target.stats.forwarded for b in bridges) > (2000 if kill else 300), 30, "traffic")
         if kill:
             crash(broker)
         else:
