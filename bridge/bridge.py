@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class KafkaTopics:
+    """Where forwarded readings, device status/meta and dead letters go."""
+
     readings: str
     devices: str
     dead_letters: str

@@ -83,6 +83,7 @@ class Partition:
 
     @property
     def everything(self) -> str:
+        """The catch-all filter: every topic under the prefix."""
         return f"{self.prefix}/#"
 
     def _building_filter(self, level: str) -> str:
@@ -93,6 +94,7 @@ class Partition:
         return [level for level, owner in self._owner.items() if owner == self.part.index]
 
     def subscriptions(self) -> list[str]:
+        """The filters this part subscribes to (no two of them overlap)."""
         if self.shared_group is not None:
             return [f"$share/{self.shared_group}/{self.everything}"]
         if self.part.index == 0:
