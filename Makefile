@@ -22,7 +22,7 @@ test-unit: bootstrap ## unit tests only (no services)
 
 check: bootstrap ## ruff + mypy
 	$(VENV)/ruff check .
-	$(VENV)/mypy
+	@bash stack/typecheck.sh
 
 up: bootstrap ## start the native stack (Mosquitto, PostgreSQL, Kafka) and migrate
 	$(VENV)/apt-energy stack up

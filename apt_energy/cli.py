@@ -22,7 +22,7 @@ COMMANDS = (
     "apt_energy.edge.cli",
     "apt_energy.bridge.cli",
     "apt_energy.spark.cli",
-    "apt_energy.spark.alerts_cli",
+    "apt_energy.alerts.cli",
     "apt_energy.dashboards.cli",
     "apt_energy.demo",
     "apt_energy.config.cli",

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     ok = summary(settings, ledger_path, progress, timings, fleet.stats().generated)
     if args.stack_down:
         stack.down()
-    next_steps(settings, demo_dir, args.keep_running, start, until)
+    next_steps(settings, demo_dir, args.keep_running, start, until, slack=args.slack == "on")
     if not ok:
         raise CheckFailed("truth check failed: the database does not match the ledger (see above)")
     return 0
@@ -408,8 +408,12 @@ def summary(settings: Settings, ledger_path: Path, p: Progress, timings: dict[st
     return not differ and not unknown
 
 
-def next_steps(settings: Settings, demo_dir: Path, keep_running: bool, start: datetime, until: datetime) -> None:
+def next_steps(settings: Settings, demo_dir: Path, keep_running: bool, start: datetime, until: datetime, *,
+               slack: bool = True) -> None:
+    from apt_energy.alerts import destination
+
     pg = settings.postgres
+    alerts = destination(settings) if slack else "not delivered (--slack off): they wait in alert_notifications"
     tz = settings.complex.tz
     print(f"""
 Where to look next
@@ -420,7 +424,7 @@ Where to look next
   Grafana: the dashboards' queries over this run (as Grafana's read-only role):
          apt-energy dashboards check --from {start.astimezone(tz):%Y-%m-%d} --to {until.astimezone(tz):%Y-%m-%d}
          (docker compose serves them at http://localhost:3000; see README "What you see")
-  Slack: set SLACK_BOT_TOKEN (+ APT_ENERGY_SLACK_CHANNEL) or SLACK_WEBHOOK_URL; without them the alerts were
-         logged to {demo_dir / 'spark.log'} — list them with `apt-energy alerts`
+  Alerts: {alerts}
+         notifier log {demo_dir / 'spark.log'}; list them with their delivery state: `apt-energy alerts`
   Stop:  {'the Spark job and bridge are still running; ' if keep_running else ''}`apt-energy stack down`""")
 

@@ -76,7 +76,7 @@ def bare_subscriber_rate(settings: Settings, n: int) -> float:
 
 
 def bridge_rate(settings: Settings, n: int) -> tuple[float, Bridge]:
-    first = Bridge(settings)
+    first = Bridge.from_settings(settings)
     t = threading.Thread(target=first.run)
     t.start()
     while not first.source.subscribed:
@@ -84,7 +84,7 @@ def bridge_rate(settings: Settings, n: int) -> tuple[float, Bridge]:
     first.stop()
     t.join()
     load(settings, n)
-    bridge = Bridge(settings)
+    bridge = Bridge.from_settings(settings)
     began = time.monotonic()
     t = threading.Thread(target=bridge.run)
     t.start()
@@ -97,7 +97,7 @@ def bridge_rate(settings: Settings, n: int) -> tuple[float, Bridge]:
 
 
 def added_latency(settings: Settings, rate: int, seconds: int) -> list[float]:
-    bridge = Bridge(settings)
+    bridge = Bridge.from_settings(settings)
     t = threading.Thread(target=bridge.run)
     t.start()
     while not bridge.source.subscribed:

@@ -11,6 +11,8 @@ from collections import OrderedDict
 
 
 class AckQueue:
+    """Tokens (``epoch << 32 | mid``) in receipt order, each released once it and all before it are delivered."""
+
     def __init__(self) -> None:
         self._pending: OrderedDict[int, bool] = OrderedDict()   # token → delivered?
 

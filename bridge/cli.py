@@ -8,23 +8,36 @@ import json
 import time
 from pathlib import Path
 
-from apt_energy.bridge.bridge import Bridge
+from apt_energy.bridge.bridge import Bridge, part_client_id
+from apt_energy.bridge.partition import Part
 
 from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
+from apt_energy.errors import ConfigError
+
+
+def part(text: str) -> Part:
+    try:
+        return Part.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "bridge", help="forward MQTT readings, status and meta to Kafka (no loss, dead letters)",
-        description="Subscribes to $share/<bridge.group>/<prefix>/... with a persistent MQTT v5 session and "
-                    "acknowledges each message only after Kafka confirms it. Run several with different "
-                    "--client-id to split the load. Topics: kafka.readings_topic, kafka.devices_topic, "
-                    "kafka.dead_letter_topic (env APT_ENERGY_KAFKA_*).")
+        description="Subscribes to <prefix>/... with a persistent MQTT v5 session and acknowledges each message "
+                    "only after Kafka confirms it; input it cannot forward goes to the dead-letter topic with an "
+                    "error.reason header. Split the load with --part i/n: part i forwards every n-th building "
+                    "(part 0 also every topic outside the scheme); each part is a process of its own. Topics: "
+                    "kafka.readings_topic, kafka.devices_topic, kafka.dead_letter_topic (env APT_ENERGY_KAFKA_*).")
+    add_env_flag(p, "--part", "APT_ENERGY_BRIDGE_PART", default=Part(), type=part,
+                 help="run part i of n (0/2 and 1/2: two bridges, each owning half the buildings)")
     add_env_flag(p, "--client-id", "APT_ENERGY_BRIDGE_CLIENT_ID", default=None,
-                 help="MQTT client id, fixed per instance so the broker keeps its session (default bridge.client_id)")
+                 help="MQTT client id of part 0/1, fixed so the broker keeps its session; part i of n>1 connects "
+                      "as <client-id>-<i>of<n> (default bridge.client_id)")
     add_env_flag(p, "--group", "APT_ENERGY_BRIDGE_GROUP", default=None,
-                 help="shared-subscription group (default bridge.group)")
+                 help="shared-subscription group, only with bridge.shared_subscription: true (default bridge.group)")
     p.add_argument("--stats-file", type=Path, default=None,
                    help="write the counters here (default <run dir>/bridge/<client id>.json)")
     p.add_argument("--stats", action="store_true",
@@ -48,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.group:
         settings = dataclasses.replace(settings, bridge=dataclasses.replace(settings.bridge, group=args.group))
-    client_id = args.client_id or settings.bridge.client_id
+    client_id = part_client_id(args.client_id or settings.bridge.client_id, args.part)
     stats_dir.mkdir(parents=True, exist_ok=True)
-    bridge = Bridge(settings, client_id=client_id, stats_path=args.stats_file or stats_dir / f"{client_id}.json")
+    bridge = Bridge.from_settings(settings, part=args.part, client_id=args.client_id,
+                                  stats_path=args.stats_file or stats_dir / f"{client_id}.json")
     on_stop_signals(bridge.stop)
     bridge.run()
     return 0

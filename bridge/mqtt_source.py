@@ -1,46 +1,74 @@
-"""The MQTT side of the bridge: MQTT v5, shared subscription, persistent session, manual PUBACK.
+"""The MQTT side of the bridge: MQTT v5, persistent session, plain subscriptions, manual PUBACK.
 
-* ``$share/<group>/...`` lets N bridges split the devices' traffic;
 * a fixed client id with ``clean_start=False`` and a session expiry makes the broker keep (and later
-  redeliver) what arrives while this bridge is down;
+  redeliver) what arrives while this bridge is down, and restore the subscriptions after its own restart;
+* the subscriptions come from :class:`~apt_energy.bridge.partition.Partition` (which buildings this bridge
+  owns); see there why they are plain, not shared;
 * Receive Maximum caps the unacknowledged messages the broker sends us: when Kafka is slow we stop
   acknowledging, and the backlog waits in the broker, not in our memory;
-* every (re)connect subscribes again (a broker that lost our session would otherwise leave us deaf).
-
-Mosquitto 2.0.11 (Debian 12) restores persistent sessions and their queued messages after a restart,
-but not *shared* subscriptions: what devices publish between the broker's restart and our
-resubscribe has no subscriber and is discarded. A single bridge can set
-``bridge.shared_subscription: false`` (a plain subscription, restored with the session) and lose
-nothing across broker restarts; several bridges need the shared one and accept that window.
+* every (re)connect subscribes again (a broker that lost our session would otherwise leave us deaf), with
+  Retain Handling 1 so a restored subscription does not replay every retained message, and unsubscribes
+  filters an earlier layout left in the session.
 """
 
 from __future__ import annotations
 
 import logging
 import select
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from apt_energy.config import Settings
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from apt_energy.backoff import Backoff
-from apt_energy.mqtt import BufferedClient, login
+from apt_energy.mqtt import BufferedClient
 
 logger = logging.getLogger(__name__)
 
 OnMessage = Callable[[mqtt.MQTTMessage], None]
 
 
+@dataclass(frozen=True)
+class MqttOptions:
+    """Where the broker is and how this client's session behaves."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    keepalive_s: int = 30
+    username: str = ""                 # the bridge's broker identity (apt_energy.mqtt.credentials)
+    password: str = ""
+    tls: ssl.SSLContext | None = None  # verifies the broker (apt_energy.mqtt.tls_context); None: plain MQTT
+    session_expiry_s: int = 86400
+    receive_maximum: int = 20000       # unacknowledged messages the broker may send us
+
+    def __repr__(self) -> str:
+        return (f"MqttOptions(host={self.host!r}, port={self.port}, username={self.username!r}, "
+                f"password={'********' if self.password else ''!r})")
+
+
+def raw_topic(message: mqtt.MQTTMessage) -> str | bytes:
+    """The topic as text, or as the bytes received when they are not UTF-8 (paho's ``topic`` raises)."""
+    try:
+        return message.topic
+    except UnicodeDecodeError:
+        return bytes(message._topic)  # paho keeps the received bytes only here
+
+
 class MqttSource:
-    def __init__(self, settings: Settings, *, client_id: str, on_message: OnMessage,
-                 on_connected: Callable[[], None]) -> None:
-        self.settings = settings
+    """One persistent MQTT v5 session that reads only while asked to and acknowledges on request."""
+
+    def __init__(self, options: MqttOptions, *, client_id: str, subscriptions: Sequence[str],
+                 unsubscribe: Sequence[str] = (), on_message: OnMessage, on_connected: Callable[[], None]) -> None:
+        self.options = options
         self.client_id = client_id
+        self.subscriptions = list(subscriptions)
+        self.stale = list(unsubscribe)
         self.on_message_cb = on_message
         self.on_connected = on_connected
         self.connected = False
@@ -50,8 +78,11 @@ class MqttSource:
         self.next_attempt = 0.0
         self.backoff = Backoff(base_s=0.2, cap_s=5.0)
         self.messages_read = 0
+        self._subscribe_mid: int | None = None
         c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        login(c, self.settings, "bridge")
+        c.username_pw_set(options.username or client_id, options.password or None)
+        if options.tls is not None:
+            c.tls_set_context(options.tls)
         c.manual_ack_set(True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -59,19 +90,10 @@ class MqttSource:
         c.on_subscribe = self._on_subscribe
         self.client = c
 
-    @property
-    def subscriptions(self) -> list[str]:
-        # Everything under the prefix, not just the well-formed topics: a device publishing to a wrong
-        # topic then lands in the dead-letter topic instead of vanishing unseen in the broker.
-        everything = f"{self.settings.mqtt.topic_prefix}/#"
-        if not self.settings.bridge.shared_subscription:
-            return [everything]
-        return [f"$share/{self.settings.bridge.group}/{everything}"]
-
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.settings.bridge.session_expiry_s
-        props.ReceiveMaximum = min(self.settings.bridge.max_in_flight, 65535)
+        props.SessionExpiryInterval = self.options.session_expiry_s
+        props.ReceiveMaximum = max(1, min(self.options.receive_maximum, 65535))
         return props
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode,
@@ -84,10 +106,12 @@ class MqttSource:
         self.on_connected()
         self.connected = True
         self.backoff.reset()
-        options = SubscribeOptions(qos=1)
-        client.subscribe([(t, options) for t in self.subscriptions])
-        logger.info("mqtt connected client_id=%s session_present=%s subscribed=%d", self.client_id,
-                    flags.session_present, len(self.subscriptions))
+        if self.stale:
+            client.unsubscribe(self.stale)
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        _, self._subscribe_mid = client.subscribe([(t, options) for t in self.subscriptions])
+        logger.info("mqtt connected client_id=%s session_present=%s subscriptions=%s", self.client_id,
+                    flags.session_present, ",".join(self.subscriptions))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode],
                       properties: object) -> None:
@@ -95,7 +119,8 @@ class MqttSource:
         if failed:
             logger.error("mqtt subscription refused reason=%s", failed[0])
             return
-        self.subscribed = True
+        if mid == self._subscribe_mid:
+            self.subscribed = True
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode,
                        properties: object) -> None:
@@ -112,10 +137,10 @@ class MqttSource:
     def ensure_connected(self) -> None:
         if self.client.socket() is not None or time.monotonic() < self.next_attempt:
             return
-        mq = self.settings.mqtt
+        o = self.options
         try:
             if not self.ever_connected:
-                self.client.connect(mq.host, mq.port, keepalive=mq.keepalive_s, clean_start=False,
+                self.client.connect(o.host, o.port, keepalive=o.keepalive_s, clean_start=False,
                                     properties=self._connect_properties())
                 self.ever_connected = True
             else:

@@ -11,11 +11,14 @@ from pathlib import Path
 
 @dataclass
 class BridgeStats:
+    """What one bridge did since it started; written to its stats file for ``apt-energy bridge --stats``."""
+
     received: int = 0
     duplicates_flagged: int = 0     # DUP set by the broker: a redelivery, forwarded all the same
     forwarded: int = 0              # readings + device messages confirmed by Kafka
     dead_lettered: int = 0
     skipped: int = 0                # commands to devices seen under the prefix: acknowledged, not forwarded
+    passed_over: int = 0            # another part's building, seen through part 0's catch-all: acknowledged only
     acked: int = 0
     kafka_errors: int = 0
     reproduced: int = 0             # sent again after a delivery failure

@@ -304,7 +304,7 @@ class PostgresSettings:
 @dataclass(frozen=True)
 class BridgeSettings:
     group: str = "apt-bridge"
-    shared_subscription: bool = True
+    shared_subscription: bool = False
     client_id: str = "apt-bridge-1"
     session_expiry_s: int = 86400
     max_in_flight: int = 20000

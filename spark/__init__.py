@@ -1,4 +1,4 @@
-"""The stream job: schema, pure transforms and rules, the exact PostgreSQL sink, the Slack notifier."""
+"""The stream job: schema, pure transforms and rules, the exact PostgreSQL sink (alerts into the outbox)."""
 
 from __future__ import annotations
 

@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     on_stop_signals(job.stop_event.set)
     notifier = None
     if not args.no_notifier:
-        from apt_energy.spark.notifier import Notifier
+        from apt_energy.alerts.cli import build_notifier
 
-        notifier = Notifier.from_settings(settings)
+        notifier = build_notifier(settings)
         notifier.start_thread()
     job.start()
     try:

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
 from apt_energy.config import Settings
 from apt_energy.stack import dynsec
 from apt_energy.stack.dynsec import BrokerUser
@@ -30,7 +31,14 @@ def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls,
     """The broker config. Every client logs in (dynamic-security plugin: one identity per gateway, see
     :mod:`apt_energy.stack.dynsec`); clients use the TLS listener; the plain one is for local tools and
     binds loopback only. Persistence keeps retained messages and persistent sessions across restarts; the
-    queue limits are raised so a bridge that is down for a while does not lose its backlog."""
+    queue limits are raised so a bridge that is down for a while does not lose its backlog.
+
+    Mosquitto writes its database on a clean stop (SIGTERM), so a restart loses nothing; a crash (kill -9)
+    loses what changed since the last save and was not yet delivered. ``autosave_interval 1`` saves every
+    second, the smallest time window it offers (``autosave_on_changes`` saves after every N changes instead:
+    a whole-database write several times a second at our rates, and no better in bench/bench_broker_crash.py).
+    Payloads over ``message_size_limit`` are refused at the door (the bridge dead-letters anything over its
+    own, smaller ``max_payload_bytes``)."""
     lines = [
         "# written by `apt-energy stack up`; edit config/pipeline.yaml instead",
         "per_listener_settings false",
@@ -47,7 +55,8 @@ def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls,
         "protocol mqtt",
         "persistence true",
         f"persistence_location {data_dir}/",
-        "autosave_interval 30",
+        "autosave_interval 1",
+        f"message_size_limit {MESSAGE_SIZE_LIMIT}",
         "max_queued_messages 2000000",
         "max_queued_bytes 0",
         "max_inflight_messages 0",

@@ -1,8 +1,14 @@
-"""A local Slack-Web-API-compatible HTTP server for tests: records requests, can answer 429 and 500.
+"""A local Slack-Web-API-compatible HTTP server for tests: records requests and can misbehave like Slack.
 
 slack_sdk is pointed at it with ``base_url`` (``SLACK_API_BASE_URL``). It implements what the notifier
 uses: ``chat.postMessage`` (stores the message with its metadata), ``conversations.history`` (returns
-them, newest first), ``conversations.list`` and an incoming-webhook path.
+them newest first, metadata only with ``include_all_metadata``, paged by ``limit``/``cursor``),
+``conversations.list`` and an incoming-webhook path.
+
+:attr:`SlackStub.script` holds the next answers to posts (chat.postMessage or webhook). A scripted answer
+can *accept* the message (store it, as Slack did) and still answer 500, or answer only after
+``delay_s`` — longer than the client's timeout, so the answer is lost — or answer 429 with Retry-After.
+:attr:`SlackStub.history_outage` makes the next reads of the history fail.
 """
 
 from __future__ import annotations
@@ -21,9 +27,29 @@ CHANNEL_ID = "C0APTENRGY"
 
 @dataclass
 class Scripted:
+    """One scripted answer to a post."""
+
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=lambda: {"ok": False, "error": "internal_error"})
+    accept: bool = False   # store the message first: Slack took it, whatever the answer says
+    delay_s: float = 0.0   # answer this late (past the client's timeout: the answer is lost)
+
+    @classmethod
+    def accepted_then_500(cls) -> Scripted:
+        return cls(500, accept=True)
+
+    @classmethod
+    def accepted_then_silent(cls, delay_s: float) -> Scripted:
+        return cls(200, accept=True, delay_s=delay_s)
+
+    @classmethod
+    def rate_limited(cls, retry_after_s: int = 1) -> Scripted:
+        return cls(429, {"Retry-After": str(retry_after_s)}, {"ok": False, "error": "ratelimited"})
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
 
 
 class SlackStub:
@@ -32,6 +58,7 @@ class SlackStub:
         self.messages: list[dict[str, Any]] = []    # what was accepted, oldest first
         self.webhook_posts: list[dict[str, Any]] = []
         self.script: deque[Scripted] = deque()       # next answers to chat.postMessage / webhook posts
+        self.history_outage = 0                      # answer the next N conversations.history calls with 503
         self.lock = threading.Lock()
         stub = self
 
@@ -41,13 +68,16 @@ class SlackStub:
 
             def _reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass   # the client gave up waiting (a scripted late answer)
 
             def _body(self) -> dict[str, Any]:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -63,10 +93,23 @@ class SlackStub:
 
             def _conversations(self, path: str, params: dict[str, Any]) -> None:
                 if path.endswith("/conversations.history"):
-                    oldest = float(params.get("oldest", 0))
                     with stub.lock:
-                        msgs = [m for m in reversed(stub.messages) if float(m["ts"]) >= oldest]
-                    self._reply(200, {"ok": True, "messages": msgs, "has_more": False})
+                        down = stub.history_outage > 0
+                        stub.history_outage -= int(down)
+                    if down:
+                        return self._reply(503, {"ok": False, "error": "service_unavailable"})
+                    oldest = float(params.get("oldest", 0))
+                    start = int(params.get("cursor") or 0)
+                    limit = int(params.get("limit") or 100)
+                    with stub.lock:
+                        msgs = [dict(m) for m in reversed(stub.messages) if float(m["ts"]) >= oldest]
+                    if not _truthy(params.get("include_all_metadata")):
+                        for m in msgs:
+                            m.pop("metadata", None)
+                    page = msgs[start:start + limit]
+                    more = start + limit < len(msgs)
+                    self._reply(200, {"ok": True, "messages": page, "has_more": more,
+                                      "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
                 elif path.endswith("/conversations.list"):
                     self._reply(200, {"ok": True, "channels": [{"id": CHANNEL_ID, "name": "apt-energy-alerts"}]})
                 else:
@@ -81,23 +124,28 @@ class SlackStub:
                 with stub.lock:
                     scripted = stub.script.popleft() if stub.script else None
                 if url.path.endswith("/chat.postMessage"):
+                    ts = stub._accept(body) if scripted is None or scripted.accept else None
                     if scripted:
-                        return self._reply(scripted.status, scripted.body, scripted.headers)
-                    with stub.lock:
-                        ts = f"{time.time():.6f}"
-                        stub.messages.append({"type": "message", "ts": ts, "text": body.get("text"),
-                                              "blocks": body.get("blocks"), "metadata": body.get("metadata")})
+                        time.sleep(scripted.delay_s)
+                        if scripted.status != 200:
+                            return self._reply(scripted.status, scripted.body, scripted.headers)
                     self._reply(200, {"ok": True, "channel": CHANNEL_ID, "ts": ts})
                 elif url.path.startswith("/webhook"):
+                    if scripted is None or scripted.accept:
+                        with stub.lock:
+                            stub.webhook_posts.append(body)
                     if scripted:
-                        return self._reply(scripted.status, scripted.body, scripted.headers)
-                    with stub.lock:
-                        stub.webhook_posts.append(body)
+                        time.sleep(scripted.delay_s)
+                        if scripted.status != 200:
+                            return self._reply(scripted.status, scripted.body, scripted.headers)
                     data = b"ok"
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    try:
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                    except OSError:
+                        pass
                 else:
                     self._reply(404, {"ok": False, "error": "unknown_method"})
 
@@ -109,6 +157,17 @@ class SlackStub:
         with self.lock:
             self.requests.append((path, body))
 
+    def _accept(self, body: dict[str, Any]) -> str:
+        metadata = body.get("metadata")
+        if isinstance(metadata, str):   # form-encoded posts carry it as JSON text
+            metadata = json.loads(metadata)
+        with self.lock:
+            # Slack's ts values are unique per channel and increase
+            ts = f"{max(time.time(), float(self.messages[-1]['ts']) + 1e-6 if self.messages else 0):.6f}"
+            self.messages.append({"type": "message", "ts": ts, "text": body.get("text"),
+                                  "blocks": body.get("blocks"), "metadata": metadata})
+        return ts
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/api/"
@@ -118,8 +177,15 @@ class SlackStub:
         return f"http://127.0.0.1:{self.server.server_address[1]}/webhook/T000/B000/XXXX"
 
     def posts(self) -> list[dict[str, Any]]:
+        """Every chat.postMessage request received, accepted or not."""
         with self.lock:
             return [b for p, b in self.requests if p.endswith("/chat.postMessage")]
+
+    def delivered_ids(self) -> list[int]:
+        """Notification ids of the messages the channel holds, one entry per message carrying it."""
+        with self.lock:
+            return [int(i) for m in self.messages if m.get("metadata")
+                    for i in m["metadata"].get("event_payload", {}).get("notification_ids", [])]
 
     def close(self) -> None:
         self.server.shutdown()

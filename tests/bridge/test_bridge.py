@@ -6,10 +6,8 @@ import dataclasses
 import json
 import subprocess
 import sys
-import threading
 import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -17,34 +15,14 @@ from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
 from apt_energy.edge import Fleet, FleetOptions
 from apt_energy.stack import NativeStack
-from apt_energy.stack.mosquitto import Mosquitto
 
 from apt_energy.mqtt import login
+from tests.bridge.support import START, Running
 from tests.conftest import env_for
 from tests.kafka_helpers import consume, headers
-from tests.mqtt_helpers import private_broker, wait_for
+from tests.mqtt_helpers import wait_for
 
 pytestmark = pytest.mark.integration
-
-START = datetime(2024, 3, 1, tzinfo=UTC)
-
-
-class Running:
-    """Run something with ``run()``/``stop()`` in a thread."""
-
-    def __init__(self, target: Bridge | Fleet) -> None:
-        self.target = target
-        self.thread = threading.Thread(target=target.run, daemon=True)
-        self.thread.start()
-
-    def stop(self, timeout: float = 60) -> None:
-        self.target.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive()
-
-    def join(self, timeout: float) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "did not finish in time"
 
 
 def fleet(settings: Settings, n: int, hours: int, speed: float = 0.0) -> Fleet:
@@ -70,7 +48,7 @@ def in_kafka(settings: Settings, want: int, timeout: float = 90, idle: float = 1
 
 def test_every_qos1_reading_reaches_kafka_with_mqtt_metadata(pipeline_settings: Settings) -> None:
     s = pipeline_settings
-    bridge = Running(Bridge(s))
+    bridge = Running(Bridge.from_settings(s))
     try:
         wait_for(lambda: bridge.target.source.connected, 10, "bridge connected")
         fleet(s, 20, 24).run()
@@ -113,7 +91,7 @@ def test_bridge_killed_with_sigkill_and_restarted_loses_nothing(pipeline_setting
 def test_kafka_down_for_30s_mid_stream_loses_nothing_and_the_bridge_recovers(
         pipeline_settings: Settings, native_stack: NativeStack) -> None:
     s = pipeline_settings
-    bridge = Running(Bridge(s))
+    bridge = Running(Bridge.from_settings(s))
     try:
         wait_for(lambda: bridge.target.source.connected, 10, "bridge connected")
         f = Running(fleet(s, 10, 240, speed=3600 * 4))   # ~60 s of publishing
@@ -132,53 +110,12 @@ def test_kafka_down_for_30s_mid_stream_loses_nothing_and_the_bridge_recovers(
         bridge.stop()
 
 
-def restart_broker_mid_stream(s: Settings, broker: Mosquitto) -> tuple[Bridge, set[tuple[str, str, int]]]:
-    bridge = Running(Bridge(s))
-    try:
-        wait_for(lambda: bridge.target.source.connected, 10, "bridge connected")
-        f = Running(fleet(s, 10, 96, speed=3600 * 12))
-        wait_for(lambda: bridge.target.stats.forwarded > 200, 20, "traffic")
-        broker.down()
-        before = bridge.target.stats.received
-        time.sleep(1.0)
-        broker.up()
-        f.join(120)
-        wait_for(lambda: bridge.target.stats.received > before + 500, 30, "traffic after the restart")
-        return bridge.target, in_kafka(s, 10 * 96 * 3, timeout=20)
-    finally:
-        bridge.stop()
-        broker.down()
-
-
-def test_mosquitto_restart_with_a_plain_subscription_loses_nothing(pipeline_settings: Settings,
-                                                                   tmp_path: Path) -> None:
-    single = dataclasses.replace(pipeline_settings, bridge=dataclasses.replace(
-        pipeline_settings.bridge, shared_subscription=False))
-    s, broker = private_broker(single, tmp_path)
-    bridge, got = restart_broker_mid_stream(s, broker)
-    assert bridge.stats.reconnects >= 1
-    assert got == expected(s, 10, 96)
-
-
-def test_mosquitto_restart_with_a_shared_subscription_reconnects_and_resubscribes(
-        pipeline_settings: Settings, tmp_path: Path) -> None:
-    """Mosquitto 2.0.11 forgets shared subscriptions on restart: readings published before the bridge
-    resubscribes are discarded by the broker (see bridge/mqtt_source.py). What the bridge controls:
-    it reconnects, resubscribes, and everything after that arrives."""
-    s, broker = private_broker(pipeline_settings, tmp_path)
-    bridge, got = restart_broker_mid_stream(s, broker)
-    assert bridge.stats.reconnects >= 1
-    want = expected(s, 10, 96)
-    assert got <= want
-    last = {(d, m): max(q for dd, mm, q in got if (dd, mm) == (d, m)) for d, m, _ in want}
-    assert all(q == 95 for q in last.values())  # every meter's final reading arrived after the restart
-    assert len(got) >= 0.5 * len(want)
-
-
 def test_two_bridges_in_one_share_group_split_the_work_and_miss_nothing(pipeline_settings: Settings) -> None:
-    s = pipeline_settings
+    """The opt-in layout (bridge.shared_subscription: true): the broker spreads messages over the group."""
+    s = dataclasses.replace(pipeline_settings, bridge=dataclasses.replace(pipeline_settings.bridge,
+                                                                          shared_subscription=True))
     other = dataclasses.replace(s, bridge=dataclasses.replace(s.bridge, client_id=s.bridge.client_id + "-b"))
-    a, b = Running(Bridge(s)), Running(Bridge(other))
+    a, b = Running(Bridge.from_settings(s)), Running(Bridge.from_settings(other))
     try:
         wait_for(lambda: a.target.source.connected and b.target.source.connected, 10, "bridges connected")
         fleet(s, 20, 24).run()
@@ -194,7 +131,7 @@ def test_each_bad_input_class_lands_in_the_dead_letter_topic_while_good_data_flo
         pipeline_settings: Settings) -> None:
     s = pipeline_settings
     p = s.mqtt.topic_prefix
-    bridge = Running(Bridge(s))
+    bridge = Running(Bridge.from_settings(s))
     good = {"device_id": "hanbit-01-101", "meter": "water", "seq": 0, "ts": "2024-01-01T01:00:00Z",
             "interval_s": 3600, "value": 0.01, "total": 0.01, "unit": "m³"}
     bad = {
@@ -225,3 +162,24 @@ def test_each_bad_input_class_lands_in_the_dead_letter_topic_while_good_data_flo
     assert all(headers(m)["mqtt.topic"] for m in dead)
     assert sorted(json.loads(m.value())["seq"] for m in goods) == [0, 2, 4, 6, 8, 99]
     assert bridge.target.stats.dead_lettered == len(bad)
+
+
+def test_a_session_left_subscribed_by_the_shared_layout_forwards_each_reading_once_after_the_switch(
+        pipeline_settings: Settings) -> None:
+    """Same client id, shared subscription before, plain now: the old ``$share`` filter is unsubscribed on
+    connect, or the broker would deliver every message twice (once per matching subscription)."""
+    s = pipeline_settings
+    shared = dataclasses.replace(s, bridge=dataclasses.replace(s.bridge, shared_subscription=True))
+    before = Running(Bridge.from_settings(shared))
+    wait_for(lambda: before.target.source.subscribed, 20, "shared subscription")
+    before.stop()
+    now = Running(Bridge.from_settings(s))
+    try:
+        wait_for(lambda: now.target.source.subscribed, 20, "plain subscription")
+        fleet(s, 4, 12).run()
+        msgs = consume(s, s.kafka.readings_topic, until=4 * 12 * 3, timeout=60, idle=2.0)
+    finally:
+        now.stop()
+    assert len(msgs) == 4 * 12 * 3
+    assert {(json.loads(m.value())["device_id"], json.loads(m.value())["seq"]) for m in msgs} == {
+        (h.device_id, q) for h in s.complex.households()[:4] for q in range(12)}

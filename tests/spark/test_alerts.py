@@ -1,4 +1,6 @@
-"""Alerts end to end: rules in the real stream job, the outbox, and Slack delivery exactly once."""
+"""Alerts end to end: rules in the real stream job raise them into the outbox, the notifier posts them.
+
+The notifier's own guarantees (once, whatever Slack answers) are tested in tests/alerts/."""
 
 from __future__ import annotations
 
@@ -11,17 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apt_energy.alerts.cli import build_notifier
+from apt_energy.alerts.notifier import Notifier
 from apt_energy.config import Secret, Settings
 from apt_energy.database import connect
 from apt_energy.spark.job import StreamJob
-from apt_energy.spark.notifier import BotTransport, Notifier, WebhookTransport
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading
 from apt_energy.kafka import kafka_client
 from tests.mqtt_helpers import wait_for
-from tests.slack_stub import Scripted, SlackStub
+from tests.slack_stub import SlackStub
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +95,7 @@ def test_crossing_a_threshold_alerts_once_with_one_slack_message(settings: Setti
                                                                   slack: SlackStub) -> None:
     h = settings.complex.households()[5]   # building 1, floor 2, unit 2 → 202호
     aug = datetime(2024, 8, 2, tzinfo=UTC)
-    notifier = NotifierThread(Notifier.from_settings(settings))
+    notifier = NotifierThread(build_notifier(settings))
     try:
         produce(settings, hourly(h.device_id, "electricity", aug, [120.0] * 4))               # 480: below
         wait_for(lambda: job.stats.inserted >= 4, 90, "first readings")
@@ -121,7 +124,7 @@ def test_a_leak_alerts_then_resolves_and_both_are_posted(settings: Settings, job
     leak_day = [0.02] * 24
     normal_day = [0.001] * 6 + [0.05] * 18                     # dry nights, normal days
     values = leak_day + leak_day + normal_day
-    notifier = NotifierThread(Notifier.from_settings(settings))
+    notifier = NotifierThread(build_notifier(settings))
     try:
         produce(settings, hourly(h.device_id, "water", start, values[:48]))
         wait_for(lambda: job.stats.inserted >= 48, 90, "two leaking days")
@@ -135,101 +138,3 @@ def test_a_leak_alerts_then_resolves_and_both_are_posted(settings: Settings, job
                                                         ("night_flow", "resolved", "resolved", "sent")]
     texts = [p["text"] for p in slack.posts()]
     assert "누수 의심" in texts[0] and "2024-05-10" in texts[0] and texts[1].startswith("해제")
-
-
-def insert_alerts(settings: Settings, n: int) -> None:
-    with connect(settings) as conn:
-        conn.execute(
-            """WITH a AS (INSERT INTO alerts (household_id, energy_type, period, rule, severity, observed, reference,
-                                             unit)
-                         SELECT id, 'electricity', '2024-08-01', 'threshold', 'warning', 512.5, 500, 'kWh'
-                         FROM households ORDER BY id LIMIT %s RETURNING id)
-               INSERT INTO alert_notifications (alert_id, kind) SELECT id, 'raised' FROM a""", (n,))
-        conn.commit()
-
-
-def posted_ids(slack: SlackStub) -> list[int]:
-    return [i for p in slack.posts() if p.get("metadata") for i in p["metadata"]["event_payload"]["notification_ids"]]
-
-
-def test_a_slack_outage_delays_but_loses_and_duplicates_nothing(settings: Settings, slack: SlackStub) -> None:
-    insert_alerts(settings, 3)
-    slack.script.extend([Scripted(500)] * 3 + [Scripted(429, {"Retry-After": "1"},
-                                                         {"ok": False, "error": "ratelimited"})] * 2)
-    notifier = NotifierThread(Notifier.from_settings(settings))
-    try:
-        wait_for(lambda: all(n[3] == "sent" for n in notifications(settings)), 60, "delivery after the outage")
-    finally:
-        notifier.stop()
-    assert notifier.notifier.failures >= 1          # the 500s exhausted the client's retries once
-    accepted = [m for m in slack.messages]
-    ids = [i for m in accepted for i in m["metadata"]["event_payload"]["notification_ids"]]
-    assert sorted(ids) == [1, 2, 3]                  # each exactly once
-    assert len(slack.posts()) == 3 + 3 + 2           # 3 accepted + 3 × 500 + 2 × 429
-
-
-class CrashAfterPost(BotTransport):
-    def post(self, text: str, blocks: list[dict[str, Any]], ids: list[int]) -> tuple[str, str]:
-        super().post(text, blocks, ids)
-        raise SystemExit("simulated crash between send and mark")
-
-
-class CrashBeforePost(BotTransport):
-    def post(self, text: str, blocks: list[dict[str, Any]], ids: list[int]) -> tuple[str, str]:
-        raise SystemExit("simulated crash after the claim")
-
-
-@pytest.mark.parametrize("crash", [CrashAfterPost, CrashBeforePost])
-def test_a_notifier_crash_mid_delivery_still_posts_exactly_once(settings: Settings, slack: SlackStub,
-                                                               crash: type[BotTransport]) -> None:
-    insert_alerts(settings, 2)
-    first = NotifierThread(Notifier(settings, crash("xoxb-test", settings.slack.channel, slack.base_url)))
-    first.thread.join(30)
-    assert isinstance(first.error, SystemExit)
-    assert [n[3] for n in notifications(settings)] == ["sending", "sending"]  # both claimed, both in doubt
-    second = NotifierThread(Notifier.from_settings(settings))
-    try:
-        wait_for(lambda: all(n[3] == "sent" for n in notifications(settings)), 30, "delivery after restart")
-    finally:
-        second.stop()
-    assert sorted(posted_ids(slack)) == [1, 2]
-
-
-def test_in_doubt_webhook_deliveries_are_not_resent(settings: Settings, slack: SlackStub) -> None:
-    insert_alerts(settings, 1)
-
-    class Crash(WebhookTransport):
-        def post(self, text: str, blocks: list[dict[str, Any]], ids: list[int]) -> tuple[str, str]:
-            super().post(text, blocks, ids)
-            raise SystemExit("crash")
-
-    first = NotifierThread(Notifier(settings, Crash(slack.webhook_url)))
-    first.thread.join(30)
-    second = NotifierThread(Notifier(settings, WebhookTransport(slack.webhook_url)))
-    try:
-        wait_for(lambda: notifications(settings)[0][3] == "failed", 30, "in-doubt row settled")
-    finally:
-        second.stop()
-    assert len(slack.webhook_posts) == 1
-
-
-def test_many_pending_alerts_go_out_as_one_digest(settings: Settings, slack: SlackStub) -> None:
-    insert_alerts(settings, 12)
-    notifier = NotifierThread(Notifier.from_settings(settings))
-    try:
-        wait_for(lambda: all(n[3] == "sent" for n in notifications(settings)), 30, "digest")
-    finally:
-        notifier.stop()
-    [post] = slack.posts()
-    assert "12건" in post["text"] and sorted(posted_ids(slack)) == list(range(1, 13))
-
-
-def test_without_slack_alerts_are_printed_and_kept(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    quiet = dataclasses.replace(settings, secrets=dataclasses.replace(settings.secrets, slack_bot_token=Secret("")))
-    insert_alerts(quiet, 1)
-    notifier = NotifierThread(Notifier.from_settings(quiet))
-    try:
-        wait_for(lambda: notifications(quiet)[0][3] == "console", 30, "console delivery")
-    finally:
-        notifier.stop()
-    assert "기준치를 초과했습니다" in capsys.readouterr().out

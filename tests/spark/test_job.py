@@ -85,7 +85,7 @@ def test_monthly_usage_equals_the_ledger_exactly_and_replays_change_nothing(
         settings: Settings, job_factory: Callable[[Settings], StreamJob], tmp_path: Path) -> None:
     start = datetime(2024, 1, 20, tzinfo=UTC)
     ledger_path = tmp_path / "ledger.json"
-    bridge = Bridge(settings)
+    bridge = Bridge.from_settings(settings)
     thread = threading.Thread(target=bridge.run, daemon=True)
     thread.start()
     job = job_factory(settings)

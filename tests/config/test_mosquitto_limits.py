@@ -1,0 +1,40 @@
+"""The broker's limits agree with the bridge's: both brokers (native stack, compose) refuse the same payload
+size, the bridge's own limit is below it, and both save their state every second."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from apt_energy.bridge import BridgeOptions
+from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
+from apt_energy.config import Settings
+from apt_energy.stack.mosquitto import render_config
+
+from apt_energy import config
+from apt_energy.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+COMPOSE_CONF = Path(__file__).resolve().parents[2] / "config" / "mosquitto" / "mosquitto.conf"
+
+
+def options(text: str) -> dict[str, str]:
+    return dict(re.findall(r"(?m)^(\w+) (.+)$", text))
+
+
+@pytest.mark.parametrize("conf", [COMPOSE_CONF.read_text(), render_config(port=1883, data_dir=Path("/d"))],
+                         ids=["compose", "native"])
+def test_both_brokers_refuse_payloads_over_the_limit_and_save_every_second(conf: str) -> None:
+    o = options(conf)
+    assert int(o["message_size_limit"]) == MESSAGE_SIZE_LIMIT
+    assert o["persistence"] == "true" and o["autosave_interval"] == "1"
+
+
+def test_the_bridge_limit_is_below_the_brokers_and_a_reading_is_far_below_the_bridges() -> None:
+    s: Settings = config.load()
+    assert 1024 <= s.bridge.max_payload_bytes <= MESSAGE_SIZE_LIMIT
+    assert not s.bridge.shared_subscription        # the default survives a broker restart
+    with pytest.raises(ConfigError, match="max_payload_bytes"):
+        BridgeOptions(max_payload_bytes=MESSAGE_SIZE_LIMIT + 1)
