@@ -96,7 +96,7 @@ def test_second_stack_starts_and_down_stops_only_what_it_started(native_stack: N
     s = native_stack.settings
     other = dataclasses.replace(
         s,
-        mqtt=dataclasses.replace(s.mqtt, port=free_port()),
+        mqtt=dataclasses.replace(s.mqtt, port=free_port(), plain_port=free_port()),
         postgres=dataclasses.replace(s.postgres, port=free_port()),
         kafka=dataclasses.replace(s.kafka, bootstrap=f"127.0.0.1:{free_port()}"),
         stack=dataclasses.replace(s.stack, run_dir=str(tmp_path / "run"), kafka_controller_port=free_port(),
