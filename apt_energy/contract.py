@@ -42,10 +42,10 @@ from apt_energy import topics
 from apt_energy.errors import InvalidInput
 
 __all__ = [
-    "MAX_AMOUNT", "MAX_DECIMALS", "MAX_DEPTH", "MAX_LENGTH", "MAX_PAYLOAD_BYTES", "SCHEMA_VERSION",
-    "Accepted", "ContractError", "DeviceMeta", "DeviceStatus", "InvalidInput", "MeterInfo", "Reading",
-    "Reason", "Rejection", "decode_message", "exact", "format_ts", "load_json", "parse_ts", "usage_month",
-    "validate_reading",
+    "BIGINT_MAX", "INTEGER_BITS", "INT_MAX", "MAX_AMOUNT", "MAX_DECIMALS", "MAX_DEPTH", "MAX_LENGTH",
+    "MAX_PAYLOAD_BYTES", "SCHEMA_VERSION", "Accepted", "ContractError", "DeviceMeta", "DeviceStatus", "InvalidInput",
+    "MeterInfo", "Reading", "Reason", "Rejection", "check_window", "decode_message", "exact", "format_ts",
+    "load_json", "parse_ts", "usage_month", "validate_device_record", "validate_reading", "window_rejections",
 ]
 
 MAX_DECIMALS: Final = 6
@@ -210,27 +210,47 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def _check_tree(root: object) -> None:
-    """Every string and key jsonb accepts, every number finite, nesting within :data:`MAX_DEPTH`."""
+def _bad_scalar(value: object, escapes: bool) -> ContractError | None:
+    if type(value) is float:
+        if value - value != 0:  # inf - inf and nan - nan are nan
+            return _fail(Reason.NOT_FINITE, "a number overflows a double")
+    elif escapes and type(value) is str and _JSONB_BAD.search(value):
+        return _fail(Reason.BAD_CHARACTER, "a string has NUL or a lone surrogate")
+    return None
+
+
+def _check_tree(root: object, *, escapes: bool = True) -> None:
+    """Every string and key jsonb accepts, every number finite, nesting within :data:`MAX_DEPTH`.
+
+    NUL and surrogates can only come from ``\\u`` escapes (the text is valid UTF-8 and the parser refuses raw
+    control characters), so without escapes (``escapes=False``) strings need no look. Iterative: no
+    recursion limit to hit."""
     stack: list[tuple[object, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
+        kind = type(node)
+        if kind is dict or kind is list:
             if depth > MAX_DEPTH:
                 raise _fail(Reason.TOO_DEEP, f"more than {MAX_DEPTH} levels")
-            for key, value in node.items():
-                if _JSONB_BAD.search(key):
-                    raise _fail(Reason.BAD_CHARACTER, f"key {_show(key)!r} has NUL or a lone surrogate")
-                stack.append((value, depth + 1))
-        elif isinstance(node, list):
-            if depth > MAX_DEPTH:
-                raise _fail(Reason.TOO_DEEP, f"more than {MAX_DEPTH} levels")
-            stack.extend((value, depth + 1) for value in node)
-        elif isinstance(node, str):
-            if _JSONB_BAD.search(node):
-                raise _fail(Reason.BAD_CHARACTER, "a string has NUL or a lone surrogate")
-        elif isinstance(node, float) and not math.isfinite(node):
-            raise _fail(Reason.NOT_FINITE, "a number overflows a double")
+            if kind is dict:
+                if escapes:
+                    for key in node:  # type: ignore[attr-defined]
+                        if _JSONB_BAD.search(key):
+                            raise _fail(Reason.BAD_CHARACTER, f"key {_show(key)!r} has NUL or a lone surrogate")
+                children = node.values()  # type: ignore[attr-defined]
+            else:
+                children = node
+            for child in children:
+                ck = type(child)
+                if ck is dict or ck is list:
+                    stack.append((child, depth + 1))
+                elif (bad := _bad_scalar(child, escapes)) is not None:
+                    raise bad
+        elif (bad := _bad_scalar(node, escapes)) is not None:
+            raise bad
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant)
 
 
 def load_json(payload: bytes | bytearray | memoryview | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Any:
@@ -257,7 +277,7 @@ def load_json(payload: bytes | bytearray | memoryview | str, *, max_bytes: int =
     if text.count("[") + text.count("{") > MAX_DEPTH and _nesting(text) > MAX_DEPTH:
         raise _fail(Reason.TOO_DEEP, f"more than {MAX_DEPTH} levels")
     try:
-        root = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+        root = _DECODER.decode(text)
     except ContractError:
         raise
     except RecursionError:
@@ -266,7 +286,7 @@ def load_json(payload: bytes | bytearray | memoryview | str, *, max_bytes: int =
         raise _fail(Reason.NOT_JSON, f"{exc.msg} at {exc.pos}") from None
     except ValueError as exc:  # an integer of more than 4,300 digits
         raise _fail(Reason.NOT_JSON, _show(str(exc), 60)) from None
-    _check_tree(root)
+    _check_tree(root, escapes="\\u" in text)
     return root
 
 
@@ -400,6 +420,44 @@ def validate_reading(payload: bytes | bytearray | memoryview | str | None, *,
         return Reading.from_json(payload, units=units, max_bytes=max_bytes)
     except ContractError as exc:
         return Rejection(exc.reason, exc.detail)
+
+
+def window_rejections(*, max_future_s: int, max_past_days: int) -> tuple[Rejection, Rejection]:
+    """The rejections of a reading timed too far ahead / too long ago (the stream job's Spark expressions
+    use the same texts)."""
+    return (Rejection(Reason.TS_IN_FUTURE, f"more than {max_future_s}s ahead"),
+            Rejection(Reason.TS_TOO_OLD, f"more than {max_past_days} days old"))
+
+
+def check_window(ts: datetime, *, now: datetime, max_future_s: int, max_past_days: int) -> Rejection | None:
+    """A reading's time must lie in [now - max_past_days, now + max_future_s]: a clock far off is refused."""
+    future, old = window_rejections(max_future_s=max_future_s, max_past_days=max_past_days)
+    if ts > now + timedelta(seconds=max_future_s):
+        return future
+    if ts < now - timedelta(days=max_past_days):
+        return old
+    return None
+
+
+def validate_device_record(kind: str, device_id: str, payload: bytes | bytearray | memoryview | str | None, *,
+                           max_bytes: int = MAX_PAYLOAD_BYTES) -> DeviceStatus | DeviceMeta | Rejection:
+    """A devices-topic record (Kafka key ``<device_id>/<kind>``) → its status or meta, or why not."""
+    if payload is None:
+        return Rejection(Reason.NOT_JSON, "empty record", device_id)
+    try:
+        message: DeviceStatus | DeviceMeta
+        if kind == "status":
+            message = DeviceStatus.from_json(payload, max_bytes=max_bytes)
+        elif kind == "meta":
+            message = DeviceMeta.from_json(payload, max_bytes=max_bytes)
+        else:
+            return Rejection(Reason.BAD_TOPIC, f"unknown device record kind {_show(kind, 20)!r}", device_id)
+    except ContractError as exc:
+        return Rejection(exc.reason, exc.detail, device_id)
+    if message.device_id != device_id:
+        return Rejection(Reason.DEVICE_MISMATCH, f"payload says {message.device_id!r}, key says "
+                                                 f"{_show(device_id, 64)!r}", device_id)
+    return message
 
 
 @dataclass(frozen=True)

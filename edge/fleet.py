@@ -87,8 +87,9 @@ class FleetStats:
 
     def line(self) -> str:
         rate = self.acked / self.real_s if self.real_s > 0 else 0.0
+        bad = f"  bad commands {self.bad_commands:,}" if self.bad_commands else ""
         return (f"sim {self.sim_time.astimezone(UTC):%Y-%m-%d %H:%M}Z  online {self.online}/{self.devices}  "
-                f"sent {self.acked:,}  buffered {self.buffered:,}  dropped {self.dropped:,}  {rate:,.0f}/s")
+                f"sent {self.acked:,}  buffered {self.buffered:,}  dropped {self.dropped:,}{bad}  {rate:,.0f}/s")
 
 
 @dataclass

@@ -47,7 +47,7 @@ def test_hostile_commands_raise_invalid_input_only(payload: bytes) -> None:
         parse(payload)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.one_of(st.binary(max_size=200), st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
     | st.sampled_from(["leak", "overuse", "water", "interval", "anomalies"]),
