@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -126,3 +127,23 @@ def test_a_reading_with_any_number_in_a_numeric_field_is_accepted_only_if_postgr
 def test_timestamps_keep_their_instant_across_zones() -> None:
     r = Reading("d", "water", 1, datetime(2024, 1, 1, tzinfo=UTC) + timedelta(microseconds=5), 60, 1.0, 1.0, "m³")
     assert Reading.from_json(r.to_json()).ts == r.ts
+
+
+def outcome(parse: Callable[[], Reading]) -> Reading | str:
+    try:
+        return parse()
+    except ContractError as exc:
+        return str(exc)
+
+
+mutated = st.builds(lambda r, over: {**r.to_dict(), **over}, valid_readings,
+                    st.dictionaries(st.sampled_from(["v", "device_id", "meter", "life", "seq", "ts", "interval_s",
+                                                     "value", "total", "unit"]), json_values, max_size=2))
+
+
+@FAST
+@given(st.one_of(reading_like, mutated), st.sampled_from([None, {"water": "m³"}]))
+def test_the_fast_path_decides_exactly_as_the_field_by_field_checks(data: dict[str, object],
+                                                                    units: dict[str, str] | None) -> None:
+    assert outcome(lambda: Reading.from_dict(data, units=units)) == outcome(
+        lambda: Reading._explain(data, units))
