@@ -48,13 +48,19 @@ def native(df: DataFrame) -> DataFrame:
                          F.when(F.col("r.value") < 0, F.lit("negative")).alias("reason"))
 
 
-def rate(df: DataFrame, n: int, runs: int) -> float:
-    best = float("inf")
+def seconds(df: DataFrame) -> float:
+    began = time.perf_counter()
+    df.write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - began
+
+
+def rates(frames: dict[str, DataFrame], n: int, runs: int) -> dict[str, float]:
+    """Best rows/s of each, runs interleaved so a busy machine slows both alike."""
+    best = dict.fromkeys(frames, float("inf"))
     for _ in range(runs):
-        began = time.perf_counter()
-        df.write.format("noop").mode("overwrite").save()
-        best = min(best, time.perf_counter() - began)
-    return n / best
+        for name, df in frames.items():
+            best[name] = min(best[name], seconds(df))
+    return {name: n / s for name, s in best.items()}
 
 
 def main() -> None:
@@ -68,8 +74,8 @@ def main() -> None:
     assert rows.count() == args.rows
     validated = parse_readings(rows, units=UNITS, timezone="Asia/Seoul", max_future_s=3600, max_past_days=3650)
     assert validated.where("reason IS NOT NULL").count() == 0, "the generated readings must be valid"
-    base = rate(native(rows), args.rows, args.runs)
-    udf = rate(validated, args.rows, args.runs)
+    measured = rates({"native": native(rows), "udf": validated}, args.rows, args.runs)
+    base, udf = measured["native"], measured["udf"]
     print(f"rows={args.rows} master={settings.spark.master}")
     print(f"native from_json: {base:,.0f} rows/s")
     print(f"contract UDF:     {udf:,.0f} rows/s  ({udf / base:.2f} × native)")
