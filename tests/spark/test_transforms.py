@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, TimestampType
 
-from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, validate_reading
+from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, exact, validate_reading
 
 pytestmark = pytest.mark.spark
 
@@ -87,6 +87,35 @@ def test_the_stream_job_rejects_exactly_what_the_contract_rejects_with_the_same_
         assert row["reason"] == str(expected), payload[:80]
         assert row["device_id"] is None and row["value"] is None
         assert row["raw"] == payload.decode(errors="replace").replace("\x00", "\ufffd")
+
+
+PLAIN = GOOD.to_json()
+EDGES = [
+    PLAIN, PLAIN.replace(b'"v":2', b'"v":1'), PLAIN + b"\n", PLAIN + "\u2028".encode(),
+    PLAIN.replace(b"2024-01-31", b"2024-02-30"), PLAIN.replace(b"2024-01-31", b"2024-02-29"),
+    PLAIN.replace(b'"unit":"m\xc2\xb3"', b'"unit":"L"'), PLAIN.replace(b'"water"', b'"gas"'),
+    PLAIN.replace(b'"unit":"m\xc2\xb3"', b'"unit":"m\xff"'),
+    PLAIN.replace(b'"value":0.0123', b'"value":999999999.999999'),
+    PLAIN.replace(b'"value":0.0123', b'"value":0.0000001'), PLAIN.replace(b'"value":0.0123', b'"value":7'),
+    PLAIN.replace(b'"value":0.0123', b'"value":1e-05'), PLAIN.replace(b'"seq":3', b'"seq":999999999999999999'),
+    PLAIN.replace(b'"ts":"2024-01-31T15:00:00Z"', b'"ts":"2024-01-31T15:00:00.5Z"'),
+    PLAIN.replace(b'"ts":"2024-01-31T15:00:00Z"', b'"ts":"2024-01-31T15:00:00+00:00"'),
+    PLAIN.replace(b'"device_id":"hanbit-01-101"', b'"device_id":"hanbit-01-101","device_id":"x"'),
+]
+
+
+def test_good_and_nearly_good_readings_get_the_validators_verdict_and_values(local_spark: SparkSession) -> None:
+    rows = parse(local_spark, EDGES)
+    for payload, row in zip(EDGES, rows, strict=True):
+        expected = validate_reading(payload, units=UNITS)
+        if isinstance(expected, Reading):
+            assert row["reason"] is None, (payload, row["reason"])
+            assert (row["device_id"], row["meter"], row["life"], row["seq"], row["unit"]) == (
+                expected.device_id, expected.meter, expected.life, expected.seq, expected.unit)
+            assert row["value"] == exact(expected.value) and row["total"] == exact(expected.total)
+            assert row["ts"].replace(tzinfo=UTC) == expected.ts
+        else:
+            assert row["reason"] == str(expected), payload
 
 
 @pytest.mark.parametrize(("ts", "reason"), [
