@@ -24,6 +24,12 @@ exactly what PostgreSQL will store (lengths of the VARCHAR columns in ``database
 and BIGINT/INTEGER ranges, no NUL or lone surrogates, JSON that ``jsonb`` accepts) and rejects anything
 else with a :class:`ContractError` whose :class:`Reason` is a short stable code, plus a detail. Hostile
 bytes (huge, deeply nested, not UTF-8, duplicate keys, NaN) give a reason, never another exception.
+
+* the bridge: :func:`decode_message` (topic + payload → :class:`Accepted` or :class:`Rejection`);
+* the stream job: :func:`validate_reading` and :func:`validate_device_record` in a UDF
+  (``spark/transforms.py``), so a reason reads the same in a dead letter and in a quarantine row;
+* anyone: :meth:`Reading.from_json`, :meth:`DeviceMeta.from_json`, :meth:`DeviceStatus.from_json` (raise),
+  :func:`load_json` (strict JSON as jsonb takes it).
 """
 
 from __future__ import annotations
