@@ -5,7 +5,7 @@
 One hostile publish must not stop ingestion: an exception here would leave the message unacknowledged,
 the broker would redeliver it on the next start, and the bridge would crash again, forever.
 
-Validation here is deliberately light (the Spark job validates every field): only what makes a
+Validation here is deliberately light (the Spark job validates every field, with the same contract): what makes a
 message unusable or untrustworthy as a whole, or ambiguous to the parsers after us (duplicate keys,
 NaN). A rejected message is never dropped; it goes to the dead-letter topic with the reason.
 """
@@ -13,13 +13,12 @@ NaN). A rejected message is never dropped; it goes to the dead-letter topic with
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from apt_energy import topics
+from apt_energy import contract, topics
+from apt_energy.contract import ContractError, Reason
 from apt_energy.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -92,17 +91,22 @@ def _route(prefix: str, topic: str | bytes, payload: bytes, max_bytes: int) -> R
         return Route(DEAD, _clip(raw), f"bad_topic: device id of {len(key)} bytes")
     if parsed.kind == "cmd":
         return Route(SKIP, key)
-    if len(payload) > max_bytes:
-        return Route(DEAD, key, f"too_large: {len(payload)} bytes > {max_bytes}")
-    data = _json_object(payload)
-    if isinstance(data, str):
-        return Route(DEAD, key, data)
+    # The contract's own strict JSON (one validation for the bridge and the stream job, same reason codes):
+    # size, UTF-8, depth, duplicate keys, NaN/Infinity, what jsonb would refuse. The fields themselves are
+    # judged by the stream job with the same contract, so its quarantine keeps the raw record and offsets.
+    try:
+        data = contract.load_json(payload, max_bytes=max_bytes)
+    except ContractError as exc:
+        return Route(DEAD, key, str(exc))
+    if not isinstance(data, dict):
+        return Route(DEAD, key, f"{Reason.NOT_OBJECT}: a JSON {type(data).__name__}")
     claimed = data.get("device_id")
     if claimed != parsed.device_id:
-        return Route(DEAD, key, f"device_mismatch: payload says {_show(claimed, 64)}, topic says {parsed.device_id!r}")
+        return Route(DEAD, key, f"{Reason.DEVICE_MISMATCH}: payload says {_show(claimed, 64)}, "
+                                f"topic says {parsed.device_id!r}")
     if parsed.kind == "reading":
         if data.get("meter") != parsed.meter:
-            return Route(DEAD, key, f"meter_mismatch: payload says {_show(data.get('meter'), 32)}, "
+            return Route(DEAD, key, f"{Reason.METER_MISMATCH}: payload says {_show(data.get('meter'), 32)}, "
                                     f"topic says {parsed.meter!r}")
         return Route(READING, key)
     # status and meta share the compacted devices topic: the key names both, so one never
@@ -117,46 +121,6 @@ def _show(value: object, limit: int) -> str:
     if value is None:
         return "nothing"
     return f"a {type(value).__name__}"
-
-
-def _reject_constant(name: str) -> Any:
-    raise InvalidInput(f"not_json: {name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    x = float(text)
-    if not math.isfinite(x):
-        raise InvalidInput("not_json: number out of range")
-    return x
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Parsers disagree on which duplicate wins; the bridge must not check one value and Spark read another.
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise InvalidInput(f"duplicate_key: {dup[:32]!r}")
-    return data
-
-
-def _json_object(payload: bytes) -> dict[str, Any] | str:
-    """The payload as a JSON object, or the dead-letter reason why not."""
-    try:
-        text = payload.decode("utf-8")  # strict: json.loads(bytes) would also take UTF-16/32
-    except UnicodeDecodeError:
-        return "not_json: not UTF-8"
-    try:
-        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite, object_pairs_hook=_unique)
-    except InvalidInput as exc:
-        return str(exc)
-    except RecursionError:
-        return "not_json: nested too deep"
-    except ValueError:  # JSONDecodeError, and int() refusing thousands of digits
-        return "not_json"
-    if not isinstance(data, dict):
-        return "not_object"
-    return data
 
 
 def dead_letter_value(payload: bytes, *, keep: int) -> tuple[bytes, list[Header]]:

@@ -3,6 +3,10 @@
 Precedence: CLI flag (applied by each command with :func:`dataclasses.replace`) > environment > YAML >
 dataclass default. Every scalar leaf ``a.b.c`` can be overridden by ``APT_ENERGY_A_B_C``. Secrets are
 never read from YAML: they come from the environment or the git-ignored ``.env`` file.
+
+An environment value is read for the type of its setting: a string setting takes the text as it is
+(``#alerts``, ``yes``, ``1e3``, ``null`` stay strings; YAML would read ``#`` as a comment), numbers and
+booleans are parsed as such, lists and mappings as YAML flow (``[1, 2]``).
 """
 
 from __future__ import annotations
@@ -441,13 +445,15 @@ class Settings:
 # ------------------------------------------------------------------------------------ the loader
 
 
-def load(config_dir: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read ``complex.yaml`` and ``pipeline.yaml``, apply environment overrides, type-check.
+def load(config_dir: Path | str | None = None, environ: Mapping[str, str] | None = None, *,
+         dotenv: Path | None = PROJECT_ROOT / ".env") -> Settings:
+    """Read ``complex.yaml`` and ``pipeline.yaml``, apply environment overrides (``environ``, default
+    ``os.environ``, over the ``dotenv`` file's lines), type-check.
 
     Raises :class:`ConfigError` with one line naming the file, the key and the expected form.
     """
     directory = Path(config_dir or os.environ.get("APT_ENERGY_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
-    env = dict(read_dotenv(PROJECT_ROOT / ".env")) | dict(os.environ if environ is None else environ)
+    env = (dict(read_dotenv(dotenv)) if dotenv else {}) | dict(os.environ if environ is None else environ)
     raw: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for name in CONFIG_FILES:
@@ -471,10 +477,13 @@ def load(config_dir: Path | str | None = None, environ: Mapping[str, str] | None
             origin[section] = str(path)
     if "secrets" in raw:
         raise ConfigError(f"{origin['secrets']}: secrets: never in YAML; set them in the environment or .env")
-    for key, env_name, _ in env_overrides(Settings, raw):
+    for key, env_name, tp in _env_leaves(Settings, raw):
         if env_name in env:
-            _set_path(raw, key, yaml.safe_load(env[env_name]) if env[env_name] != "" else "")
             origin[key] = f"env {env_name}"
+            try:
+                _set_path(raw, key, env_value(tp, env[env_name]))
+            except yaml.YAMLError:
+                raise ConfigError(f"env {env_name}: {key}: expected {_type_name(tp)}, got {env[env_name]!r}") from None
     raw["secrets"] = {
         attr: env.get(name, "") for attr, name in Secrets.ENV_NAMES.items()
     }
@@ -513,9 +522,43 @@ def read_dotenv(path: Path) -> Iterator[tuple[str, str]]:
             yield key.strip(), value.strip().strip("'\"")
 
 
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+_INT = re.compile(r"[+-]?[0-9][0-9_]*")
+
+
+def env_value(tp: Any, text: str) -> Any:
+    """An environment variable's text as a value for a setting of type ``tp``. Text that does not fit
+    is returned as it is, so the type check names the variable and the expected form."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        origin = typing.get_origin(tp)
+    if tp in (str, Secret) or text == "":
+        return text
+    stripped = text.strip()
+    if tp is bool:
+        return _BOOLS.get(stripped.lower(), text)
+    if tp is int:
+        return int(stripped) if _INT.fullmatch(stripped) else text
+    if tp is float:
+        try:
+            return float(stripped)
+        except ValueError:
+            return text
+    if origin in (tuple, list, dict) or dataclasses.is_dataclass(tp):
+        return yaml.safe_load(text)
+    return text
+
+
 def env_overrides(cls: type, raw: Mapping[str, Any] | None = None, prefix: str = "") -> Iterator[
         tuple[str, str, str]]:
     """Yield ``(key path, environment variable, type name)`` for every overridable scalar."""
+    for key, env_name, tp in _env_leaves(cls, raw, prefix):
+        yield key, env_name, _type_name(tp)
+
+
+def _env_leaves(cls: type, raw: Mapping[str, Any] | None = None, prefix: str = "") -> Iterator[
+        tuple[str, str, Any]]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name == "secrets":
@@ -524,16 +567,16 @@ def env_overrides(cls: type, raw: Mapping[str, Any] | None = None, prefix: str =
         tp = hints[f.name]
         sub = raw.get(f.name) if isinstance(raw, Mapping) else None
         if dataclasses.is_dataclass(tp):
-            yield from env_overrides(tp, sub, key + ".")  # type: ignore[arg-type]
+            yield from _env_leaves(tp, sub, key + ".")  # type: ignore[arg-type]
         elif typing.get_origin(tp) is dict:
             value_tp = typing.get_args(tp)[1]
             for name in (sub or {}) if isinstance(sub, Mapping) else ():
                 if dataclasses.is_dataclass(value_tp):
-                    yield from env_overrides(value_tp, sub[name], f"{key}.{name}.")  # type: ignore[arg-type,index]
+                    yield from _env_leaves(value_tp, sub[name], f"{key}.{name}.")  # type: ignore[arg-type,index]
                 else:
-                    yield f"{key}.{name}", _env_name(f"{key}.{name}"), _type_name(value_tp)
+                    yield f"{key}.{name}", _env_name(f"{key}.{name}"), value_tp
         else:
-            yield key, _env_name(key), _type_name(tp)
+            yield key, _env_name(key), tp
 
 
 def _env_name(key: str) -> str:

@@ -6,17 +6,20 @@
     {"set": "interval", "interval_s": 7200}                      a multiple of the fleet interval
     {"offline": {"hours": 6}}                                    drop the connection, buffer, come back
 
-Anything else raises :class:`InvalidInput`; the device logs it and keeps running.
+Anything else raises :class:`InvalidInput`, for any bytes whatever (a 3,000-deep array, NaN, non-UTF-8,
+megabytes): the device it was sent to logs and counts it and keeps running, and so does every other.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from apt_energy.contract import ContractError, load_json
 from apt_energy.errors import InvalidInput
+
+MAX_COMMAND_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,9 @@ def _number(data: dict[str, Any], key: str, *, default: float | None = None, low
     value = data.get(key, default)
     if value is None:
         raise InvalidInput(f"missing {key}")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # an int is compared as it is: math.isfinite(10**400) would raise OverflowError
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)):
         raise InvalidInput(f"{key} is not a number")
     if not low < value <= high:
         raise InvalidInput(f"{key} must be in ({low:g}, {high:g}]")
@@ -60,18 +65,19 @@ def _number(data: dict[str, Any], key: str, *, default: float | None = None, low
 
 def parse_command(payload: bytes, *, meters: tuple[str, ...], base_interval_s: int,
                   default_leak_flow: float) -> Command:
+    """Parse and validate a command; raises :class:`InvalidInput` (only) for anything malformed."""
     try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("not JSON") from None
+        data = load_json(payload, max_bytes=MAX_COMMAND_BYTES)
+    except ContractError as exc:
+        raise InvalidInput(f"not a valid JSON command ({exc})") from None
     if not isinstance(data, dict):
         raise InvalidInput("not a JSON object")
     if "inject" in data:
         kind = data["inject"]
-        if kind not in ("leak", "overuse"):
+        if not isinstance(kind, str) or kind not in ("leak", "overuse"):
             raise InvalidInput("inject must be leak or overuse")
         meter = data.get("meter", "water" if kind == "leak" else None)
-        if meter not in meters:
+        if not isinstance(meter, str) or meter not in meters:
             raise InvalidInput(f"meter must be one of {', '.join(meters)}")
         hours = _number(data, "hours", default=24, high=24 * 366)
         if kind == "leak":

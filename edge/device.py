@@ -58,7 +58,8 @@ class _Active:
 class Device:
     def __init__(self, household: Household, settings: Settings, *, base_interval_s: int, buffer_limit: int,
                  sim_clock: Callable[[], datetime], registers: dict[str, Register] | None = None,
-                 on_ack: Callable[[Reading], None] | None = None, rng: random.Random | None = None) -> None:
+                 life: int = 0, on_ack: Callable[[Reading], None] | None = None,
+                 rng: random.Random | None = None) -> None:
         self.household = household
         self.device_id = household.device_id
         self.settings = settings
@@ -69,6 +70,8 @@ class Device:
         self.base_interval_s = base_interval_s
         self.interval_s = base_interval_s
         self.registers = registers or {m: Register() for m in self.meters}
+        # the generation of this seq state (see apt_energy.contract): a new one restarts seq at 0
+        self.life = life
         self.buffer: deque[Reading] = deque()
         self.buffer_limit = buffer_limit
         self.inflight: dict[int, Reading] = {}
@@ -186,7 +189,7 @@ class Device:
             reg.total_units += units
             dropped += self.enqueue(Reading(self.device_id, meter, reg.seq, end, self.interval_s,
                                             units / self.scale[meter], reg.total_units / self.scale[meter],
-                                            self.units[meter]))
+                                            self.units[meter], life=self.life))
             reg.seq += 1
         self._accum[:] = 0
         self._accum_ticks = 0
@@ -209,7 +212,8 @@ class Device:
     # -------------------------------------------------------------------------------- commands
 
     def handle_command(self, payload: bytes, now: datetime) -> None:
-        """Apply a command; a malformed one is logged and ignored, never raised."""
+        """Apply a command; a malformed one is logged and counted here and ignored, never raised (an
+        exception would leave paho's read loop and stop every device of the fleet)."""
         try:
             command = parse_command(payload, meters=self.meters, base_interval_s=self.base_interval_s,
                                     default_leak_flow=self.settings.simulation.anomalies.leak_flow_m3_per_hour)

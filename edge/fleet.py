@@ -7,7 +7,9 @@ readings to paho, (d) services the sockets epoll reports ready and (e) runs paho
 
 Sequence numbers survive a restart through a high-water mark saved ahead of use (hi-lo): after a
 crash a device resumes above anything it may have sent, so downstream de-duplication by
-(device, meter, seq) can never swallow a new reading.
+(device, meter, life, seq) can never swallow a new reading. A device without saved state (a new or
+replaced gateway, a lost state volume) starts a new *life* (Unix milliseconds now) with seq 0; the life
+is saved with the seqs before its first reading is published, so a restart continues the same life.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ from apt_energy.contract import Reading
 logger = logging.getLogger(__name__)
 
 SEQ_BLOCK = 1000
+
+
+STATE_FORMAT = 2   # {"format": 2, "devices": {id: {"life": L, "meters": {meter: [seq, total_units]}}}}
+
+
+@dataclass
+class SavedDevice:
+    """A device's persisted sequence state: its life and its meters' registers."""
+
+    life: int
+    registers: dict[str, Register]
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,9 @@ class FleetStats:
 
     def line(self) -> str:
         rate = self.acked / self.real_s if self.real_s > 0 else 0.0
+        bad = f"  bad commands {self.bad_commands:,}" if self.bad_commands else ""
         return (f"sim {self.sim_time.astimezone(UTC):%Y-%m-%d %H:%M}Z  online {self.online}/{self.devices}  "
-                f"sent {self.acked:,}  buffered {self.buffered:,}  dropped {self.dropped:,}  {rate:,.0f}/s")
+                f"sent {self.acked:,}  buffered {self.buffered:,}  dropped {self.dropped:,}{bad}  {rate:,.0f}/s")
 
 
 @dataclass
@@ -94,9 +108,16 @@ class Fleet:
         saved = self._load_state()
         self.sim_time = self.options.start
         self.index = {h.device_id: i for i, h in enumerate(self.households)}
+        new_life = time.time_ns() // 1_000_000
+        meters = tuple(self.settings.energy)
+        states = {h.device_id: saved.get(h.device_id) or SavedDevice(new_life, {}) for h in self.households}
+        for state in states.values():
+            for m in meters:
+                state.registers.setdefault(m, Register())
         self.devices = [
             Device(h, self.settings, base_interval_s=self.options.interval_s, buffer_limit=self.options.buffer_limit,
-                   registers=saved.get(h.device_id), on_ack=self._on_ack, sim_clock=lambda: self.sim_time)
+                   registers=states[h.device_id].registers, life=states[h.device_id].life, on_ack=self._on_ack,
+                   sim_clock=lambda: self.sim_time)
             for h in self.households
         ]
         self.hwm: dict[str, dict[str, int]] = {
@@ -329,7 +350,7 @@ class Fleet:
 
     # ------------------------------------------------------------------------------- state
 
-    def _load_state(self) -> dict[str, dict[str, Register]]:
+    def _load_state(self) -> dict[str, SavedDevice]:
         return load_state(self.options.state_path) if self.options.state_path else {}
 
     def _save_state(self, seqs: dict[str, dict[str, int]]) -> None:
@@ -337,16 +358,15 @@ class Fleet:
         if not path:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        totals = {d.device_id: {m: [seqs[d.device_id][m], r.total_units] for m, r in d.registers.items()}
-                  for d in self.devices}
+        devices = {d.device_id: {"life": d.life, "meters": {m: [seqs[d.device_id][m], r.total_units]
+                                                           for m, r in d.registers.items()}}
+                   for d in self.devices}
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(totals))
+        tmp.write_text(json.dumps({"format": STATE_FORMAT, "devices": devices}))
         os.replace(tmp, path)
 
     def _load_ledger(self, path: Path) -> None:
-        for (device, meter, month), (total, count) in Ledger.read(path).items():
-            entry = self.ledger.entries[(device, meter, month)]
-            entry.total, entry.count = total, count
+        self.ledger.load(path)
 
     # ---------------------------------------------------------------------------- progress
 
@@ -370,17 +390,30 @@ class Fleet:
             logger.info("%s", stats.line())
 
 
-def load_state(path: Path) -> dict[str, dict[str, Register]]:
-    """Saved registers from ``path`` and from other shards' files beside it (``state-<i>-of-<n>.json``).
+def load_state(path: Path) -> dict[str, SavedDevice]:
+    """Saved lives and registers from ``path`` and from other shards' files beside it
+    (``state-<i>-of-<n>.json``).
 
-    When the shard split changes, a household's registers are in another shard's file: taking the highest
-    saved seq of every device and meter from all of them keeps seqs unique, never reused."""
+    When the shard split changes, a household's registers are in another shard's file: taking the latest
+    life of every device and, within it, the highest saved seq of every meter from all of them keeps
+    (life, seq) unique, never reused. Files from before lives (``{id: {meter: [seq, total]}}``) are life 0,
+    the life their readings had."""
     files = {path, *path.parent.glob("state-*-of-*.json")} if path.name.startswith("state-") else {path}
-    merged: dict[str, dict[str, Register]] = {}
+    merged: dict[str, SavedDevice] = {}
     for file in sorted(f for f in files if f.exists()):
-        for dev, meters in json.loads(file.read_text()).items():
+        data = json.loads(file.read_text())
+        if data.get("format") == STATE_FORMAT:
+            devices = {dev: (int(d["life"]), d["meters"]) for dev, d in data["devices"].items()}
+        else:
+            devices = {dev: (0, meters) for dev, meters in data.items()}
+        for dev, (life, meters) in devices.items():
+            known = merged.get(dev)
+            if known is None or life > known.life:
+                known = merged[dev] = SavedDevice(life, {})
+            elif life < known.life:
+                continue  # an older generation's state: its seqs belong to a life that has ended
             for meter, (seq, total) in meters.items():
-                known = merged.setdefault(dev, {}).get(meter)
-                if known is None or int(seq) > known.seq:
-                    merged[dev][meter] = Register(seq=int(seq), total_units=int(total))
+                reg = known.registers.get(meter)
+                if reg is None or int(seq) > reg.seq:
+                    known.registers[meter] = Register(seq=int(seq), total_units=int(total))
     return merged

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 _STAGING_DDL = """
 CREATE TEMP TABLE staging (
-    device_id TEXT, meter TEXT, seq BIGINT, ts TIMESTAMPTZ, interval_s INTEGER, value NUMERIC(20, 6),
+    device_id TEXT, meter TEXT, life BIGINT, seq BIGINT, ts TIMESTAMPTZ, interval_s INTEGER, value NUMERIC(20, 6),
     total NUMERIC(24, 6), unit TEXT, usage_month DATE, topic TEXT, kafka_partition INTEGER,
     kafka_offset BIGINT, reason TEXT, raw TEXT, received_ms BIGINT
 ) ON COMMIT DROP
@@ -287,10 +287,14 @@ class PostgresSink:
     # ----------------------------------------------------------------------------- devices
 
     def write_devices(self, batch_id: int, rows: Iterable[Sequence[Any]]) -> int:
-        """Rows: (device_id, kind, state, firmware, interval_s, raw, kafka_ts, partition, offset)."""
+        """Rows: ``transforms.DEVICE_COLUMNS`` (device_id, kind, state, firmware, interval_s, raw, kafka_ts,
+        partition, offset, reason); a row with a reason is quarantined."""
         latest: dict[str, dict[str, Any]] = {}
         bad = []
-        for device_id, kind, state, firmware, interval_s, raw, kafka_ts, partition, offset in rows:
+        for device_id, kind, state, firmware, interval_s, raw, kafka_ts, partition, offset, rejected in rows:
+            if rejected is not None:
+                bad.append((partition, offset, rejected, device_id, raw))
+                continue
             entry = latest.setdefault(device_id, {"device_id": device_id, "last_seen": kafka_ts})
             entry["last_seen"] = max(entry["last_seen"], kafka_ts)
             if kind == "status":

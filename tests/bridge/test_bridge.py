@@ -135,7 +135,7 @@ def test_each_bad_input_class_lands_in_the_dead_letter_topic_while_good_data_flo
     good = {"device_id": "hanbit-01-101", "meter": "water", "seq": 0, "ts": "2024-01-01T01:00:00Z",
             "interval_s": 3600, "value": 0.01, "total": 0.01, "unit": "m³"}
     bad = {
-        "not_json": (f"{p}/hanbit/01/101/water/reading", b"\xffnot json"),
+        "not_json": (f"{p}/hanbit/01/101/water/reading", b"{not json"),
         "not_object": (f"{p}/hanbit/01/101/water/reading", b"[1, 2]"),
         "too_large": (f"{p}/hanbit/01/101/water/reading", json.dumps({**good, "pad": "x" * 5000}).encode()),
         "bad_topic": (f"{p}/hanbit/01/101/water", json.dumps(good).encode()),

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from apt_energy.config.settings import DEFAULT_CONFIG_DIR, Secret
+from apt_energy.config.settings import DEFAULT_CONFIG_DIR, PROJECT_ROOT, Secret, Secrets, Settings
 
 from apt_energy import config
 from apt_energy.errors import ConfigError
@@ -67,7 +68,7 @@ def test_unknown_key_is_named_with_the_known_ones(config_dir: Path) -> None:
 def test_wrong_type_names_key_and_expected_form(config_dir: Path) -> None:
     edit(config_dir / "pipeline.yaml", "  port: 8883", "  port: eighteen")
     with pytest.raises(ConfigError, match=r"pipeline.yaml: mqtt.port: expected an integer, got 'eighteen'"):
-        config.load(config_dir, environ={})
+        config.load(config_dir, environ={}, dotenv=None)
 
 
 def test_negative_emission_factor_is_rejected(config_dir: Path) -> None:
@@ -117,9 +118,75 @@ def test_settings_are_frozen() -> None:
 
 
 def test_cli_exits_2_with_one_line_on_bad_config(config_dir: Path) -> None:
-    edit(config_dir / "pipeline.yaml", "  port: 5433", "  port: 99999")
+    edit(config_dir / "pipeline.yaml", "  partitions: 6", "  partitions: 0")   # no .env overrides it
     result = subprocess.run([sys.executable, "-m", "apt_energy", "config", "--check"], capture_output=True,
                             text=True, env={"APT_ENERGY_CONFIG_DIR": str(config_dir), "PATH": "/usr/bin"})
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "postgres.port: expected an integer 1-65535, got 99999" in result.stderr
+    assert "kafka.partitions: expected an integer ≥ 1, got 0" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["#alerts", "yes", "no", "1e3", "null", "~", "[a, b]", "{x: 1}", "  padded ", "'q'",
+                                  "a: b", "- item", "&anchor", "*alias", "!!python/object", "%TAG", "@x", "`x`"])
+def test_a_string_setting_takes_the_environment_text_as_it_is(config_dir: Path, text: str) -> None:
+    s = config.load(config_dir, environ={"APT_ENERGY_SLACK_CHANNEL": text}, dotenv=None)
+    assert s.slack.channel == text
+
+
+@pytest.mark.parametrize(("name", "text", "attr", "value"), [
+    ("APT_ENERGY_MQTT_PORT", "1999", ("mqtt", "port"), 1999),
+    ("APT_ENERGY_MQTT_PORT", " 1999 ", ("mqtt", "port"), 1999),
+    ("APT_ENERGY_SPARK_TRIGGER_S", "1e3", ("spark", "trigger_s"), 1000.0),
+    ("APT_ENERGY_SPARK_TRIGGER_S", "2", ("spark", "trigger_s"), 2.0),
+    ("APT_ENERGY_BRIDGE_SHARED_SUBSCRIPTION", "no", ("bridge", "shared_subscription"), False),
+    ("APT_ENERGY_BRIDGE_SHARED_SUBSCRIPTION", "True", ("bridge", "shared_subscription"), True),
+    ("APT_ENERGY_SIMULATION_HOUSEHOLD_SIZE_WEIGHTS", "[0.2, 0.2, 0.2, 0.2, 0.2]",
+     ("simulation", "household_size_weights"), (0.2, 0.2, 0.2, 0.2, 0.2)),
+])
+def test_typed_settings_still_parse_from_the_environment(config_dir: Path, name: str, text: str,
+                                                         attr: tuple[str, str], value: object) -> None:
+    s = config.load(config_dir, environ={name: text}, dotenv=None)
+    assert getattr(getattr(s, attr[0]), attr[1]) == value
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("APT_ENERGY_MQTT_PORT", "#1", "an integer"),
+    ("APT_ENERGY_MQTT_PORT", "1e3", "an integer"),
+    ("APT_ENERGY_SPARK_TRIGGER_S", "nan", "a number"),
+    ("APT_ENERGY_BRIDGE_SHARED_SUBSCRIPTION", "maybe", "true or false"),
+    ("APT_ENERGY_SIMULATION_HOUSEHOLD_SIZE_WEIGHTS", "[0.2, 0.2", "a list of numbers"),
+])
+def test_a_bad_environment_value_names_the_variable_and_the_expected_form(config_dir: Path, name: str, text: str,
+                                                                           expected: str) -> None:
+    with pytest.raises(ConfigError, match=rf"env {name}: .*expected {expected}"):
+        config.load(config_dir, environ={name: text}, dotenv=None)
+
+
+def environment_examples() -> list[tuple[str, str]]:
+    """Every ``APT_ENERGY_…=value`` / ``export NAME=value`` the README and .env.example show."""
+    found = []
+    for doc in ("README.md", ".env.example"):
+        text = (PROJECT_ROOT / doc).read_text(encoding="utf-8")
+        for m in re.finditer(r"(?:export\s+([A-Z][A-Z0-9_]*)=(\S*))|\b(APT_ENERGY_[A-Z0-9_]+)=([^\s`]*)", text):
+            name, value = (m[1], m[2]) if m[1] else (m[3], m[4])
+            found.append((name, value.strip("'\"")))
+    return sorted(set(found))
+
+
+def test_the_documentation_shows_environment_examples() -> None:
+    names = {n for n, _ in environment_examples()}
+    assert {"APT_ENERGY_SLACK_CHANNEL", "APT_ENERGY_MQTT_PORT", "APT_ENERGY_SLACK_LANGUAGE"} <= names
+
+
+@pytest.mark.parametrize(("name", "value"), environment_examples())
+def test_every_environment_example_in_the_documentation_loads(config_dir: Path, name: str, value: str) -> None:
+    settings_vars = {env: key for key, env, _ in config.env_overrides(Settings, {"rules": {"thresholds": {
+        k: {} for k in config.load(config_dir, environ={}, dotenv=None).rules.thresholds}}})}
+    assert name in settings_vars or name in Secrets.ENV_NAMES.values() or not name.startswith("APT_ENERGY_") \
+        or name in ("APT_ENERGY_CONFIG_DIR", "APT_ENERGY_DB_ADMIN_PASSWORD"), f"{name} is not a setting"
+    s = config.load(config_dir, environ={name: value}, dotenv=None)
+    if name in settings_vars:
+        node: object = s
+        for part in settings_vars[name].split("."):
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        assert node == value or str(node) == value or node == type(node)(value)

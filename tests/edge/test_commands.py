@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from apt_energy.edge.commands import ClearAnomalies, GoOffline, Inject, InvalidInput, SetInterval, parse_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.unit
 
@@ -30,3 +34,28 @@ def test_valid_commands() -> None:
 def test_malformed_commands_raise_command_error(payload: bytes) -> None:
     with pytest.raises(InvalidInput):
         parse(payload)
+
+
+@pytest.mark.parametrize("payload", [
+    b"[" * 3000 + b"]" * 3000, b'{"a":' * 3000 + b"1" + b"}" * 3000, b'{"inject": "leak", "hours": NaN}',
+    b'{"inject": "leak", "hours": 1e400}', b'{"inject": "leak", "hours": ' + b"9" * 400 + b"}",
+    b'{"offline": {"hours": ' + b"9" * 400 + b"}}", b'{"inject": ["leak"]}', b'{"inject": "leak", "meter": {}}',
+    b'{"inject": "leak", "inject": "overuse"}', b"x" * 100_000, b'{"set": "interval", "interval_s": 1e400}',
+])
+def test_hostile_commands_raise_invalid_input_only(payload: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        parse(payload)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+    | st.sampled_from(["leak", "overuse", "water", "interval", "anomalies"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["inject", "meter", "hours", "flow", "factor", "clear", "set", "interval_s", "offline"]),
+        inner, max_size=4), max_leaves=12).map(lambda v: json.dumps(v).encode())))
+def test_any_payload_is_a_command_or_invalid_input(payload: bytes) -> None:
+    try:
+        parse(payload)
+    except InvalidInput:
+        pass

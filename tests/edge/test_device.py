@@ -71,3 +71,17 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
     assert delays[5] >= 4  # capped at 8, jittered within [cap/2, cap]
     b.reset()
     assert b.next_delay() <= 1
+
+
+def test_every_reading_carries_the_device_life() -> None:
+    d = device(life=1_700_000_000_123)
+    d.tick(T0 + timedelta(hours=1), np.array([0.5, 1.25, 0.0123]))
+    assert {r.life for r in d.buffer} == {1_700_000_000_123}
+    assert all(b'"life":1700000000123' in r.to_json() for r in d.buffer)
+
+
+def test_hostile_commands_are_counted_by_the_device_and_never_raise() -> None:
+    d = device()
+    for payload in (b"[" * 3000 + b"]" * 3000, b"\xff\xfe", b'{"inject": "leak", "hours": 1e400}', b"x" * 100_000):
+        d.handle_command(payload, T0)
+    assert d.counters.bad_commands == 4 and d.counters.commands == 0

@@ -121,11 +121,12 @@ def test_kill_9_leaves_offline_status_through_the_last_will(stack_settings: Sett
         rec.close()
 
 
-def test_seq_survives_a_restart(stack_settings: Settings, tmp_path: Path) -> None:
+def test_seq_and_life_survive_a_restart(stack_settings: Settings, tmp_path: Path) -> None:
     settings = isolated(stack_settings)
-    run_fleet(settings, 2, 3, tmp_path)
-    state = json.loads((tmp_path / "state.json").read_text())
-    assert all(v[0] == 3 for meters in state.values() for v in meters.values())
+    first = run_fleet(settings, 2, 3, tmp_path)
+    state = json.loads((tmp_path / "state.json").read_text())["devices"]
+    assert all(v[0] == 3 for d in state.values() for v in d["meters"].values())
+    assert {d["life"] for d in state.values()} == {first.devices[0].life} and first.devices[0].life > 0
     rec = Recorder(settings)
     try:
         second = Fleet(settings, settings.complex.households()[:2], FleetOptions(
@@ -136,6 +137,70 @@ def test_seq_survives_a_restart(stack_settings: Settings, tmp_path: Path) -> Non
     finally:
         rec.close()
     assert all(sorted(s) == [3, 4] for s in rec.readings().values())
+    assert {r["life"] for s in rec.readings().values() for r in s.values()} == {first.devices[0].life}
+
+
+def test_a_lost_state_starts_a_new_life_at_seq_0(stack_settings: Settings, tmp_path: Path) -> None:
+    settings = isolated(stack_settings)
+    first = run_fleet(settings, 1, 2, tmp_path)
+    (tmp_path / "state.json").unlink()       # the gateway's state volume is gone
+    rec = Recorder(settings)
+    try:
+        second = run_fleet(settings, 1, 2, tmp_path)
+        wait_for(lambda: sum(len(s) for s in rec.readings().values()) >= 6, 10, "readings")
+    finally:
+        rec.close()
+    assert second.devices[0].life > first.devices[0].life
+    lives = {(r["life"], r["seq"]) for s in rec.readings().values() for r in s.values()}
+    assert lives == {(second.devices[0].life, 0), (second.devices[0].life, 1)}
+    # the ledger (continued from the first run) holds both lives' readings apart
+    rows = json.loads((tmp_path / "ledger.json").read_text())["rows"]
+    assert {r["life"] for r in rows} == {first.devices[0].life, second.devices[0].life}
+    assert sum(r["count"] for r in rows) == 2 * 2 * 3
+
+
+def test_hostile_commands_to_one_device_leave_the_fleet_running(stack_settings: Settings, tmp_path: Path) -> None:
+    settings = isolated(stack_settings)
+    households = settings.complex.households()[:4]
+    target = households[1]
+    base = f"{settings.mqtt.topic_prefix}/{target.complex_id}/{target.building:02d}/{target.unit_code}"
+    options = FleetOptions(start=START, until=START + timedelta(hours=24), interval_s=3600, speed=3600 * 4,
+                           ledger_path=tmp_path / "ledger.json", drain_timeout_s=60)
+    fleet = Fleet(settings, households, options)
+    rec = Recorder(settings)
+    thread = threading.Thread(target=fleet.run)
+    thread.start()
+    hostile = [b"[" * 3000 + b"]" * 3000, b'{"a":' * 3000 + b"1" + b"}" * 3000, b"\xff\xfe\x00",
+               b'{"inject": "leak", "hours": NaN}', b'{"inject": "leak", "hours": 1e400}',
+               b'{"offline": {"hours": ' + b"9" * 400 + b"}}", b'{"inject": "leak", "inject": "overuse"}',
+               b"x" * 100_000]
+    try:
+        wait_for(lambda: all(d.connected for d in fleet.devices), 10, "devices online")
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect(settings.mqtt.host, settings.mqtt.port)
+        pub.loop_start()
+        for bad in hostile:
+            pub.publish(f"{base}/cmd", bad, qos=1).wait_for_publish(5)
+        wait_for(lambda: fleet.devices[1].counters.bad_commands == len(hostile) or not thread.is_alive(), 20,
+                 "hostile commands handled")
+        assert thread.is_alive() and all(d.connected for d in fleet.devices)
+        pub.loop_stop()
+        pub.disconnect()
+        thread.join(90)
+        assert not thread.is_alive()
+        wait_for(lambda: sum(len(s) for s in rec.readings().values()) >= 4 * 24 * 3, 20, "every reading")
+    finally:
+        fleet.stop()
+        thread.join(10)
+        rec.close()
+    counters = [d.counters for d in fleet.devices]
+    assert [c.bad_commands for c in counters] == [0, len(hostile), 0, 0]
+    assert all(c.connects == 1 for c in counters)        # nobody was thrown off
+    assert fleet.stats().bad_commands == len(hostile)
+    received = rec.readings()
+    assert len(received) == 12 and all(sorted(seqs) == list(range(24)) for seqs in received.values())
+    ledger = Ledger.read(tmp_path / "ledger.json")
+    assert sum(n for _, n in ledger.values()) == 4 * 24 * 3
 
 
 def test_commands_inject_a_leak_and_malformed_ones_are_ignored(stack_settings: Settings, tmp_path: Path) -> None:

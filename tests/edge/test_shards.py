@@ -66,6 +66,6 @@ def test_saved_seqs_of_other_shards_are_merged_so_a_moved_household_never_reuses
     (tmp_path / "state-0-of-2.json").write_text(json.dumps({"d1": {"electricity": [500, 7]}, "d2": {"water": [9, 1]}}))
     (tmp_path / "state-1-of-3.json").write_text(json.dumps({"d1": {"electricity": [900, 8]}}))
     merged = load_state(tmp_path / "state-0-of-3.json")   # not written yet: the first run of a new split
-    assert merged["d1"]["electricity"].seq == 900 and merged["d1"]["electricity"].total_units == 8
-    assert merged["d2"]["water"].seq == 9
+    assert merged["d1"].registers["electricity"].seq == 900 and merged["d1"].registers["electricity"].total_units == 8
+    assert merged["d2"].registers["water"].seq == 9
     assert load_state(tmp_path / "demo-state.json") == {}  # a named file stands alone

@@ -141,13 +141,13 @@ def test_late_data_factor_changes_and_bad_input_are_handled(
     good = [reading(dev, "electricity", i, feb + timedelta(hours=i), 1.5) for i in range(5)]
     late = reading(dev, "electricity", 99, datetime(2024, 1, 15, tzinfo=UTC), 2.25)   # last month, arriving late
     bad = {
-        b"{not json": "not a JSON object",
-        json.dumps({**good[0].to_dict(), "seq": 7, "value": -1}).encode(): "negative consumption",
-        json.dumps({**good[0].to_dict(), "seq": 8, "meter": "gas"}).encode(): "unknown meter gas",
+        b"{not json": "not_json: Expecting property name enclosed in double quotes at 1",
+        json.dumps({**good[0].to_dict(), "seq": 7, "value": -1}).encode(): "negative: value is negative",
+        json.dumps({**good[0].to_dict(), "seq": 8, "meter": "gas"}).encode(): "unknown_meter: gas",
         json.dumps({**good[0].to_dict(), "device_id": "nobody-99-9999"}).encode(): "unknown device nobody-99-9999",
-        json.dumps({k: v for k, v in good[0].to_dict().items() if k != "ts"}).encode(): "missing field ts",
-        good[0].to_json().replace(b'"value":1.5', b'"value":NaN'): "value is not finite",
-        json.dumps({**good[0].to_dict(), "ts": "2999-01-01T00:00:00Z"}).encode(): "ts is in the future",
+        json.dumps({k: v for k, v in good[0].to_dict().items() if k != "ts"}).encode(): "missing_field: ts",
+        good[0].to_json().replace(b'"value":1.5', b'"value":NaN'): "not_finite: NaN",
+        json.dumps({**good[0].to_dict(), "ts": "2999-01-01T00:00:00Z"}).encode(): "ts_in_future: more than 3600s ahead",
     }
     job = job_factory(settings)
     produce(settings, [(dev.encode(), r.to_json()) for r in good] + [(b"x", p) for p in bad])
