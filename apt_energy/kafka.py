@@ -8,7 +8,7 @@ One place builds the client settings, for confluent-kafka (librdkafka names) and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from apt_energy.config import Secret, Settings
 from apt_energy.errors import ConfigError
@@ -31,7 +31,7 @@ class KafkaClient:
     security_protocol: str = "SASL_PLAINTEXT"
     mechanism: str = "SCRAM-SHA-256"
 
-    def config(self, **extra: object) -> dict[str, object]:
+    def config(self, **extra: Any) -> dict[str, Any]:
         """confluent-kafka (librdkafka) configuration, plus ``extra`` settings."""
         # librdkafka's informational lines (e.g. BGQUEUE when an admin client closes) are noise for users;
         # warnings and errors still show.

@@ -90,9 +90,13 @@ class Device:
 
     # ------------------------------------------------------------------------------- MQTT link
 
+    def log_in(self) -> None:
+        """Its own broker identity and TLS, set just before the first connect (not at construction: the
+        consumption model and its tests need no broker secrets or CA)."""
+        login(self.client, self.settings, "device", device_id=self.device_id)
+
     def _make_client(self) -> BufferedClient:
         client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
-        login(client, self.settings, "device", device_id=self.device_id)
         client.max_inflight_messages_set(0)     # our own window bounds it (see pump)
         offline = DeviceStatus(self.device_id, "offline", _utcnow())
         client.will_set(f"{self.base}/status", offline.to_json(), qos=1, retain=True)

@@ -190,6 +190,7 @@ class Fleet:
             try:
                 if not device.ever_connected:
                     device.ever_connected = True
+                    device.log_in()
                     device.client.connect(mq.host, mq.port, keepalive=mq.keepalive_s, clean_start=False,
                                           properties=device.connect_properties())
                 else:

@@ -272,11 +272,12 @@ def ensure_principals(settings: Settings) -> None:
         AdminClient,
         ScramCredentialInfo,
         ScramMechanism,
+        UserScramCredentialAlteration,
         UserScramCredentialUpsertion,
     )
 
     admin = AdminClient(kafka_client(settings, "admin").config())
-    upserts = []
+    upserts: list[UserScramCredentialAlteration] = []
     for role in ("admin", "bridge", "spark"):
         client = kafka_client(settings, role)  # type: ignore[arg-type]
         mechanism = ScramMechanism[client.mechanism.replace("-", "_")]

@@ -11,6 +11,7 @@ from apt_energy.bridge import BridgeOptions
 from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
 from apt_energy.config import Settings
 from apt_energy.stack.mosquitto import render_config
+from apt_energy.stack.pki import ServerTls
 
 from apt_energy import config
 from apt_energy.errors import ConfigError
@@ -24,8 +25,11 @@ def options(text: str) -> dict[str, str]:
     return dict(re.findall(r"(?m)^(\w+) (.+)$", text))
 
 
-@pytest.mark.parametrize("conf", [COMPOSE_CONF.read_text(), render_config(port=1883, data_dir=Path("/d"))],
-                         ids=["compose", "native"])
+NATIVE = render_config(port=8883, plain_port=1883, data_dir=Path("/d"), dynsec_file=Path("/d/identities.json"),
+                       tls=ServerTls(Path("/t/ca.crt"), Path("/t/server.crt"), Path("/t/server.key")))
+
+
+@pytest.mark.parametrize("conf", [COMPOSE_CONF.read_text(), NATIVE], ids=["compose", "native"])
 def test_both_brokers_refuse_payloads_over_the_limit_and_save_every_second(conf: str) -> None:
     o = options(conf)
     assert int(o["message_size_limit"]) == MESSAGE_SIZE_LIMIT

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from apt_energy.config.settings import DEFAULT_CONFIG_DIR, PROJECT_ROOT, Secret, Secrets, Settings
+from apt_energy.config.settings import (
+    DEFAULT_CONFIG_DIR,
+    EXAMPLE_SECRET_PREFIX,
+    PROJECT_ROOT,
+    Secret,
+    Secrets,
+    Settings,
+)
 
 from apt_energy import config
 from apt_energy.errors import ConfigError
@@ -183,7 +190,12 @@ def test_every_environment_example_in_the_documentation_loads(config_dir: Path, 
     settings_vars = {env: key for key, env, _ in config.env_overrides(Settings, {"rules": {"thresholds": {
         k: {} for k in config.load(config_dir, environ={}, dotenv=None).rules.thresholds}}})}
     assert name in settings_vars or name in Secrets.ENV_NAMES.values() or not name.startswith("APT_ENERGY_") \
-        or name in ("APT_ENERGY_CONFIG_DIR", "APT_ENERGY_DB_ADMIN_PASSWORD"), f"{name} is not a setting"
+        or name in ("APT_ENERGY_CONFIG_DIR", "APT_ENERGY_DB_ADMIN_PASSWORD", "APT_ENERGY_PUBLISH_ADDRESS"), \
+        f"{name} is not a setting"
+X
+        with pytest.raises(ConfigError, match=rf"^{name} still has the example value"):
+            config.load(config_dir, environ={name: value}, dotenv=None)
+        return
     s = config.load(config_dir, environ={name: value}, dotenv=None)
     if name in settings_vars:
         node: object = s
