@@ -192,7 +192,8 @@ def test_every_environment_example_in_the_documentation_loads(config_dir: Path, 
     assert name in settings_vars or name in Secrets.ENV_NAMES.values() or not name.startswith("APT_ENERGY_") \
         or name in ("APT_ENERGY_CONFIG_DIR", "APT_ENERGY_DB_ADMIN_PASSWORD", "APT_ENERGY_PUBLISH_ADDRESS"), \
         f"{name} is not a setting"
-X
+    if value.startswith(EXAMPLE_SECRET_PREFIX) and name in Secrets.ENV_NAMES.values():
+        # .env.example's placeholders are refused by every command (`stack init` also refuses the admin's)
         with pytest.raises(ConfigError, match=rf"^{name} still has the example value"):
             config.load(config_dir, environ={name: value}, dotenv=None)
         return
