@@ -87,7 +87,7 @@ def test_hostile_publishes_become_dead_letters_while_every_good_reading_arrives(
     s = pipeline_settings
     p = s.mqtt.topic_prefix
     before, live, live_retained = hostile(p, 9100), hostile(p, 9200), hostile(p, 9300)
-    qos0 = {"qos0_junk": (f"{p}/hanbit/01/9400/water/reading", b"not json at all", "not_json")}
+    qos0 = {"qos0_junk": (f"{p}/hanbit/01/9401/water/reading", b"not json at all", "not_json")}
     pub = Publisher(s)
     pub.send(before, retain=True)            # waiting for whoever subscribes next: a fresh bridge session
     bridge = Running(Bridge.from_settings(s))
