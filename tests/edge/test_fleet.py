@@ -177,6 +177,7 @@ def test_hostile_commands_to_one_device_leave_the_fleet_running(stack_settings: 
     try:
         wait_for(lambda: all(d.connected for d in fleet.devices), 10, "devices online")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        login(pub, settings, "operator")  # whoever holds the operator's login can send any bytes as a command
         pub.connect(settings.mqtt.host, settings.mqtt.port)
         pub.loop_start()
         for bad in hostile:
