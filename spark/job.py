@@ -61,21 +61,28 @@ class JobStats:
 T = TypeVar("T")
 
 
-def with_retries(action: Callable[[], T], *, what: str, attempts: int = 6) -> T:
-    """PostgreSQL restarting or briefly unreachable should cost a delay, not the query. The batch's
-    transaction either committed or not, so retrying it is safe (and exact)."""
+def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | None = None,
+                 attempts: int | None = None) -> T:
+    """Transient database errors (PostgreSQL restarting or unreachable, a serialization failure, a
+    deadlock — psycopg's ``OperationalError`` family) cost a delay, not the query: retried with backoff
+    until it works, ``stop`` is set or ``attempts`` are spent. The batch's transaction either committed
+    or not, so retrying it is safe (and exact). Data errors never reach here: the sink quarantines them."""
     delay = 0.5
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return action()
         except psycopg.OperationalError as exc:
-            if attempt == attempts:
+            if (attempts is not None and attempt >= attempts) or (stop is not None and stop.is_set()):
                 raise
-            logger.warning("%s failed (%s); retry %d/%d in %.1fs", what, str(exc).splitlines()[0][:120], attempt,
-                           attempts - 1, delay)
-            time.sleep(delay)
+            logger.warning("transient failure what=%s attempt=%d retry_in=%.1fs error=%s", what, attempt, delay,
+                           str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__)
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
             delay = min(delay * 2, 10)
-    raise AssertionError("unreachable")
 
 
 class StreamJob:
@@ -122,7 +129,8 @@ class StreamJob:
         rows = [tuple(r) for r in df.collect()]
         if not rows:
             return
-        result = with_retries(lambda: self.sink.write_readings(batch_id, rows), what=f"readings batch {batch_id}")
+        result = with_retries(lambda: self.sink.write_readings(batch_id, rows), what=f"readings batch {batch_id}",
+                              stop=self.stop_event)
         st = self.stats
         st.batches += 1
         st.rows += result.rows
@@ -135,7 +143,8 @@ class StreamJob:
     def _devices_batch(self, df: DataFrame, batch_id: int) -> None:
         rows = [tuple(r) for r in df.collect()]
         if rows:
-            n = with_retries(lambda: self.sink.write_devices(batch_id, rows), what=f"devices batch {batch_id}")
+            n = with_retries(lambda: self.sink.write_devices(batch_id, rows), what=f"devices batch {batch_id}",
+                             stop=self.stop_event)
             logger.debug("devices batch=%d rows=%d devices=%d", batch_id, len(rows), n)
 
     def idle(self) -> bool:

@@ -14,16 +14,17 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from apt_energy.config import Settings
 from apt_energy.database import conninfo
 from apt_energy.spark import rules
+from apt_energy.spark.poison import find_poison, is_data_error, printable, rejection
 from apt_energy.spark.transforms import STAGING_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,62 @@ JOIN households h ON h.id = up.household_id
 """
 
 
+class StagedReading(NamedTuple):
+    """One parsed Kafka record of the readings topic, in :data:`STAGING_COLUMNS` order."""
+
+    device_id: str | None
+    meter: str | None
+    seq: int | None
+    ts: str | None
+    interval_s: int | None
+    value: Decimal | None
+    total: Decimal | None
+    unit: str | None
+    usage_month: date | None
+    topic: str
+    partition: int
+    offset: int
+    reason: str | None
+    raw: str | None
+    received_ms: int | None
+
+    def quarantined(self, reason: str) -> StagedReading:
+        """This record as a quarantine entry only: its Kafka coordinates, device and payload (made
+        storable) and a reason — the validation's if it had one (the database then refused only the
+        raw bytes), else ``reason``; nothing else of it reaches a table."""
+        return StagedReading(printable(self.device_id), None, None, None, None, None, None, None, None, self.topic,
+                             self.partition, self.offset, self.reason or reason, printable(self.raw),
+                             self.received_ms)
+
+
+class DeviceRecord(NamedTuple):
+    """One parsed Kafka record of the devices topic (status or meta)."""
+
+    device_id: str
+    kind: str
+    state: str | None
+    firmware: str | None
+    interval_s: int | None
+    raw: str | None
+    kafka_ts: datetime
+    partition: int
+    offset: int
+
+
+def _probe(conn: psycopg.Connection, action: Callable[[], object]) -> str | None:
+    """Run ``action`` in a savepoint and roll it back: the database's reason if it refused the data."""
+    try:
+        with conn.transaction():
+            action()
+            raise psycopg.Rollback()
+    except psycopg.Error as exc:
+        if is_data_error(exc):
+            reason: str = rejection(exc)
+            return reason
+        raise
+    return None
+
+
 @dataclass(frozen=True)
 class BatchResult:
     batch_id: int
@@ -151,26 +208,44 @@ class PostgresSink:
     # ---------------------------------------------------------------------------- readings
 
     def write_readings(self, batch_id: int, rows: Sequence[Sequence[Any]]) -> BatchResult:
-        """``rows`` in :data:`STAGING_COLUMNS` order. All or nothing: one transaction."""
+        """``rows`` in :data:`STAGING_COLUMNS` order. All or nothing: one transaction; records the
+        database refuses (poison) are found, quarantined with its reason, and the rest committed."""
         started = time.monotonic()
+        staged = [StagedReading._make(r) for r in rows]
         conn = self.connection()
         try:
-            with conn.transaction():
-                conn.execute(_STAGING_DDL)
-                with conn.cursor() as cur, cur.copy(f"COPY staging ({', '.join(_staging_names())}) FROM STDIN") as cp:
-                    for row in rows:
-                        cp.write_row(row)
-                quarantined = conn.execute(_QUARANTINE).fetchone()[0]  # type: ignore[index]
-                changed = conn.execute(_APPLY).fetchall()
-                alerts, resolved = self._evaluate_rules(conn, changed)
+            try:
+                with conn.transaction():
+                    applied = self._apply_readings(conn, staged)
+            except psycopg.Error as exc:
+                if not is_data_error(exc):
+                    raise
+                logger.warning("readings batch refused, isolating poison batch=%d reason=%s", batch_id,
+                               rejection(exc))
+                with conn.transaction():
+                    bad = find_poison(staged, lambda subset: _probe(conn, lambda: self._apply_readings(conn, subset)))
+                    staged = [r.quarantined(bad[i]) if i in bad else r for i, r in enumerate(staged)]
+                    applied = self._apply_readings(conn, staged)
         except psycopg.Error:
             conn.close()  # a broken connection must not be reused by the next batch
             raise
+        changed, quarantined, alerts, resolved = applied
         inserted = sum(int(r[6]) for r in changed)
-        received = [r[-1] for r in rows if r[-1] is not None]
+        received = [r.received_ms for r in staged if r.received_ms is not None]
         lag = time.time() - min(received) / 1000 if received else None
-        return BatchResult(batch_id, len(rows), inserted, int(quarantined), alerts, resolved,
+        return BatchResult(batch_id, len(staged), inserted, quarantined, alerts, resolved,
                            time.monotonic() - started, lag)
+
+    def _apply_readings(self, conn: psycopg.Connection, rows: Sequence[StagedReading]) -> tuple[
+            list[tuple[Any, ...]], int, int, int]:
+        conn.execute(_STAGING_DDL)
+        with conn.cursor() as cur, cur.copy(f"COPY staging ({', '.join(_staging_names())}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+        quarantined = conn.execute(_QUARANTINE).fetchone()[0]  # type: ignore[index]
+        changed = conn.execute(_APPLY).fetchall()
+        alerts, resolved = self._evaluate_rules(conn, changed)
+        return changed, int(quarantined), alerts, resolved
 
     def _evaluate_rules(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> tuple[int, int]:
         cfg = self.settings.rules
@@ -287,48 +362,62 @@ class PostgresSink:
     # ----------------------------------------------------------------------------- devices
 
     def write_devices(self, batch_id: int, rows: Iterable[Sequence[Any]]) -> int:
-        """Rows: (device_id, kind, state, firmware, interval_s, raw, kafka_ts, partition, offset)."""
-        latest: dict[str, dict[str, Any]] = {}
-        bad = []
-        for device_id, kind, state, firmware, interval_s, raw, kafka_ts, partition, offset in rows:
-            entry = latest.setdefault(device_id, {"device_id": device_id, "last_seen": kafka_ts})
-            entry["last_seen"] = max(entry["last_seen"], kafka_ts)
-            if kind == "status":
-                if state not in ("online", "offline"):
-                    reason = f"status without a valid state: {str(state)[:20]!r}"
-                    bad.append((partition, offset, reason, device_id, raw))
-                    continue
-                entry["state"] = state
-            else:
-                entry.update(firmware=firmware, interval_s=interval_s, meta=raw)
+        """Rows in :class:`DeviceRecord` order. One transaction; records the database refuses are
+        quarantined with its reason and the rest committed."""
+        records = [DeviceRecord._make(r) for r in rows]
         conn = self.connection()
         try:
+            try:
+                with conn.transaction():
+                    return self._apply_devices(conn, records, [])
+            except psycopg.Error as exc:
+                if not is_data_error(exc):
+                    raise
+                logger.warning("devices batch refused, isolating poison batch=%d reason=%s", batch_id,
+                               rejection(exc))
             with conn.transaction():
-                for e in latest.values():
-                    conn.execute(
-                        """INSERT INTO devices AS d (device_id, household_id, state, firmware, interval_s, meta,
-                                                     last_seen)
-                           VALUES (%(device_id)s::text,
-                                   (SELECT id FROM households WHERE device_id = %(device_id)s::text),
-                                   COALESCE(%(state)s::text, 'unknown'), %(firmware)s::text, %(interval_s)s::int,
-                                   %(meta)s::jsonb, %(last_seen)s::timestamptz)
-                           ON CONFLICT (device_id) DO UPDATE SET
-                               state = COALESCE(%(state)s::text, d.state),
-                               firmware = COALESCE(EXCLUDED.firmware, d.firmware),
-                               interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),
-                               meta = COALESCE(EXCLUDED.meta, d.meta),
-                               last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
-                               updated_at = now()""",
-                        {"state": None, "firmware": None, "interval_s": None, "meta": None, **e})
-                for partition, offset, reason, device_id, raw in bad:
-                    conn.execute(
-                        """INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id,
-                                                   raw_payload) VALUES (%s, %s, %s, %s, %s, %s)
-                           ON CONFLICT DO NOTHING""",
-                        (self.settings.kafka.devices_topic, partition, offset, reason, device_id, raw))
+                bad = find_poison(records, lambda subset: _probe(conn, lambda: self._apply_devices(conn, subset, [])))
+                good = [r for i, r in enumerate(records) if i not in bad]
+                return self._apply_devices(conn, good, [(records[i], reason) for i, reason in bad.items()])
         except psycopg.Error:
             conn.close()
             raise
+
+    def _apply_devices(self, conn: psycopg.Connection, records: Sequence[DeviceRecord],
+                       poisoned: list[tuple[DeviceRecord, str]]) -> int:
+        latest: dict[str, dict[str, Any]] = {}
+        bad = list(poisoned)
+        for r in records:
+            entry = latest.setdefault(r.device_id, {"device_id": r.device_id, "last_seen": r.kafka_ts})
+            entry["last_seen"] = max(entry["last_seen"], r.kafka_ts)
+            if r.kind == "status":
+                if r.state not in ("online", "offline"):
+                    bad.append((r, f"status without a valid state: {str(r.state)[:20]!r}"))
+                    continue
+                entry["state"] = r.state
+            else:
+                entry.update(firmware=r.firmware, interval_s=r.interval_s, meta=r.raw)
+        for e in latest.values():
+            conn.execute(
+                """INSERT INTO devices AS d (device_id, household_id, state, firmware, interval_s, meta, last_seen)
+                   VALUES (%(device_id)s::text, (SELECT id FROM households WHERE device_id = %(device_id)s::text),
+                           COALESCE(%(state)s::text, 'unknown'), %(firmware)s::text, %(interval_s)s::int,
+                           %(meta)s::jsonb, %(last_seen)s::timestamptz)
+                   ON CONFLICT (device_id) DO UPDATE SET
+                       state = COALESCE(%(state)s::text, d.state),
+                       firmware = COALESCE(EXCLUDED.firmware, d.firmware),
+                       interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),
+                       meta = COALESCE(EXCLUDED.meta, d.meta),
+                       last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
+                       updated_at = now()""",
+                {"state": None, "firmware": None, "interval_s": None, "meta": None, **e})
+        for r, reason in bad:
+            conn.execute(
+                """INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
+                   VALUES (%s, %s, %s, %s, left(%s, 64), %s)
+                   ON CONFLICT DO NOTHING""",
+                (self.settings.kafka.devices_topic, r.partition, r.offset, reason, printable(r.device_id),
+                 printable(r.raw)))
         return len(latest)
 
 

@@ -1,0 +1,139 @@
+"""The sink on the real Kafka, Spark and PostgreSQL: records the database refuses (poison) are
+quarantined with its reason, the rest is committed exactly once, and the job keeps running."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from apt_energy.config import Settings
+from apt_energy.database import connect
+from apt_energy.spark.job import StreamJob
+from confluent_kafka import Producer
+from pyspark.sql import SparkSession
+
+from apt_energy.contract import Reading, exact, usage_month
+from tests.mqtt_helpers import wait_for
+from tests.spark.test_job import Totals, db_totals, normalised, produce, reading, stored_count
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(pipeline_settings: Settings, database_factory: Callable[[], Settings]) -> Settings:
+    db = database_factory()
+    return dataclasses.replace(pipeline_settings, postgres=db.postgres)
+
+
+@pytest.fixture
+def job(settings: Settings, spark: SparkSession, tmp_path: Path) -> Iterator[StreamJob]:
+    j = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt")
+    j.start()
+    yield j
+    j.stop()
+
+
+def ledger(readings: list[Reading], settings: Settings) -> Totals:
+    out: Totals = {}
+    for r in readings:
+        key = (r.device_id, r.meter, usage_month(r.ts, settings.complex.tz).isoformat())
+        total, n = out.get(key, (Decimal(0), 0))
+        out[key] = (total + exact(r.value), n + 1)
+    return normalised(out)
+
+
+def quarantine(settings: Settings) -> dict[str, str]:
+    with connect(settings) as conn:
+        return {raw: reason for raw, reason in conn.execute(
+            "SELECT raw_payload, reason FROM quarantine ORDER BY kafka_partition, kafka_offset").fetchall()}
+
+
+def test_poison_readings_are_quarantined_with_the_database_reason_and_the_rest_committed(
+        settings: Settings, job: StreamJob) -> None:
+    devices = [h.device_id for h in settings.complex.households()[:3]]
+    start = datetime(2024, 4, 1, tzinfo=UTC)
+    good = [reading(d, "electricity", i, start + timedelta(hours=i + 1), round(0.25 + i / 100, 2))
+            for d in devices for i in range(12)]
+    template = good[0].to_dict()
+    poison = [
+        # passes validation, but no text column can hold a NUL
+        json.dumps({**template, "device_id": devices[0] + "\x00"}).encode(),
+        # too large for NUMERIC(20, 6): Spark's exact cast yields NULL, the NOT NULL column refuses it
+        json.dumps({**template, "seq": 500, "value": 1e14}).encode(),
+        json.dumps({**template, "seq": 501, "total": 3e17}).encode(),
+    ]
+    invalid_with_nul = b'{"device_id": "a\x00b"}'   # invalid anyway, and its raw bytes hold a NUL
+    batch = [(r.device_id.encode(), r.to_json()) for r in good]
+    for i, payload in enumerate([*poison, invalid_with_nul]):      # between good readings
+        batch.insert(5 + 9 * i, (b"p", payload))
+    produce(settings, batch)
+    wait_for(lambda: job.stats.rows >= len(batch), 120, "every record processed")
+    job.check()                                    # both queries still running
+    assert stored_count(settings) == len(good)
+    assert db_totals(settings) == ledger(good, settings)
+    stored = quarantine(settings)
+    assert len(stored) == len(poison) + 1
+    assert all(stored[p.decode()].startswith("database: ") for p in poison)
+    assert "NUL" in stored[poison[0].decode()]
+    assert "not-null" in stored[poison[1].decode()] and "not-null" in stored[poison[2].decode()]
+    # the database refused only its raw bytes: it keeps the validation's reason, its payload made storable
+    assert not stored[invalid_with_nul.decode().replace("\x00", "\ufffd")].startswith("database: ")
+
+    # the job is alive: more good readings land
+    more = [reading(devices[1], "water", i, start + timedelta(hours=i + 1), 0.01) for i in range(5)]
+    produce(settings, [(r.device_id.encode(), r.to_json()) for r in more])
+    wait_for(lambda: stored_count(settings) == len(good) + len(more), 60, "readings after the poison")
+    assert db_totals(settings) == ledger(good + more, settings)
+
+
+def produce_devices(settings: Settings, records: list[tuple[str, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    for key, value in records:
+        p.produce(settings.kafka.devices_topic, key=key.encode(), value=value)
+    assert p.flush(30) == 0
+
+
+def device_rows(settings: Settings) -> dict[str, tuple[str, str | None]]:
+    with connect(settings) as conn:
+        return {d: (s, f) for d, s, f in conn.execute("SELECT device_id, state, firmware FROM devices").fetchall()}
+
+
+def test_poison_device_records_are_quarantined_and_the_devices_query_keeps_running(
+        settings: Settings, job: StreamJob) -> None:
+    devices = [h.device_id for h in settings.complex.households()[:3]]
+
+    def status(device: str, state: str) -> tuple[str, bytes]:
+        return f"{device}/status", json.dumps({"device_id": device, "state": state,
+                                              "ts": "2024-04-01T00:00:00Z"}).encode()
+
+    def meta(device: str, firmware: str, extra: str = "") -> tuple[str, bytes]:
+        return f"{device}/meta", (f'{{"device_id":"{device}","firmware":"{firmware}","interval_s":3600'
+                                  f"{extra}}}").encode()
+
+    poison = [
+        meta(devices[0], "fw-1", ',"calibration":NaN'),      # JSON PostgreSQL's jsonb refuses
+        meta(devices[1], "fw-" + "9" * 80),                   # longer than firmware VARCHAR(64)
+        status("gw-" + "x" * 80, "online"),                   # longer than device_id VARCHAR(64)
+        status("gw-\x00-1", "online"),                        # a NUL in the key
+    ]
+    # Each poison record comes after a good one for the same key (the same Kafka partition), so it is
+    # the latest and the one the sink would write.
+    records = [status(d, "online") for d in devices] + [meta(d, "fw-1") for d in devices]
+    for i, record in enumerate(poison):
+        records.insert(4 + 2 * i, record)
+    produce_devices(settings, records)
+    wait_for(lambda: len(device_rows(settings)) == len(devices), 90, "the good devices")
+    wait_for(lambda: len(quarantine(settings)) == len(poison), 30, "the poison quarantined")
+    assert device_rows(settings) == {d: ("online", "fw-1") for d in devices}
+    with connect(settings) as conn:
+        rows = conn.execute("SELECT source_topic, reason FROM quarantine").fetchall()
+    assert all(topic == settings.kafka.devices_topic and reason.startswith("database: ") for topic, reason in rows)
+
+    produce_devices(settings, [status(devices[2], "offline")])   # the query is alive
+    wait_for(lambda: device_rows(settings)[devices[2]][0] == "offline", 60, "a later status")
+    job.check()
