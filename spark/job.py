@@ -19,9 +19,9 @@ from typing import TypeVar
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.spark.sink import BatchResult, PostgresSink
-from apt_energy.spark.transforms import STAGING_COLUMNS, parse_devices, parse_readings
-from pyspark.sql import DataFrame, SparkSession
+from apt_energy.spark.sink import BatchResult, PostgresSink, StagedReading
+from apt_energy.spark.transforms import parse_devices, parse_readings
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -45,6 +45,14 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
              .getOrCreate())
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def life_column(parsed: DataFrame) -> Column:
+    """The reading's ``life`` (a gateway that lost its seq state starts a new one), 0 when the parsed
+    readings do not carry it (a contract without ``life``) or the record left it out."""
+    if "life" not in parsed.columns:
+        return F.lit(0).cast("long")
+    return F.coalesce(F.col("life").cast("long"), F.lit(0).cast("long"))
 
 
 @dataclass
@@ -111,7 +119,9 @@ class StreamJob:
         parsed = parse_readings(self._kafka(s.kafka.readings_topic), units=units, timezone=s.complex.timezone,
                                 max_future_s=s.spark.max_future_s, max_past_days=s.spark.max_past_days)
         # Timestamps leave Spark as UTC text: collect() would otherwise hand over naive local times.
-        staged = parsed.withColumn("ts", F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ssXXX")).select(*STAGING_COLUMNS)
+        staged = (parsed.withColumn("life", life_column(parsed))
+                  .withColumn("ts", F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ssXXX"))
+                  .select(*StagedReading._fields))
         trigger = f"{s.spark.trigger_s} seconds"
         self.queries.append(
             staged.writeStream.queryName("readings").foreachBatch(self._readings_batch)

@@ -1,10 +1,13 @@
 """The exact PostgreSQL sink: one transaction per micro-batch, COPY into a temp table, set-based SQL.
 
-Raw readings are inserted with ``ON CONFLICT (device_id, meter, seq) DO NOTHING`` and only what was
-*newly* inserted is added to ``energy_usage`` (exact NUMERIC sums), so Kafka duplicates, replays after
-a crash and late data change nothing or land in the right month. Bad records go to ``quarantine``
-(keyed by their Kafka coordinates, so a replay does not duplicate them). Alerts for the rows the batch
-changed are written in the same transaction, with their Slack delivery queued in the outbox.
+Raw readings are inserted with ``ON CONFLICT (device_id, meter, life, seq) DO NOTHING`` and only what
+was *newly* inserted is added to ``energy_usage`` (exact NUMERIC sums), so Kafka duplicates, replays
+after a crash and late data change nothing or land in the right month. A reading whose key is already
+stored with another value or ts is a reused seq (a gateway that lost its counter without starting a
+new ``life``) and is quarantined as ``reused seq``; an identical replay stays silent. Bad records go
+to ``quarantine`` (keyed by their Kafka coordinates, so a replay does not duplicate them). Alerts for
+the rows the batch changed are written in the same transaction, with their Slack delivery queued in
+the outbox.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from apt_energy.config import Settings
 from apt_energy.database import conninfo
 from apt_energy.spark import rules
 from apt_energy.spark.poison import find_poison, is_data_error, printable, rejection
-from apt_energy.spark.transforms import STAGING_COLUMNS
+from psycopg.rows import class_row
 
 logger = logging.getLogger(__name__)
 
 _STAGING_DDL = """
 CREATE TEMP TABLE staging (
-    device_id TEXT, meter TEXT, seq BIGINT, ts TIMESTAMPTZ, interval_s INTEGER, value NUMERIC(20, 6),
+    device_id TEXT, meter TEXT, life BIGINT, seq BIGINT, ts TIMESTAMPTZ, interval_s INTEGER, value NUMERIC(20, 6),
     total NUMERIC(24, 6), unit TEXT, usage_month DATE, topic TEXT, kafka_partition INTEGER,
     kafka_offset BIGINT, reason TEXT, raw TEXT, received_ms BIGINT
 ) ON COMMIT DROP
@@ -51,24 +54,42 @@ WITH bad AS (
     ON CONFLICT (source_topic, kafka_partition, kafka_offset) DO NOTHING
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM bad), (SELECT count(*) FROM ins)
+SELECT (SELECT count(*) FROM bad) AS bad, (SELECT count(*) FROM ins) AS new
+"""
+
+# After _APPLY: good readings whose key is stored with another value or ts (by an earlier batch, or by
+# another record of this one) reuse a seq. An identical replay matches its stored row and stays silent.
+_REUSED = """
+WITH reused AS (
+    SELECT s.topic, s.kafka_partition, s.kafka_offset, 'reused seq' AS reason, left(s.device_id, 64) AS device_id,
+           s.raw
+    FROM staging s
+    JOIN meter_readings m ON m.device_id = s.device_id AND m.meter = s.meter AND m.life = s.life AND m.seq = s.seq
+    WHERE s.reason IS NULL AND (m.value IS DISTINCT FROM s.value OR m.ts IS DISTINCT FROM s.ts)
+), ins AS (
+    INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
+    SELECT * FROM reused
+    ON CONFLICT (source_topic, kafka_partition, kafka_offset) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM reused) AS bad, (SELECT count(*) FROM ins) AS new
 """
 
 # Readings → meter_readings (idempotent) → energy_usage (only the new ones), returning each changed
 # month with its month-to-date before and after this batch.
 _APPLY = """
 WITH good AS (
-    SELECT DISTINCT ON (s.device_id, s.meter, s.seq) s.*, h.id AS household_id
+    SELECT DISTINCT ON (s.device_id, s.meter, s.life, s.seq) s.*, h.id AS household_id
     FROM staging s JOIN households h ON h.device_id = s.device_id
     WHERE s.reason IS NULL
-    ORDER BY s.device_id, s.meter, s.seq, s.kafka_offset
+    ORDER BY s.device_id, s.meter, s.life, s.seq, s.kafka_partition, s.kafka_offset
 ), new AS (
-    INSERT INTO meter_readings (device_id, meter, seq, household_id, ts, interval_s, value, total, usage_month,
-                                kafka_partition, kafka_offset)
-    SELECT device_id, meter, seq, household_id, ts, interval_s, value, total, usage_month, kafka_partition,
+    INSERT INTO meter_readings (device_id, meter, life, seq, household_id, ts, interval_s, value, total,
+                                usage_month, kafka_partition, kafka_offset)
+    SELECT device_id, meter, life, seq, household_id, ts, interval_s, value, total, usage_month, kafka_partition,
            kafka_offset
     FROM good
-    ON CONFLICT (device_id, meter, seq) DO NOTHING
+    ON CONFLICT (device_id, meter, life, seq) DO NOTHING
     RETURNING household_id, meter, usage_month, value, interval_s
 ), agg AS (
     SELECT household_id, meter, usage_month, sum(value) AS amount, count(*) AS n, sum(interval_s) AS covered
@@ -96,8 +117,8 @@ WITH good AS (
         updated_at = now()
     RETURNING u.household_id, u.energy_type, u.usage_date, u.amount_exact, u.covered_s
 )
-SELECT up.household_id, a.meter, up.usage_date, up.amount_exact - a.amount, up.amount_exact, up.covered_s, a.n,
-       h.building_id
+SELECT up.household_id, a.meter AS energy_type, up.usage_date AS month, up.amount_exact - a.amount AS before,
+       up.amount_exact AS after, up.covered_s, a.n AS inserted, h.building_id
 FROM up
 JOIN energy_types et ON et.label_ko = up.energy_type
 JOIN agg a ON a.household_id = up.household_id AND a.meter = et.key AND a.usage_month = up.usage_date
@@ -106,10 +127,11 @@ JOIN households h ON h.id = up.household_id
 
 
 class StagedReading(NamedTuple):
-    """One parsed Kafka record of the readings topic, in :data:`STAGING_COLUMNS` order."""
+    """One parsed Kafka record of the readings topic (``transforms.parse_readings`` plus ``life``)."""
 
     device_id: str | None
     meter: str | None
+    life: int | None
     seq: int | None
     ts: str | None
     interval_s: int | None
@@ -128,9 +150,48 @@ class StagedReading(NamedTuple):
         """This record as a quarantine entry only: its Kafka coordinates, device and payload (made
         storable) and a reason — the validation's if it had one (the database then refused only the
         raw bytes), else ``reason``; nothing else of it reaches a table."""
-        return StagedReading(printable(self.device_id), None, None, None, None, None, None, None, None, self.topic,
+        return StagedReading(printable(self.device_id), None, None, None, None, None, None, None, None, None,
+                             self.topic,
                              self.partition, self.offset, self.reason or reason, printable(self.raw),
                              self.received_ms)
+
+
+class MonthChange(NamedTuple):
+    """One energy_usage row a batch changed (what the rules see)."""
+
+    household_id: int
+    energy_type: str          # the meter key
+    month: date
+    before: Decimal           # month-to-date before this batch
+    after: Decimal
+    covered_s: int            # seconds of readings summed into the month
+    inserted: int             # readings this batch added to it
+    building_id: int
+
+
+class Counts(NamedTuple):
+    bad: int
+    new: int
+
+
+class StagingSummary(NamedTuple):
+    rows: int
+    oldest_received_ms: int | None
+
+
+class Applied(NamedTuple):
+    """What one batch's transaction did."""
+
+    rows: int
+    changes: list[MonthChange]
+    quarantined: int
+    alerts: int
+    resolved: int
+    oldest_received_ms: int | None
+
+    @property
+    def inserted(self) -> int:
+        return sum(c.inserted for c in self.changes)
 
 
 class DeviceRecord(NamedTuple):
@@ -208,60 +269,76 @@ class PostgresSink:
     # ---------------------------------------------------------------------------- readings
 
     def write_readings(self, batch_id: int, rows: Sequence[Sequence[Any]]) -> BatchResult:
-        """``rows`` in :data:`STAGING_COLUMNS` order. All or nothing: one transaction; records the
-        database refuses (poison) are found, quarantined with its reason, and the rest committed."""
+        """``rows`` in :class:`StagedReading` order, from the driver. All or nothing: one transaction;
+        records the database refuses (poison) are found, quarantined with its reason, and the rest
+        committed."""
         started = time.monotonic()
         staged = [StagedReading._make(r) for r in rows]
         conn = self.connection()
+
+        def load(subset: Sequence[StagedReading]) -> None:
+            with conn.cursor() as cur, cur.copy(f"COPY staging ({', '.join(_STAGING_NAMES)}) FROM STDIN") as cp:
+                for row in subset:
+                    cp.write_row(row)
+
         try:
             try:
                 with conn.transaction():
-                    applied = self._apply_readings(conn, staged)
+                    applied = self._apply_readings(conn, lambda: load(staged))
             except psycopg.Error as exc:
                 if not is_data_error(exc):
                     raise
                 logger.warning("readings batch refused, isolating poison batch=%d reason=%s", batch_id,
                                rejection(exc))
                 with conn.transaction():
-                    bad = find_poison(staged, lambda subset: _probe(conn, lambda: self._apply_readings(conn, subset)))
+                    bad = find_poison(staged, lambda subset: _probe(
+                        conn, lambda: self._apply_readings(conn, lambda: load(subset))))
                     staged = [r.quarantined(bad[i]) if i in bad else r for i, r in enumerate(staged)]
-                    applied = self._apply_readings(conn, staged)
+                    applied = self._apply_readings(conn, lambda: load(staged))
         except psycopg.Error:
             conn.close()  # a broken connection must not be reused by the next batch
             raise
-        changed, quarantined, alerts, resolved = applied
-        inserted = sum(int(r[6]) for r in changed)
-        received = [r.received_ms for r in staged if r.received_ms is not None]
-        lag = time.time() - min(received) / 1000 if received else None
-        return BatchResult(batch_id, len(staged), inserted, quarantined, alerts, resolved,
-                           time.monotonic() - started, lag)
+        return self._result(batch_id, applied, started)
 
-    def _apply_readings(self, conn: psycopg.Connection, rows: Sequence[StagedReading]) -> tuple[
-            list[tuple[Any, ...]], int, int, int]:
+    @staticmethod
+    def _result(batch_id: int, applied: Applied, started: float) -> BatchResult:
+        oldest = applied.oldest_received_ms
+        lag = time.time() - oldest / 1000 if oldest is not None else None
+        return BatchResult(batch_id, applied.rows, applied.inserted, applied.quarantined, applied.alerts,
+                           applied.resolved, time.monotonic() - started, lag)
+
+    def _apply_readings(self, conn: psycopg.Connection, load: Callable[[], None]) -> Applied:
+        """The batch's effect, inside the caller's transaction: ``load`` fills the temp ``staging``."""
         conn.execute(_STAGING_DDL)
-        with conn.cursor() as cur, cur.copy(f"COPY staging ({', '.join(_staging_names())}) FROM STDIN") as cp:
-            for row in rows:
-                cp.write_row(row)
-        quarantined = conn.execute(_QUARANTINE).fetchone()[0]  # type: ignore[index]
-        changed = conn.execute(_APPLY).fetchall()
-        alerts, resolved = self._evaluate_rules(conn, changed)
-        return changed, int(quarantined), alerts, resolved
+        load()
+        with conn.cursor(row_factory=class_row(Counts)) as cur:
+            bad = cur.execute(_QUARANTINE).fetchone()
+        with conn.cursor(row_factory=class_row(MonthChange)) as cur:
+            changes = cur.execute(_APPLY).fetchall()
+        with conn.cursor(row_factory=class_row(Counts)) as cur:
+            reused = cur.execute(_REUSED).fetchone()
+        with conn.cursor(row_factory=class_row(StagingSummary)) as cur:
+            summary = cur.execute("SELECT count(*) AS rows, min(received_ms) AS oldest_received_ms "
+                                  "FROM staging").fetchone()
+        assert bad is not None and reused is not None and summary is not None
+        alerts, resolved = self._evaluate_rules(conn, changes)
+        return Applied(summary.rows, changes, bad.bad + reused.bad, alerts, resolved, summary.oldest_received_ms)
 
-    def _evaluate_rules(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> tuple[int, int]:
+    def _evaluate_rules(self, conn: psycopg.Connection, changes: list[MonthChange]) -> tuple[int, int]:
         cfg = self.settings.rules
-        changes = [rules.UsageChange(r[0], r[1], r[2], Decimal(r[3]), Decimal(r[4])) for r in changed]
-        alerts = rules.threshold_crossings(changes, cfg.thresholds)
-        alerts += self._peer_alerts(conn, changed)
-        night_alerts, to_resolve = self._night_flow(conn, changed)
+        usage = [rules.UsageChange(c.household_id, c.energy_type, c.month, c.before, c.after) for c in changes]
+        alerts = rules.threshold_crossings(usage, cfg.thresholds)
+        alerts += self._peer_alerts(conn, changes)
+        night_alerts, to_resolve = self._night_flow(conn, changes)
         alerts += night_alerts
         raised = self._store_alerts(conn, alerts)
         resolved = self._resolve(conn, to_resolve)
         return raised, resolved
 
-    def _peer_alerts(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> list[rules.Alert]:
+    def _peer_alerts(self, conn: psycopg.Connection, changes: list[MonthChange]) -> list[rules.Alert]:
         rule = self.settings.rules.peer
         min_covered = rule.min_days * 86400
-        groups = {(r[7], r[1], r[2]) for r in changed if r[5] >= min_covered}
+        groups = {(c.building_id, c.energy_type, c.month) for c in changes if c.covered_s >= min_covered}
         if not groups:
             return []
         rows = conn.execute(
@@ -280,10 +357,10 @@ class PostgresSink:
             out += rules.peer_outliers(amounts, meter, month, rule)
         return out
 
-    def _night_flow(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> tuple[
+    def _night_flow(self, conn: psycopg.Connection, changes: list[MonthChange]) -> tuple[
             list[rules.Alert], list[int]]:
         rule = self.settings.rules.night_flow
-        meters = [m for m in rule.meters if m in {r[1] for r in changed}]
+        meters = [m for m in rule.meters if m in {c.energy_type for c in changes}]
         if not meters:
             return [], []
         # Nights touched by this batch's new readings (read back by ingestion time in this transaction).
@@ -421,6 +498,4 @@ class PostgresSink:
         return len(latest)
 
 
-def _staging_names() -> list[str]:
-    rename = {"partition": "kafka_partition", "offset": "kafka_offset"}
-    return [rename.get(c, c) for c in STAGING_COLUMNS]
+_STAGING_NAMES = [{"partition": "kafka_partition", "offset": "kafka_offset"}.get(c, c) for c in StagedReading._fields]

@@ -137,3 +137,67 @@ def test_poison_device_records_are_quarantined_and_the_devices_query_keeps_runni
     produce_devices(settings, [status(devices[2], "offline")])   # the query is alive
     wait_for(lambda: device_rows(settings)[devices[2]][0] == "offline", 60, "a later status")
     job.check()
+
+
+def usage(settings: Settings) -> dict[tuple[str, str], tuple[Decimal, int]]:
+    with connect(settings) as conn:
+        return {(d, m): (Decimal(a).normalize(), n) for d, m, a, n in conn.execute(
+            """SELECT h.device_id, et.key, u.amount_exact, u.reading_count FROM energy_usage u
+               JOIN households h ON h.id = u.household_id JOIN energy_types et ON et.label_ko = u.energy_type""")}
+
+
+def reasons(settings: Settings) -> list[tuple[int, str]]:
+    with connect(settings) as conn:
+        return [(int(o), r) for o, r in conn.execute(
+            "SELECT kafka_offset, reason FROM quarantine ORDER BY kafka_offset").fetchall()]
+
+
+def test_a_reused_seq_is_quarantined_and_an_identical_replay_changes_nothing(
+        settings: Settings, job: StreamJob) -> None:
+    dev = settings.complex.households()[0].device_id
+    start = datetime(2024, 4, 1, tzinfo=UTC)
+    first = [reading(dev, "electricity", i, start + timedelta(hours=i + 1), 1.0) for i in range(5)]
+    produce(settings, [(dev.encode(), r.to_json()) for r in first])
+    wait_for(lambda: stored_count(settings) == 5, 90, "the first readings")
+    before = usage(settings)
+    assert before == {(dev, "electricity"): (Decimal(5), 5)}
+
+    produce(settings, [(dev.encode(), r.to_json()) for r in first])          # an identical replay
+    wait_for(lambda: job.stats.rows >= 10, 60, "the replay")
+    assert usage(settings) == before and stored_count(settings) == 5 and reasons(settings) == []
+
+    reused = [
+        dataclasses.replace(first[2], value=9.0),                            # same key, another value
+        dataclasses.replace(first[3], ts=first[3].ts + timedelta(days=30)),  # same key, another time
+        reading(dev, "electricity", 7, start + timedelta(hours=8), 1.0),     # new, then its key reused
+        reading(dev, "electricity", 7, start + timedelta(hours=8), 2.5),     # in the same batch
+    ]
+    produce(settings, [(dev.encode(), r.to_json()) for r in reused])   # one key: one partition, in order
+    wait_for(lambda: job.stats.rows >= 14, 60, "the reused readings")
+    assert usage(settings) == {(dev, "electricity"): (Decimal(6), 6)}      # only seq 7's first record counted
+    assert [r for _, r in reasons(settings)] == ["reused seq"] * 3
+    assert [o for o, _ in reasons(settings)] == [10, 11, 13]           # offsets within the one partition
+
+
+def test_a_new_life_counts_its_readings_from_seq_0(settings: Settings) -> None:
+    """The sink side of ``life``: the same seqs in a new life are new readings."""
+    from apt_energy.spark.sink import PostgresSink, StagedReading
+
+    dev = settings.complex.households()[0].device_id
+    start = datetime(2024, 4, 1, tzinfo=UTC)
+
+    def staged(life: int, seq: int, offset: int, value: str) -> StagedReading:
+        ts = start + timedelta(hours=seq + 1 + 100 * life)
+        return StagedReading(dev, "electricity", life, seq, ts.isoformat(), 3600, Decimal(value), Decimal(value),
+                             "kWh", usage_month(ts, settings.complex.tz), "t", 0, offset, None, "{}", None)
+
+    sink = PostgresSink(settings)
+    try:
+        sink.write_readings(0, [staged(0, i, i, "1.5") for i in range(3)])
+        sink.write_readings(1, [staged(1, i, 3 + i, "2.5") for i in range(3)])    # gateway reset: seq from 0
+        again = sink.write_readings(2, [staged(1, i, 3 + i, "2.5") for i in range(3)])
+    finally:
+        sink.close()
+    assert again.inserted == 0 and again.quarantined == 0
+    assert usage(settings) == {(dev, "electricity"): (Decimal("12"), 6)}
+    assert stored_count(settings) == 6 and reasons(settings) == []
