@@ -64,3 +64,11 @@ def test_data_and_integrity_errors_are_data_errors_others_are_not() -> None:
 def test_printable_replaces_nul_only() -> None:
     assert printable("a\x00b\tc") == "a\ufffdb\tc"
     assert printable(None) is None
+
+
+def test_staged_columns_follow_the_staged_reading_fields() -> None:
+    from apt_energy.spark.sink import StagedReading
+    from apt_energy.spark.staging import STAGED_COLUMNS
+
+    rename = {"partition": "kafka_partition", "offset": "kafka_offset"}
+    assert STAGED_COLUMNS[2:] == tuple(rename.get(f, f) for f in StagedReading._fields)

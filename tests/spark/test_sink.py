@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from apt_energy.config import Settings
 from apt_energy.database import connect
@@ -79,7 +80,7 @@ def test_poison_readings_are_quarantined_with_the_database_reason_and_the_rest_c
     stored = quarantine(settings)
     assert len(stored) == len(poison) + 1
     assert all(stored[p.decode()].startswith("database: ") for p in poison)
-    assert "NUL" in stored[poison[0].decode()]
+    assert "NUL" in stored[poison[0].decode()] or "0x00" in stored[poison[0].decode()]
     assert "not-null" in stored[poison[1].decode()] and "not-null" in stored[poison[2].decode()]
     # the database refused only its raw bytes: it keeps the validation's reason, its payload made storable
     assert not stored[invalid_with_nul.decode().replace("\x00", "\ufffd")].startswith("database: ")
@@ -181,6 +182,8 @@ def test_a_reused_seq_is_quarantined_and_an_identical_replay_changes_nothing(
 
 def test_a_new_life_counts_its_readings_from_seq_0(settings: Settings) -> None:
     """The sink side of ``life``: the same seqs in a new life are new readings."""
+    from apt_energy.database import conninfo
+    from apt_energy.spark.job import sink_options
     from apt_energy.spark.sink import PostgresSink, StagedReading
 
     dev = settings.complex.households()[0].device_id
@@ -191,7 +194,7 @@ def test_a_new_life_counts_its_readings_from_seq_0(settings: Settings) -> None:
         return StagedReading(dev, "electricity", life, seq, ts.isoformat(), 3600, Decimal(value), Decimal(value),
                              "kWh", usage_month(ts, settings.complex.tz), "t", 0, offset, None, "{}", None)
 
-    sink = PostgresSink(settings)
+    sink = PostgresSink(lambda: psycopg.connect(conninfo(settings)), options=sink_options(settings))
     try:
         sink.write_readings(0, [staged(0, i, i, "1.5") for i in range(3)])
         sink.write_readings(1, [staged(1, i, 3 + i, "2.5") for i in range(3)])    # gateway reset: seq from 0
@@ -201,3 +204,44 @@ def test_a_new_life_counts_its_readings_from_seq_0(settings: Settings) -> None:
     assert again.inserted == 0 and again.quarantined == 0
     assert usage(settings) == {(dev, "electricity"): (Decimal("12"), 6)}
     assert stored_count(settings) == 6 and reasons(settings) == []
+
+
+def test_a_merge_finding_fewer_staged_rows_than_were_staged_writes_nothing(settings: Settings) -> None:
+    """PostgreSQL empties UNLOGGED tables after a crash: the merge must notice, not commit a short batch."""
+    import csv
+    import io
+
+    from apt_energy.database import conninfo
+    from apt_energy.spark.job import sink_options
+    from apt_energy.spark.sink import PostgresSink
+    from apt_energy.spark.staging import BatchKey, PartitionStager
+
+    dev = settings.complex.households()[0].device_id
+    start = datetime(2024, 4, 1, tzinfo=UTC)
+    key = BatchKey(stream_id=42, batch_id=7)
+
+    def line(seq: int) -> str:
+        ts = start + timedelta(hours=seq + 1)
+        out = io.StringIO()
+        csv.writer(out).writerow([key.stream_id, key.batch_id, dev, "electricity", 0, seq, ts.isoformat(), 3600,
+                                  "1.5", "1.5", "kWh", usage_month(ts, settings.complex.tz).isoformat(), "t", 0, seq,
+                                  None, "{}", None])
+        return out.getvalue().replace("\r\n", "\n")
+
+    dsn = conninfo(settings)
+    stager = PartitionStager(dsn)
+    sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
+    try:
+        assert list(stager([(line(i),) for i in range(4)])) == [4]
+        with psycopg.connect(dsn) as conn:
+            conn.execute("DELETE FROM reading_staging WHERE kafka_offset = 2")
+        assert sink.merge(key, staged=4) is None
+        assert stored_count(settings) == 0
+        sink.clear(key)                                      # the job stages the batch again
+        stager.stage([line(i) for i in range(4)])
+        result = sink.merge(key, staged=4)
+        assert result is not None and result.inserted == 4
+        assert sink.merge(key, staged=0) is not None         # its staged rows went with the merge
+    finally:
+        sink.close()
+    assert usage(settings) == {(dev, "electricity"): (Decimal(6), 4)}
