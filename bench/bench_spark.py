@@ -84,14 +84,15 @@ class TimedSink(PostgresSink):
         super().__init__(lambda: psycopg.connect(dsn), options=sink_options(settings))
         self.commits: list[tuple[float, list[tuple[str, str, int]]]] = []
 
-    def merge(self, key: BatchKey) -> BatchResult:
+    def merge(self, key: BatchKey, *, staged: int) -> BatchResult | None:
         conn = self.connection()
         with conn.transaction():
             keys = [(d, m, int(q)) for d, m, q in conn.execute(
                 "SELECT device_id, meter, seq FROM reading_staging WHERE stream_id = %s AND batch_id = %s "
                 "AND reason IS NULL", (key.stream_id, key.batch_id)).fetchall()]
-        result = super().merge(key)
-        self.commits.append((time.time(), keys))
+        result = super().merge(key, staged=staged)
+        if result is not None:
+            self.commits.append((time.time(), keys))
         return result
 
 
