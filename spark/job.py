@@ -7,6 +7,8 @@ thanks to the sink's idempotent writes, changes nothing twice.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import os
 import sys
@@ -19,9 +21,11 @@ from typing import TypeVar
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.spark.sink import BatchResult, PostgresSink
-from apt_energy.spark.transforms import STAGING_COLUMNS, parse_devices, parse_readings
-from pyspark.sql import DataFrame, SparkSession
+from apt_energy.database import conninfo
+from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions, StagedReading
+from apt_energy.spark.staging import CSV_OPTIONS, BatchKey, PartitionStager, stream_id
+from apt_energy.spark.transforms import parse_devices, parse_readings
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -48,6 +52,21 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
     return spark
 
 
+def sink_options(settings: Settings) -> SinkOptions:
+    """The sink's options, from the settings."""
+    return SinkOptions(timezone=settings.complex.timezone, rules=settings.rules,
+                       units={k: e.unit for k, e in settings.energy.items()},
+                       devices_topic=settings.kafka.devices_topic)
+
+
+def life_column(parsed: DataFrame) -> Column:
+    """The reading's ``life`` (a gateway that lost its seq state starts a new one), 0 when the parsed
+    readings do not carry it (a contract without ``life``) or the record left it out."""
+    if "life" not in parsed.columns:
+        return F.lit(0).cast("long")
+    return F.coalesce(F.col("life").cast("long"), F.lit(0).cast("long"))
+
+
 @dataclass
 class JobStats:
     batches: int = 0
@@ -56,35 +75,53 @@ class JobStats:
     quarantined: int = 0
     alerts: int = 0
     last: BatchResult | None = None
+    staging_s: float = 0.0      # time in Spark: read, parse, format and COPY by the executors
+    merge_s: float = 0.0        # time in the driver's merge transactions
     errors: list[str] = field(default_factory=list)
 
 
 T = TypeVar("T")
 
 
-def with_retries(action: Callable[[], T], *, what: str, attempts: int = 6) -> T:
-    """PostgreSQL restarting or briefly unreachable should cost a delay, not the query. The batch's
-    transaction either committed or not, so retrying it is safe (and exact)."""
+def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | None = None,
+                 attempts: int | None = None) -> T:
+    """Transient database errors (PostgreSQL restarting or unreachable, a serialization failure, a
+    deadlock — psycopg's ``OperationalError`` family) cost a delay, not the query: retried with backoff
+    until it works, ``stop`` is set or ``attempts`` are spent. The batch's transaction either committed
+    or not, so retrying it is safe (and exact). Data errors never reach here: the sink quarantines them."""
     delay = 0.5
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return action()
         except psycopg.OperationalError as exc:
-            if attempt == attempts:
+            if (attempts is not None and attempt >= attempts) or (stop is not None and stop.is_set()):
                 raise
-            logger.warning("%s failed (%s); retry %d/%d in %.1fs", what, str(exc).splitlines()[0][:120], attempt,
-                           attempts - 1, delay)
-            time.sleep(delay)
+            logger.warning("transient failure what=%s attempt=%d retry_in=%.1fs error=%s", what, attempt, delay,
+                           str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__)
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
             delay = min(delay * 2, 10)
-    raise AssertionError("unreachable")
 
 
 class StreamJob:
+    """Two streaming queries (readings, devices) feeding the PostgreSQL sink.
+
+    Readings scale with the executors: each partition of a micro-batch is formatted as CSV in the JVM and
+    COPYed by its executor into ``reading_staging`` under the batch's key; the driver then runs one
+    short merge transaction per batch. Devices (a few records per batch) go through the driver."""
+
     def __init__(self, settings: Settings, spark: SparkSession, *, checkpoint_dir: Path | None = None) -> None:
         self.settings = settings
         self.spark = spark
-        self.sink = PostgresSink(settings)
+        dsn = conninfo(settings)
+        self.sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
         self.checkpoint_dir = checkpoint_dir or settings.path(settings.spark.checkpoint_dir)
+        self.stream_id = stream_id(str(self.checkpoint_dir.resolve() / "readings"))
+        self.stager = PartitionStager(dsn)
         self.stats = JobStats()
         self.queries: list[StreamingQuery] = []
         self.stop_event = threading.Event()
@@ -104,11 +141,13 @@ class StreamJob:
         units = {k: e.unit for k, e in s.energy.items()}
         parsed = parse_readings(self._kafka(s.kafka.readings_topic), units=units, timezone=s.complex.timezone,
                                 max_future_s=s.spark.max_future_s, max_past_days=s.spark.max_past_days)
-        # Timestamps leave Spark as UTC text: collect() would otherwise hand over naive local times.
-        staged = parsed.withColumn("ts", F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ssXXX")).select(*STAGING_COLUMNS)
+        # Timestamps leave Spark as UTC text (with their zone), whatever reads them next.
+        staged = (parsed.withColumn("life", life_column(parsed))
+                  .withColumn("ts", F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ssXXX"))
+                  .select(*StagedReading._fields))
         trigger = f"{s.spark.trigger_s} seconds"
         self.queries.append(
-            staged.writeStream.queryName("readings").foreachBatch(self._readings_batch)
+            self._readings_output(staged).writeStream.queryName("readings").foreachBatch(self._readings_batch)
             .option("checkpointLocation", str(self.checkpoint_dir / "readings"))
             .trigger(processingTime=trigger).start())
         devices = parse_devices(self._kafka(s.kafka.devices_topic))
@@ -119,24 +158,48 @@ class StreamJob:
         logger.info("stream job started master=%s trigger=%s checkpoint=%s readings=%s", s.spark.master, trigger,
                     self.checkpoint_dir, s.kafka.readings_topic)
 
+    def _readings_output(self, staged: DataFrame) -> DataFrame:
+        """What each readings micro-batch carries: one CSV line per record (formatted in the JVM), in
+        ``reading_staging``'s column order after the batch key."""
+        return staged.select(F.to_csv(F.struct(*StagedReading._fields), CSV_OPTIONS).alias("line"))
+
     def _readings_batch(self, df: DataFrame, batch_id: int) -> None:
-        rows = [tuple(r) for r in df.collect()]
-        if not rows:
-            return
-        result = with_retries(lambda: self.sink.write_readings(batch_id, rows), what=f"readings batch {batch_id}")
+        key = BatchKey(self.stream_id, batch_id)
+        what = f"readings batch {batch_id}"
+        lines = df.select(F.concat(F.lit(f"{key.stream_id},{key.batch_id},"), F.col("line")))
+        for attempt in itertools.count(1):
+            with_retries(lambda: self.sink.clear(key), what=what, stop=self.stop_event)   # a retry's leftovers
+            began = time.monotonic()
+            staged = int(lines.rdd.mapPartitions(self.stager).sum())    # the executors COPY; each counts its rows
+            self.stats.staging_s += time.monotonic() - began
+            if not staged:
+                return
+            result = with_retries(functools.partial(self.sink.merge, key, staged=staged), what=what,
+                                  stop=self.stop_event)
+            if result is not None:
+                self._count(result)
+                return
+            if self.stop_event.is_set():
+                raise ServiceError(f"{what}: staged rows lost and the job is stopping", service="postgresql")
+            logger.warning("staged rows lost (PostgreSQL restarted?); staging again batch=%d attempt=%d",
+                           batch_id, attempt)
+
+    def _count(self, result: BatchResult) -> None:
         st = self.stats
         st.batches += 1
         st.rows += result.rows
         st.inserted += result.inserted
         st.quarantined += result.quarantined
         st.alerts += result.alerts
+        st.merge_s += result.seconds
         st.last = result
         logger.info("%s", result.line())
 
     def _devices_batch(self, df: DataFrame, batch_id: int) -> None:
         rows = [tuple(r) for r in df.collect()]
         if rows:
-            n = with_retries(lambda: self.sink.write_devices(batch_id, rows), what=f"devices batch {batch_id}")
+            n = with_retries(lambda: self.sink.write_devices(batch_id, rows), what=f"devices batch {batch_id}",
+                             stop=self.stop_event)
             logger.debug("devices batch=%d rows=%d devices=%d", batch_id, len(rows), n)
 
     def idle(self) -> bool:

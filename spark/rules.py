@@ -12,22 +12,28 @@ alerts in the same transaction as the usage, so a replayed batch cannot raise an
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from apt_energy.config.settings import NightFlowRule, PeerRule, Threshold
 
+RuleName = Literal["threshold", "threshold_critical", "night_flow", "peer"]
+Severity = Literal["warning", "critical"]
+
 
 @dataclass(frozen=True)
 class Alert:
+    """One alert to raise (stored once per household, energy type, period and rule)."""
+
     household_id: int
     energy_type: str
     period: date
-    rule: str
-    severity: str
+    rule: RuleName
+    severity: Severity
     observed: float
     reference: float
     detail: dict[str, object] = field(default_factory=dict, compare=False)
@@ -47,14 +53,15 @@ class UsageChange:
     after: Decimal
 
 
-def threshold_crossings(changes: Iterable[UsageChange], thresholds: dict[str, Threshold]) -> list[Alert]:
+def threshold_crossings(changes: Iterable[UsageChange], thresholds: Mapping[str, Threshold]) -> list[Alert]:
+    """Alerts for the months whose usage crossed a level in this batch (before < level ≤ after)."""
     out = []
+    levels: tuple[tuple[RuleName, Severity], ...] = (("threshold", "warning"), ("threshold_critical", "critical"))
     for c in changes:
         level = thresholds.get(c.energy_type)
         if level is None:
             continue
-        for rule, severity, limit in (("threshold", "warning", level.warning),
-                                      ("threshold_critical", "critical", level.critical)):
+        for (rule, severity), limit in zip(levels, (level.warning, level.critical), strict=True):
             if c.before < Decimal(str(limit)) <= c.after:
                 out.append(Alert(c.household_id, c.energy_type, c.month, rule, severity, float(c.after), limit))
     return out
@@ -118,10 +125,65 @@ def judge_night(readings: Sequence[Interval], window: tuple[datetime, datetime],
 
 def night_flow_alert(household_id: int, meter: str, night: date, verdict: NightVerdict,
                      rule: NightFlowRule) -> Alert | None:
+    """A leak alert when the night's longest flowing run reaches ``rule.min_hours``."""
     if verdict.longest_flow_h < rule.min_hours:
         return None
-    return Alert(household_id, meter, night, "night_flow", rule.severity, verdict.longest_flow_h,
+    severity: Severity = "warning" if rule.severity == "warning" else "critical"
+    return Alert(household_id, meter, night, "night_flow", severity, verdict.longest_flow_h,
                  float(rule.min_hours), {"min_flow_per_hour": rule.min_flow_per_hour.get(meter)})
+
+
+@dataclass(frozen=True)
+class NightKey:
+    """One night of one household's meter."""
+
+    household_id: int
+    meter: str
+    night: date
+
+
+@dataclass(frozen=True)
+class OpenLeak:
+    """An active night_flow alert: its id and the night it was raised for."""
+
+    alert_id: int
+    night: date
+
+
+@dataclass(frozen=True)
+class NightDecisions:
+    raise_alerts: list[Alert]
+    resolve_ids: list[int]          # stored alerts to resolve
+    resolve_raised: list[Alert]     # alerts raised by this same batch and already over (a dry later night)
+
+
+def night_flow_decisions(verdicts: Mapping[NightKey, NightVerdict], open_leaks: Mapping[tuple[int, str], OpenLeak],
+                         rule: NightFlowRule) -> NightDecisions:
+    """What the nights a batch touched mean, night by night in date order: a household meter with an
+    open leak resolves it on a later night that shows a dry reading (and raises nothing else until
+    then: one alert per leak, not one per night); one without raises an alert for a leaking night."""
+    open_now: dict[tuple[int, str], OpenLeak | Alert] = dict(open_leaks)
+    raised: list[Alert] = []
+    resolved: list[int] = []
+    resolved_raised: list[Alert] = []
+    for key in sorted(verdicts, key=lambda k: (k.night, k.household_id, k.meter)):
+        verdict = verdicts[key]
+        where = (key.household_id, key.meter)
+        leak = open_now.get(where)
+        if leak is not None:
+            opened = leak.night if isinstance(leak, OpenLeak) else leak.period
+            if verdict.dry and key.night > opened:
+                if isinstance(leak, OpenLeak):
+                    resolved.append(leak.alert_id)
+                else:
+                    resolved_raised.append(leak)
+                del open_now[where]
+            continue
+        alert = night_flow_alert(key.household_id, key.meter, key.night, verdict, rule)
+        if alert is not None:
+            raised.append(alert)
+            open_now[where] = alert
+    return NightDecisions(raised, resolved, resolved_raised)
 
 
 # ------------------------------------------------------------------------------------------ peers

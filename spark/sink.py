@@ -1,10 +1,13 @@
 """The exact PostgreSQL sink: one transaction per micro-batch, COPY into a temp table, set-based SQL.
 
-Raw readings are inserted with ``ON CONFLICT (device_id, meter, seq) DO NOTHING`` and only what was
-*newly* inserted is added to ``energy_usage`` (exact NUMERIC sums), so Kafka duplicates, replays after
-a crash and late data change nothing or land in the right month. Bad records go to ``quarantine``
-(keyed by their Kafka coordinates, so a replay does not duplicate them). Alerts for the rows the batch
-changed are written in the same transaction, with their Slack delivery queued in the outbox.
+Raw readings are inserted with ``ON CONFLICT (device_id, meter, life, seq) DO NOTHING`` and only what
+was *newly* inserted is added to ``energy_usage`` (exact NUMERIC sums), so Kafka duplicates, replays
+after a crash and late data change nothing or land in the right month. A reading whose key is already
+stored with another value or ts is a reused seq (a gateway that lost its counter without starting a
+new ``life``) and is quarantined as ``reused seq``; an identical replay stays silent. Bad records go
+to ``quarantine`` (keyed by their Kafka coordinates, so a replay does not duplicate them). Alerts for
+the rows the batch changed are written in the same transaction, with their Slack delivery queued in
+the outbox.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, NamedTuple
+from zoneinfo import ZoneInfo
 
 import psycopg
-from apt_energy.config import Settings
-from apt_energy.database import conninfo
+from apt_energy.config.settings import Rules
 from apt_energy.spark import rules
-from apt_energy.spark.transforms import STAGING_COLUMNS
+from apt_energy.spark.poison import find_poison, is_data_error, printable, rejection
+from apt_energy.spark.staging import STAGED_COLUMNS, BatchKey
+from psycopg.rows import class_row
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +55,71 @@ WITH bad AS (
     ON CONFLICT (source_topic, kafka_partition, kafka_offset) DO NOTHING
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM bad), (SELECT count(*) FROM ins)
+SELECT (SELECT count(*) FROM bad) AS bad, (SELECT count(*) FROM ins) AS new
 """
+
+# After _APPLY: good readings whose key is stored with another value or ts (by an earlier batch, or by
+# another record of this one) reuse a seq. An identical replay matches its stored row and stays silent.
+_REUSED = """
+WITH reused AS (
+    SELECT s.topic, s.kafka_partition, s.kafka_offset, 'reused seq' AS reason, left(s.device_id, 64) AS device_id,
+           s.raw
+    FROM staging s
+    JOIN meter_readings m ON m.device_id = s.device_id AND m.meter = s.meter AND m.life = s.life AND m.seq = s.seq
+    WHERE s.reason IS NULL AND (m.value IS DISTINCT FROM s.value OR m.ts IS DISTINCT FROM s.ts)
+), ins AS (
+    INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
+    SELECT * FROM reused
+    ON CONFLICT (source_topic, kafka_partition, kafka_offset) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM reused) AS bad, (SELECT count(*) FROM ins) AS new
+"""
+
+_STAGED_COLUMNS = ", ".join(STAGED_COLUMNS[2:])   # the record's columns, without its batch key
+
+# One batch of reading_staging (filled by the executors) into this transaction's temp staging table.
+_LOAD_STAGED = f"""
+INSERT INTO staging ({_STAGED_COLUMNS})
+SELECT {_STAGED_COLUMNS} FROM reading_staging WHERE stream_id = %s AND batch_id = %s
+"""
+
+# ... or only some of its records (bisection), by Kafka coordinates.
+_LOAD_STAGED_SUBSET = _LOAD_STAGED + """
+  AND (kafka_partition, kafka_offset) IN (SELECT * FROM unnest(%s::int[], %s::bigint[]))
+"""
+
+_STAGED_KEYS = """
+SELECT kafka_partition, kafka_offset FROM reading_staging WHERE stream_id = %s AND batch_id = %s ORDER BY 1, 2
+"""
+
+# Refused records keep only their quarantine entry (a validation reason, if they had one, wins).
+_MARK_REFUSED = """
+UPDATE reading_staging s SET reason = COALESCE(s.reason, r.reason)
+FROM unnest(%s::int[], %s::bigint[], %s::text[]) AS r(kafka_partition, kafka_offset, reason)
+WHERE s.stream_id = %s AND s.batch_id = %s AND s.kafka_partition = r.kafka_partition
+  AND s.kafka_offset = r.kafka_offset
+"""
+
+_DELETE_STAGED = "DELETE FROM reading_staging WHERE stream_id = %s AND batch_id = %s"
+
+_COUNT_STAGED = "SELECT count(*) FROM reading_staging WHERE stream_id = %s AND batch_id = %s"
 
 # Readings → meter_readings (idempotent) → energy_usage (only the new ones), returning each changed
 # month with its month-to-date before and after this batch.
 _APPLY = """
 WITH good AS (
-    SELECT DISTINCT ON (s.device_id, s.meter, s.seq) s.*, h.id AS household_id
+    SELECT DISTINCT ON (s.device_id, s.meter, s.life, s.seq) s.*, h.id AS household_id
     FROM staging s JOIN households h ON h.device_id = s.device_id
     WHERE s.reason IS NULL
-    ORDER BY s.device_id, s.meter, s.seq, s.kafka_offset
+    ORDER BY s.device_id, s.meter, s.life, s.seq, s.kafka_partition, s.kafka_offset
 ), new AS (
-    INSERT INTO meter_readings (device_id, meter, seq, household_id, ts, interval_s, value, total, usage_month,
-                                kafka_partition, kafka_offset)
-    SELECT device_id, meter, seq, household_id, ts, interval_s, value, total, usage_month, kafka_partition,
+    INSERT INTO meter_readings (device_id, meter, life, seq, household_id, ts, interval_s, value, total,
+                                usage_month, kafka_partition, kafka_offset)
+    SELECT device_id, meter, life, seq, household_id, ts, interval_s, value, total, usage_month, kafka_partition,
            kafka_offset
     FROM good
-    ON CONFLICT (device_id, meter, seq) DO NOTHING
+    ON CONFLICT (device_id, meter, life, seq) DO NOTHING
     RETURNING household_id, meter, usage_month, value, interval_s
 ), agg AS (
     SELECT household_id, meter, usage_month, sum(value) AS amount, count(*) AS n, sum(interval_s) AS covered
@@ -95,13 +147,144 @@ WITH good AS (
         updated_at = now()
     RETURNING u.household_id, u.energy_type, u.usage_date, u.amount_exact, u.covered_s
 )
-SELECT up.household_id, a.meter, up.usage_date, up.amount_exact - a.amount, up.amount_exact, up.covered_s, a.n,
-       h.building_id
+SELECT up.household_id, a.meter AS energy_type, up.usage_date AS month, up.amount_exact - a.amount AS before,
+       up.amount_exact AS after, up.covered_s, a.n AS inserted, h.building_id
 FROM up
 JOIN energy_types et ON et.label_ko = up.energy_type
 JOIN agg a ON a.household_id = up.household_id AND a.meter = et.key AND a.usage_month = up.usage_date
 JOIN households h ON h.id = up.household_id
 """
+
+
+class StagedReading(NamedTuple):
+    """One parsed Kafka record of the readings topic (``transforms.parse_readings`` plus ``life``)."""
+
+    device_id: str | None
+    meter: str | None
+    life: int | None
+    seq: int | None
+    ts: str | None
+    interval_s: int | None
+    value: Decimal | None
+    total: Decimal | None
+    unit: str | None
+    usage_month: date | None
+    topic: str
+    partition: int
+    offset: int
+    reason: str | None
+    raw: str | None
+    received_ms: int | None
+
+    def quarantined(self, reason: str) -> StagedReading:
+        """This record as a quarantine entry only: its Kafka coordinates, device and payload (made
+        storable) and a reason — the validation's if it had one (the database then refused only the
+        raw bytes), else ``reason``; nothing else of it reaches a table."""
+        return StagedReading(printable(self.device_id), None, None, None, None, None, None, None, None, None,
+                             self.topic,
+                             self.partition, self.offset, self.reason or reason, printable(self.raw),
+                             self.received_ms)
+
+
+class MonthChange(NamedTuple):
+    """One energy_usage row a batch changed (what the rules see)."""
+
+    household_id: int
+    energy_type: str          # the meter key
+    month: date
+    before: Decimal           # month-to-date before this batch
+    after: Decimal
+    covered_s: int            # seconds of readings summed into the month
+    inserted: int             # readings this batch added to it
+    building_id: int
+
+
+class PeerAmount(NamedTuple):
+    building_id: int
+    meter: str
+    month: date
+    household_id: int
+    amount: float
+
+
+class TouchedNight(NamedTuple):
+    household_id: int
+    meter: str
+    night: date
+
+
+class NightReading(NamedTuple):
+    household_id: int
+    meter: str
+    night: date
+    ts: datetime
+    interval_s: int
+    value: Decimal
+
+
+class ActiveLeak(NamedTuple):
+    id: int
+    household_id: int
+    energy_type: str
+    period: date
+
+
+class Counts(NamedTuple):
+    bad: int
+    new: int
+
+
+class StagingSummary(NamedTuple):
+    rows: int
+    oldest_received_ms: int | None
+
+
+class Applied(NamedTuple):
+    """What one batch's transaction did."""
+
+    rows: int
+    changes: list[MonthChange]
+    quarantined: int
+    alerts: int
+    resolved: int
+    oldest_received_ms: int | None
+
+    @property
+    def inserted(self) -> int:
+        return sum(c.inserted for c in self.changes)
+
+
+DeviceState = Literal["online", "offline"]
+DEVICE_STATES: tuple[DeviceState, ...] = ("online", "offline")
+
+
+class DeviceRecord(NamedTuple):
+    """One parsed Kafka record of the devices topic (status or meta)."""
+
+    device_id: str
+    kind: Literal["status", "meta"]
+    state: str | None           # a DeviceState when valid; anything a device sent otherwise
+    firmware: str | None
+    interval_s: int | None
+    raw: str | None
+    kafka_ts: datetime
+    partition: int
+    offset: int
+    reason: str | None = None   # set when the contract refused the record (spark/transforms.py)
+
+
+def _probe(conn: psycopg.Connection, action: Callable[[], object]) -> str | None:
+    """Run ``action`` in a savepoint and roll it back: the database's reason if it refused the data."""
+    try:
+        with conn.transaction():
+            action()
+            raise psycopg.Rollback()
+    except psycopg.Error as exc:
+        if is_data_error(exc):
+            reason: str = rejection(exc)
+            return reason
+        raise
+    return None
 
 
 @dataclass(frozen=True)
@@ -122,13 +305,24 @@ class BatchResult:
                 f"resolved={self.resolved} duration={self.seconds:.2f}s lag={lag}")
 
 
+@dataclass(frozen=True)
+class SinkOptions:
+    """What the sink needs besides a connection."""
+
+    timezone: str                  # the complex's: which local night a reading belongs to
+    rules: Rules
+    units: Mapping[str, str]       # meter → unit, stored with each alert
+    devices_topic: str             # where device records came from (their quarantine source)
+
+
 class PostgresSink:
     """Writes micro-batches. Each streaming query calls from its own thread, so each thread keeps its
     own connection (reopened after an error)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.tz = settings.complex.tz
+    def __init__(self, connect: Callable[[], psycopg.Connection], *, options: SinkOptions) -> None:
+        self._connect = connect
+        self.options = options
+        self.tz = ZoneInfo(options.timezone)
         self._local = threading.local()
         self._all: list[psycopg.Connection] = []
         self._lock = threading.Lock()
@@ -136,7 +330,7 @@ class PostgresSink:
     def connection(self) -> psycopg.Connection:
         conn: psycopg.Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(conninfo(self.settings))
+            conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -151,114 +345,212 @@ class PostgresSink:
     # ---------------------------------------------------------------------------- readings
 
     def write_readings(self, batch_id: int, rows: Sequence[Sequence[Any]]) -> BatchResult:
-        """``rows`` in :data:`STAGING_COLUMNS` order. All or nothing: one transaction."""
+        """``rows`` in :class:`StagedReading` order, from the driver. All or nothing: one transaction;
+        records the database refuses (poison) are found, quarantined with its reason, and the rest
+        committed."""
         started = time.monotonic()
+        staged = [StagedReading._make(r) for r in rows]
         conn = self.connection()
+
+        def load(subset: Sequence[StagedReading]) -> None:
+            with conn.cursor() as cur, cur.copy(f"COPY staging ({', '.join(_STAGING_NAMES)}) FROM STDIN") as cp:
+                for row in subset:
+                    cp.write_row(row)
+
         try:
-            with conn.transaction():
-                conn.execute(_STAGING_DDL)
-                with conn.cursor() as cur, cur.copy(f"COPY staging ({', '.join(_staging_names())}) FROM STDIN") as cp:
-                    for row in rows:
-                        cp.write_row(row)
-                quarantined = conn.execute(_QUARANTINE).fetchone()[0]  # type: ignore[index]
-                changed = conn.execute(_APPLY).fetchall()
-                alerts, resolved = self._evaluate_rules(conn, changed)
+            try:
+                with conn.transaction():
+                    applied = self._apply_readings(conn, lambda: load(staged))
+            except psycopg.Error as exc:
+                if not is_data_error(exc):
+                    raise
+                logger.warning("readings batch refused, isolating poison batch=%d reason=%s", batch_id,
+                               rejection(exc))
+                with conn.transaction():
+                    bad = find_poison(staged, lambda subset: _probe(
+                        conn, lambda: self._apply_readings(conn, lambda: load(subset))))
+                    staged = [r.quarantined(bad[i]) if i in bad else r for i, r in enumerate(staged)]
+                    applied = self._apply_readings(conn, lambda: load(staged))
         except psycopg.Error:
             conn.close()  # a broken connection must not be reused by the next batch
             raise
-        inserted = sum(int(r[6]) for r in changed)
-        received = [r[-1] for r in rows if r[-1] is not None]
-        lag = time.time() - min(received) / 1000 if received else None
-        return BatchResult(batch_id, len(rows), inserted, int(quarantined), alerts, resolved,
-                           time.monotonic() - started, lag)
+        return self._result(batch_id, applied, started)
 
-    def _evaluate_rules(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> tuple[int, int]:
-        cfg = self.settings.rules
-        changes = [rules.UsageChange(r[0], r[1], r[2], Decimal(r[3]), Decimal(r[4])) for r in changed]
-        alerts = rules.threshold_crossings(changes, cfg.thresholds)
-        alerts += self._peer_alerts(conn, changed)
-        night_alerts, to_resolve = self._night_flow(conn, changed)
-        alerts += night_alerts
+    def clear(self, key: BatchKey) -> int:
+        """Delete what an interrupted earlier attempt of this batch left in ``reading_staging``."""
+        conn = self.connection()
+        try:
+            with conn.transaction():
+                deleted = conn.execute(_DELETE_STAGED, (key.stream_id, key.batch_id)).rowcount
+        except psycopg.Error:
+            conn.close()
+            raise
+        if deleted:
+            logger.info("cleared leftovers of an earlier attempt batch=%d rows=%d", key.batch_id, deleted)
+        return deleted
+
+    def merge(self, key: BatchKey, *, staged: int) -> BatchResult | None:
+        """Merge a batch the executors staged in ``reading_staging`` (``staged`` rows): one short
+        transaction, which also deletes the batch's staged rows (so a replayed batch changes nothing).
+        Records the database refuses are found by bisection over the staged rows, quarantined with its
+        reason, and the rest committed.
+
+        ``None`` (and nothing written) when fewer rows than ``staged`` are there: PostgreSQL lost them
+        (a crash empties UNLOGGED tables), and the batch must be staged again."""
+        started = time.monotonic()
+        conn = self.connection()
+        batch = (key.stream_id, key.batch_id)
+
+        def load(subset: Sequence[tuple[int, int]] | None) -> None:
+            if subset is None:
+                conn.execute(_LOAD_STAGED, batch)
+            else:
+                conn.execute(_LOAD_STAGED_SUBSET, (*batch, [p for p, _ in subset], [o for _, o in subset]))
+
+        def complete() -> bool:
+            row = conn.execute(_COUNT_STAGED, batch).fetchone()
+            found = int(row[0]) if row else 0
+            if found != staged:
+                logger.warning("staged rows missing batch=%d staged=%d found=%d", key.batch_id, staged, found)
+            return found == staged
+
+        try:
+            try:
+                with conn.transaction():
+                    if not complete():
+                        return None
+                    applied = self._apply_readings(conn, lambda: load(None))
+                    conn.execute(_DELETE_STAGED, batch)
+            except psycopg.Error as exc:
+                if not is_data_error(exc):
+                    raise
+                logger.warning("readings batch refused, isolating poison batch=%d reason=%s", key.batch_id,
+                               rejection(exc))
+                with conn.transaction():
+                    if not complete():
+                        return None
+                    records = [(int(p), int(o)) for p, o in conn.execute(_STAGED_KEYS, batch).fetchall()]
+                    bad = find_poison(records, lambda subset: _probe(
+                        conn, lambda: self._apply_readings(conn, lambda: load(subset))))
+                    conn.execute(_MARK_REFUSED, ([records[i][0] for i in bad], [records[i][1] for i in bad],
+                                                 list(bad.values()), *batch))
+                    applied = self._apply_readings(conn, lambda: load(None))
+                    conn.execute(_DELETE_STAGED, batch)
+        except psycopg.Error:
+            conn.close()
+            raise
+        return self._result(key.batch_id, applied, started)
+
+    @staticmethod
+    def _result(batch_id: int, applied: Applied, started: float) -> BatchResult:
+        oldest = applied.oldest_received_ms
+        lag = time.time() - oldest / 1000 if oldest is not None else None
+        return BatchResult(batch_id, applied.rows, applied.inserted, applied.quarantined, applied.alerts,
+                           applied.resolved, time.monotonic() - started, lag)
+
+    def _apply_readings(self, conn: psycopg.Connection, load: Callable[[], None]) -> Applied:
+        """The batch's effect, inside the caller's transaction: ``load`` fills the temp ``staging``."""
+        conn.execute(_STAGING_DDL)
+        load()
+        with conn.cursor(row_factory=class_row(StagingSummary)) as cur:
+            summary = cur.execute("SELECT count(*) AS rows, min(received_ms) AS oldest_received_ms "
+                                  "FROM staging").fetchone()
+        with conn.cursor(row_factory=class_row(Counts)) as cur:
+            bad = cur.execute(_QUARANTINE).fetchone()
+        with conn.cursor(row_factory=class_row(MonthChange)) as cur:
+            changes = cur.execute(_APPLY).fetchall()
+        assert bad is not None and summary is not None
+        reused = Counts(0, 0)
+        if sum(c.inserted for c in changes) < summary.rows - bad.bad:
+            # Some good reading was not new: a replay, or a reused seq. (When every one was inserted,
+            # none can be: the check costs a lookup per reading, so it runs only then.)
+            with conn.cursor(row_factory=class_row(Counts)) as cur:
+                reused = cur.execute(_REUSED).fetchone() or reused
+        alerts, resolved = self._evaluate_rules(conn, changes)
+        return Applied(summary.rows, changes, bad.bad + reused.bad, alerts, resolved, summary.oldest_received_ms)
+
+    def _evaluate_rules(self, conn: psycopg.Connection, changes: list[MonthChange]) -> tuple[int, int]:
+        cfg = self.options.rules
+        usage = [rules.UsageChange(c.household_id, c.energy_type, c.month, c.before, c.after) for c in changes]
+        alerts = rules.threshold_crossings(usage, cfg.thresholds)
+        alerts += self._peer_alerts(conn, changes)
+        night = self._night_flow(conn, changes)
+        alerts += night.raise_alerts
         raised = self._store_alerts(conn, alerts)
-        resolved = self._resolve(conn, to_resolve)
+        resolved = self._resolve(conn, night.resolve_ids + self._alert_ids(conn, night.resolve_raised))
         return raised, resolved
 
-    def _peer_alerts(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> list[rules.Alert]:
-        rule = self.settings.rules.peer
+    def _peer_alerts(self, conn: psycopg.Connection, changes: list[MonthChange]) -> list[rules.Alert]:
+        rule = self.options.rules.peer
         min_covered = rule.min_days * 86400
-        groups = {(r[7], r[1], r[2]) for r in changed if r[5] >= min_covered}
+        groups = {(c.building_id, c.energy_type, c.month) for c in changes if c.covered_s >= min_covered}
         if not groups:
             return []
-        rows = conn.execute(
-            """SELECT h.building_id, et.key, u.usage_date, u.household_id, u.amount
-               FROM energy_usage u JOIN households h ON h.id = u.household_id
-               JOIN energy_types et ON et.label_ko = u.energy_type
-               JOIN unnest(%s::int[], %s::text[], %s::date[]) AS g(building_id, meter, month)
-                 ON g.building_id = h.building_id AND g.meter = et.key AND g.month = u.usage_date
-               WHERE u.covered_s >= %s""",
-            ([g[0] for g in groups], [g[1] for g in groups], [g[2] for g in groups], min_covered)).fetchall()
+        with conn.cursor(row_factory=class_row(PeerAmount)) as cur:
+            rows = cur.execute(
+                """SELECT h.building_id, et.key AS meter, u.usage_date AS month, u.household_id, u.amount
+                   FROM energy_usage u JOIN households h ON h.id = u.household_id
+                   JOIN energy_types et ON et.label_ko = u.energy_type
+                   JOIN unnest(%s::int[], %s::text[], %s::date[]) AS g(building_id, meter, month)
+                     ON g.building_id = h.building_id AND g.meter = et.key AND g.month = u.usage_date
+                   WHERE u.covered_s >= %s""",
+                ([g[0] for g in groups], [g[1] for g in groups], [g[2] for g in groups], min_covered)).fetchall()
         by_group: dict[tuple[int, str, date], dict[int, float]] = defaultdict(dict)
-        for building, meter, month, household, amount in rows:
-            by_group[(building, meter, month)][household] = float(amount)
+        for r in rows:
+            by_group[(r.building_id, r.meter, r.month)][r.household_id] = float(r.amount)
         out: list[rules.Alert] = []
         for (_, meter, month), amounts in by_group.items():
             out += rules.peer_outliers(amounts, meter, month, rule)
         return out
 
-    def _night_flow(self, conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> tuple[
-            list[rules.Alert], list[int]]:
-        rule = self.settings.rules.night_flow
-        meters = [m for m in rule.meters if m in {r[1] for r in changed}]
+    def _night_flow(self, conn: psycopg.Connection, changes: list[MonthChange]) -> rules.NightDecisions:
+        rule = self.options.rules.night_flow
+        meters = [m for m in rule.meters if m in {c.energy_type for c in changes}]
+        none = rules.NightDecisions([], [], [])
         if not meters:
-            return [], []
+            return none
         # Nights touched by this batch's new readings (read back by ingestion time in this transaction).
-        touched = conn.execute(
-            """SELECT DISTINCT household_id, meter,
-                      ((ts - interval '1 second') AT TIME ZONE %s)::date AS night
-               FROM meter_readings
-               WHERE ingested_at = now() AND meter = ANY(%s)
-                 AND extract(hour FROM (ts - interval '1 second') AT TIME ZONE %s) >= %s
-                 AND extract(hour FROM (ts - interval '1 second') AT TIME ZONE %s) < %s""",
-            (self.settings.complex.timezone, meters, self.settings.complex.timezone, rule.night_start_hour,
-             self.settings.complex.timezone, rule.night_end_hour)).fetchall()
+        tz = self.options.timezone
+        with conn.cursor(row_factory=class_row(TouchedNight)) as cur:
+            touched = cur.execute(
+                """SELECT DISTINCT household_id, meter, ((ts - interval '1 second') AT TIME ZONE %s)::date AS night
+                   FROM meter_readings
+                   WHERE ingested_at = now() AND meter = ANY(%s)
+                     AND extract(hour FROM (ts - interval '1 second') AT TIME ZONE %s) >= %s
+                     AND extract(hour FROM (ts - interval '1 second') AT TIME ZONE %s) < %s""",
+                (tz, meters, tz, rule.night_start_hour, tz, rule.night_end_hour)).fetchall()
         if not touched:
-            return [], []
-        windows = {(h, m, n): rules.night_window(n, self.tz, rule) for h, m, n in touched}
-        readings = conn.execute(
-            """SELECT w.household_id, w.meter, w.night, r.ts, r.interval_s, r.value
-               FROM unnest(%s::int[], %s::text[], %s::date[], %s::timestamptz[], %s::timestamptz[])
-                    AS w(household_id, meter, night, lo, hi)
-               JOIN meter_readings r ON r.household_id = w.household_id AND r.meter = w.meter
-                    AND r.ts > w.lo AND r.ts <= w.hi""",
-            ([k[0] for k in windows], [k[1] for k in windows], [k[2] for k in windows],
-             [w[0] for w in windows.values()], [w[1] for w in windows.values()])).fetchall()
-        per_window: dict[tuple[int, str, date], list[rules.Interval]] = defaultdict(list)
-        for h, m, n, ts, interval_s, value in readings:
-            per_window[(h, m, n)].append(rules.Interval(ts, interval_s, value))
-        active = dict(((h, m), (i, p)) for i, h, m, p in conn.execute(
-            """SELECT id, household_id, energy_type, period FROM alerts
-               WHERE rule = 'night_flow' AND state = 'active' AND household_id = ANY(%s)""",
-            ([k[0] for k in windows],)).fetchall())
-        alerts, resolve = [], []
-        for key in sorted(windows, key=lambda k: k[2]):
-            household, meter, night = key
-            verdict = rules.judge_night(per_window.get(key, []), windows[key], rule.min_flow_per_hour.get(meter, 0))
-            open_alert = active.get((household, meter))
-            if open_alert is not None:
-                if verdict.dry and night > open_alert[1]:
-                    resolve.append(open_alert[0])
-                    active.pop((household, meter))
-                continue
-            alert = rules.night_flow_alert(household, meter, night, verdict, rule)
-            if alert is not None:
-                alerts.append(alert)
-                active[(household, meter)] = (-1, night)  # one alert per leak, not one per night
-        return alerts, resolve
+            return none
+        windows = {rules.NightKey(t.household_id, t.meter, t.night): rules.night_window(t.night, self.tz, rule)
+                   for t in touched}
+        keys = list(windows)
+        with conn.cursor(row_factory=class_row(NightReading)) as cur:
+            readings = cur.execute(
+                """SELECT w.household_id, w.meter, w.night, r.ts, r.interval_s, r.value
+                   FROM unnest(%s::int[], %s::text[], %s::date[], %s::timestamptz[], %s::timestamptz[])
+                        AS w(household_id, meter, night, lo, hi)
+                   JOIN meter_readings r ON r.household_id = w.household_id AND r.meter = w.meter
+                        AND r.ts > w.lo AND r.ts <= w.hi""",
+                ([k.household_id for k in keys], [k.meter for k in keys], [k.night for k in keys],
+                 [windows[k][0] for k in keys], [windows[k][1] for k in keys])).fetchall()
+        per_window: dict[rules.NightKey, list[rules.Interval]] = defaultdict(list)
+        for r in readings:
+            per_window[rules.NightKey(r.household_id, r.meter, r.night)].append(
+                rules.Interval(r.ts, r.interval_s, r.value))
+        with conn.cursor(row_factory=class_row(ActiveLeak)) as cur:
+            active = cur.execute(
+                """SELECT id, household_id, energy_type, period FROM alerts
+                   WHERE rule = 'night_flow' AND state = 'active' AND household_id = ANY(%s)""",
+                ([k.household_id for k in keys],)).fetchall()
+        verdicts = {k: rules.judge_night(per_window.get(k, []), windows[k], rule.min_flow_per_hour.get(k.meter, 0))
+                    for k in keys}
+        open_leaks = {(a.household_id, a.energy_type): rules.OpenLeak(a.id, a.period) for a in active}
+        return rules.night_flow_decisions(verdicts, open_leaks, rule)
 
     def _store_alerts(self, conn: psycopg.Connection, alerts: list[rules.Alert]) -> int:
         if not alerts:
             return 0
-        units = {k: e.unit for k, e in self.settings.energy.items()}
+        units = self.options.units
         rows = conn.execute(
             """WITH a AS (
                    INSERT INTO alerts (household_id, energy_type, period, rule, severity, observed, reference,
@@ -274,6 +566,18 @@ class PostgresSink:
              [json.dumps(a.detail) for a in alerts])).fetchall()
         return len(rows)
 
+    @staticmethod
+    def _alert_ids(conn: psycopg.Connection, alerts: list[rules.Alert]) -> list[int]:
+        if not alerts:
+            return []
+        rows = conn.execute(
+            """SELECT a.id FROM alerts a
+               JOIN unnest(%s::int[], %s::text[], %s::date[], %s::text[]) AS k(household_id, energy_type, period, rule)
+                 USING (household_id, energy_type, period, rule)""",
+            ([a.household_id for a in alerts], [a.energy_type for a in alerts], [a.period for a in alerts],
+             [a.rule for a in alerts])).fetchall()
+        return [int(r[0]) for r in rows]
+
     def _resolve(self, conn: psycopg.Connection, alert_ids: list[int]) -> int:
         if not alert_ids:
             return 0
@@ -287,55 +591,66 @@ class PostgresSink:
     # ----------------------------------------------------------------------------- devices
 
     def write_devices(self, batch_id: int, rows: Iterable[Sequence[Any]]) -> int:
-        """Rows: ``transforms.DEVICE_COLUMNS`` (device_id, kind, state, firmware, interval_s, raw, kafka_ts,
-        partition, offset, reason); a row with a reason is quarantined."""
-        latest: dict[str, dict[str, Any]] = {}
-        bad = []
-        for device_id, kind, state, firmware, interval_s, raw, kafka_ts, partition, offset, rejected in rows:
-            if rejected is not None:
-                bad.append((partition, offset, rejected, device_id, raw))
-                continue
-            entry = latest.setdefault(device_id, {"device_id": device_id, "last_seen": kafka_ts})
-            entry["last_seen"] = max(entry["last_seen"], kafka_ts)
-            if kind == "status":
-                if state not in ("online", "offline"):
-                    reason = f"status without a valid state: {str(state)[:20]!r}"
-                    bad.append((partition, offset, reason, device_id, raw))
-                    continue
-                entry["state"] = state
-            else:
-                entry.update(firmware=firmware, interval_s=interval_s, meta=raw)
+        """Rows in :class:`DeviceRecord` order (``transforms.DEVICE_COLUMNS``). One transaction: records the
+        contract refused (their ``reason`` is set) and records the database refuses are quarantined with
+        their reasons, the rest committed."""
+        parsed = [DeviceRecord._make(r) for r in rows]
+        rejected = [(r, r.reason) for r in parsed if r.reason is not None]
+        records = [r for r in parsed if r.reason is None]
         conn = self.connection()
         try:
+            try:
+                with conn.transaction():
+                    return self._apply_devices(conn, records, rejected)
+            except psycopg.Error as exc:
+                if not is_data_error(exc):
+                    raise
+                logger.warning("devices batch refused, isolating poison batch=%d reason=%s", batch_id,
+                               rejection(exc))
             with conn.transaction():
-                for e in latest.values():
-                    conn.execute(
-                        """INSERT INTO devices AS d (device_id, household_id, state, firmware, interval_s, meta,
-                                                     last_seen)
-                           VALUES (%(device_id)s::text,
-                                   (SELECT id FROM households WHERE device_id = %(device_id)s::text),
-                                   COALESCE(%(state)s::text, 'unknown'), %(firmware)s::text, %(interval_s)s::int,
-                                   %(meta)s::jsonb, %(last_seen)s::timestamptz)
-                           ON CONFLICT (device_id) DO UPDATE SET
-                               state = COALESCE(%(state)s::text, d.state),
-                               firmware = COALESCE(EXCLUDED.firmware, d.firmware),
-                               interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),
-                               meta = COALESCE(EXCLUDED.meta, d.meta),
-                               last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
-                               updated_at = now()""",
-                        {"state": None, "firmware": None, "interval_s": None, "meta": None, **e})
-                for partition, offset, reason, device_id, raw in bad:
-                    conn.execute(
-                        """INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id,
-                                                   raw_payload) VALUES (%s, %s, %s, %s, %s, %s)
-                           ON CONFLICT DO NOTHING""",
-                        (self.settings.kafka.devices_topic, partition, offset, reason, device_id, raw))
+                bad = find_poison(records, lambda subset: _probe(conn, lambda: self._apply_devices(conn, subset, [])))
+                good = [r for i, r in enumerate(records) if i not in bad]
+                return self._apply_devices(conn, good, rejected + [(records[i], reason) for i, reason in bad.items()])
         except psycopg.Error:
             conn.close()
             raise
+
+    def _apply_devices(self, conn: psycopg.Connection, records: Sequence[DeviceRecord],
+                       poisoned: list[tuple[DeviceRecord, str]]) -> int:
+        latest: dict[str, dict[str, Any]] = {}
+        bad = list(poisoned)
+        for r in records:
+            entry = latest.setdefault(r.device_id, {"device_id": r.device_id, "last_seen": r.kafka_ts})
+            entry["last_seen"] = max(entry["last_seen"], r.kafka_ts)
+            if r.kind == "status":
+                if r.state not in DEVICE_STATES:
+                    bad.append((r, f"status without a valid state: {str(r.state)[:20]!r}"))
+                    continue
+                entry["state"] = r.state
+            else:
+                entry.update(firmware=r.firmware, interval_s=r.interval_s, meta=r.raw)
+        for e in latest.values():
+            conn.execute(
+                """INSERT INTO devices AS d (device_id, household_id, state, firmware, interval_s, meta, last_seen)
+                   VALUES (%(device_id)s::text, (SELECT id FROM households WHERE device_id = %(device_id)s::text),
+                           COALESCE(%(state)s::text, 'unknown'), %(firmware)s::text, %(interval_s)s::int,
+                           %(meta)s::jsonb, %(last_seen)s::timestamptz)
+                   ON CONFLICT (device_id) DO UPDATE SET
+                       state = COALESCE(%(state)s::text, d.state),
+                       firmware = COALESCE(EXCLUDED.firmware, d.firmware),
+                       interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),
+                       meta = COALESCE(EXCLUDED.meta, d.meta),
+                       last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
+                       updated_at = now()""",
+                {"state": None, "firmware": None, "interval_s": None, "meta": None, **e})
+        for r, reason in bad:
+            conn.execute(
+                """INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
+                   VALUES (%s, %s, %s, %s, left(%s, 64), %s)
+                   ON CONFLICT DO NOTHING""",
+                (self.options.devices_topic, r.partition, r.offset, reason, printable(r.device_id),
+                 printable(r.raw)))
         return len(latest)
 
 
-def _staging_names() -> list[str]:
-    rename = {"partition": "kafka_partition", "offset": "kafka_offset"}
-    return [rename.get(c, c) for c in STAGING_COLUMNS]
+_STAGING_NAMES = [{"partition": "kafka_partition", "offset": "kafka_offset"}.get(c, c) for c in StagedReading._fields]

@@ -71,3 +71,36 @@ def test_peer_rule_flags_only_far_outliers() -> None:
     [alert] = rules.peer_outliers(amounts, "electricity", date(2024, 8, 1), rule)
     assert (alert.household_id, alert.rule, alert.reference) == (99, "peer", 315.0)
     assert rules.peer_outliers({1: 10.0, 2: 100.0}, "water", date(2024, 8, 1), rule) == []  # too few peers
+
+
+LEAK = rules.NightVerdict(longest_flow_h=6, dry=False)
+DRY = rules.NightVerdict(longest_flow_h=0, dry=True)
+
+
+def nights(*verdicts: rules.NightVerdict, start: date = date(2024, 5, 10)) -> dict[rules.NightKey, rules.NightVerdict]:
+    return {rules.NightKey(7, "water", start + timedelta(days=i)): v for i, v in enumerate(verdicts)}
+
+
+def test_a_leak_raises_once_however_many_nights_it_lasts() -> None:
+    d = rules.night_flow_decisions(nights(LEAK, LEAK, LEAK), {}, NIGHT)
+    assert [(a.household_id, a.period, a.rule) for a in d.raise_alerts] == [(7, date(2024, 5, 10), "night_flow")]
+    assert d.resolve_ids == [] and d.resolve_raised == []
+
+
+def test_an_open_leak_resolves_on_a_later_dry_night_only() -> None:
+    open_leak = {(7, "water"): rules.OpenLeak(41, date(2024, 5, 10))}
+    assert rules.night_flow_decisions(nights(DRY), open_leak, NIGHT).resolve_ids == []     # its own night
+    later = rules.night_flow_decisions(nights(LEAK, DRY), open_leak, NIGHT)
+    assert later.resolve_ids == [41] and later.raise_alerts == []
+    # after resolving, a new leak in the same batch is a new alert
+    again = rules.night_flow_decisions(nights(LEAK, DRY, LEAK), open_leak, NIGHT)
+    assert again.resolve_ids == [41] and [a.period for a in again.raise_alerts] == [date(2024, 5, 12)]
+
+
+def test_a_leak_raised_and_over_within_one_batch_is_raised_and_resolved() -> None:
+    d = rules.night_flow_decisions(nights(LEAK, DRY), {}, NIGHT)
+    assert d.raise_alerts == d.resolve_raised and len(d.raise_alerts) == 1
+
+
+def test_a_quiet_night_without_an_open_leak_decides_nothing() -> None:
+    assert rules.night_flow_decisions(nights(DRY, DRY), {}, NIGHT) == rules.NightDecisions([], [], [])
