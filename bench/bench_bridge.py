@@ -14,19 +14,23 @@ import argparse
 import dataclasses
 import json
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
-from apt_energy.stack.kafka import Kafka
+from apt_energy.stack.kafka import Kafka, ensure_acls
 from confluent_kafka import Consumer
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.common import percentile, report, stack_settings
+from apt_energy.kafka import kafka_client
+from apt_energy.mqtt import login
+from bench.common import TEST_PREFIX_ROOT, mosquitto_client_env, percentile, report, stack_settings
 
 
 def payload(i: int) -> bytes:
@@ -36,9 +40,11 @@ def payload(i: int) -> bytes:
 
 def load(settings: Settings, n: int) -> None:
     """``--repeat`` waits for every PUBACK; ``mosquitto_pub -l`` exits with messages unsent."""
-    subprocess.run(["mosquitto_pub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port), "-q", "1", "-M", "200",
-                    "-m", payload(0).decode(), "--repeat", str(n),
-                    "-t", f"{settings.mqtt.topic_prefix}/hanbit/01/101/water/reading"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["mosquitto_pub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port), "-q", "1",
+                        "-M", "200", "-m", payload(0).decode(), "--repeat", str(n),
+                        "-t", f"{settings.mqtt.topic_prefix}/hanbit/01/101/water/reading"], check=True,
+                       env=mosquitto_client_env(settings, "admin", Path(tmp)))
 
 
 def bare_subscriber_rate(settings: Settings, n: int) -> float:
@@ -56,6 +62,7 @@ def bare_subscriber_rate(settings: Settings, n: int) -> float:
     props.SessionExpiryInterval = 600
     props.ReceiveMaximum = min(settings.bridge.max_in_flight, 65535)  # the bridge's flow-control window
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    login(c, settings, "bridge")  # the same identity and TLS as the bridge: a fair baseline
     c.connect(settings.mqtt.host, settings.mqtt.port, clean_start=False, properties=props)
     c.loop_start()
     c.subscribe(f"{settings.mqtt.topic_prefix}/#", qos=1)
@@ -64,6 +71,7 @@ def bare_subscriber_rate(settings: Settings, n: int) -> float:
     c.loop_stop()
     load(settings, n)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    login(c, settings, "bridge")
     c.on_message = on_message
     c.connect(settings.mqtt.host, settings.mqtt.port, clean_start=False, properties=props)
     began = time.monotonic()
@@ -103,6 +111,7 @@ def added_latency(settings: Settings, rate: int, seconds: int) -> list[float]:
     while not bridge.source.subscribed:
         time.sleep(0.05)
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    login(pub, settings, "admin")
     pub.connect(settings.mqtt.host, settings.mqtt.port)
     pub.loop_start()
     topic = f"{settings.mqtt.topic_prefix}/hanbit/01/101/water/reading"
@@ -116,8 +125,8 @@ def added_latency(settings: Settings, rate: int, seconds: int) -> list[float]:
     pub.loop_stop()
     bridge.stop()
     t.join()
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(kafka_client(settings, "admin").config(**{"group.id": uuid.uuid4().hex,
+                                                                  "auto.offset.reset": "earliest"}))
     consumer.subscribe([settings.kafka.readings_topic])
     out: list[float] = []
     deadline = time.monotonic() + 60
@@ -135,11 +144,13 @@ def isolated(base: Settings, tag: str, kafka: Kafka) -> Settings:
               f"bench.{tag}.devices": {}, f"bench.{tag}.dlq": {}}
     kafka.create_topics(topics, partitions=6)
     names = list(topics)
-    return dataclasses.replace(
-        base, mqtt=dataclasses.replace(base.mqtt, topic_prefix=f"bench{tag}"),
+    settings = dataclasses.replace(
+        base, mqtt=dataclasses.replace(base.mqtt, topic_prefix=f"{TEST_PREFIX_ROOT}/bench{tag}"),
         kafka=dataclasses.replace(base.kafka, readings_topic=names[0], devices_topic=names[1],
                                   dead_letter_topic=names[2]),
         bridge=dataclasses.replace(base.bridge, group=f"g{tag}", client_id=f"bench-bridge-{tag}"))
+    ensure_acls(settings)  # the bridge principal may write the bench's topics
+    return settings
 
 
 def main() -> None:

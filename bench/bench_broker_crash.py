@@ -26,11 +26,12 @@ from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
 from apt_energy.edge import Fleet, FleetOptions
 from apt_energy.stack import mosquitto as mosquitto_module
-from apt_energy.stack.kafka import Kafka
+from apt_energy.stack.kafka import Kafka, ensure_acls
 from apt_energy.stack.mosquitto import Mosquitto
 from apt_energy.stack.process import alive, read_pid
 from confluent_kafka import Consumer
 
+from apt_energy.kafka import kafka_client
 from bench.common import report, stack_settings
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -49,23 +50,27 @@ def with_autosave(lines: list[str]) -> None:
 def isolated(base: Settings, kafka: Kafka, run_dir: Path) -> Settings:
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
     tag = uuid.uuid4().hex[:8]
     names = [f"bench.crash.{tag}.{k}" for k in ("readings", "devices", "dlq")]
     kafka.create_topics({n: {} for n in names}, partitions=6)
-    return dataclasses.replace(
-        base, mqtt=dataclasses.replace(base.mqtt, port=port, topic_prefix=f"crash{tag}"),
+    settings = dataclasses.replace(
+        base, mqtt=dataclasses.replace(base.mqtt, port=free_port(), plain_port=free_port(), topic_prefix=f"crash{tag}"),
         kafka=dataclasses.replace(base.kafka, readings_topic=names[0], devices_topic=names[1],
                                   dead_letter_topic=names[2]),
         bridge=dataclasses.replace(base.bridge, client_id=f"crash-bridge-{tag}"),
         stack=dataclasses.replace(base.stack, run_dir=str(run_dir)))
+    ensure_acls(settings)
+    return settings
 
 
 def readings_in_kafka(s: Settings, timeout: float = 60) -> set[tuple[str, str, int]]:
-    c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c = Consumer(kafka_client(s, "admin").config(**{"group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
+                                                    "enable.auto.commit": False}))
     c.subscribe([s.kafka.readings_topic])
     out: set[tuple[str, str, int]] = set()
     quiet = time.monotonic()

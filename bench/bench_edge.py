@@ -10,23 +10,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import subprocess
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from apt_energy.config.settings import BuildingGroup
 from apt_energy.edge.fleet import Fleet, FleetOptions
 
-from bench.common import report, rss_kb, stack_settings
+from bench.common import TEST_PREFIX_ROOT, mosquitto_client_env, report, rss_kb, stack_settings
 
 
 def native_rate(settings, count: int, payload: bytes) -> float:  # type: ignore[no-untyped-def]
     """mosquitto_pub publishing ``count`` QoS 1 messages. ``--repeat`` waits for every PUBACK; ``-l`` (stdin)
     does not: it exits with messages unsent (34k of 100k arrived here), so it would flatter the baseline."""
-    began = time.monotonic()
-    subprocess.run(["mosquitto_pub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port), "-q", "1", "-M", "100",
-                    "-m", payload.decode(), "--repeat", str(count), "-t", f"bench/{uuid.uuid4().hex}/reading"],
-                   check=True)
+    with tempfile.TemporaryDirectory() as tmp:  # same TLS and login as the fleet's devices get
+        env = mosquitto_client_env(settings, "admin", Path(tmp))
+        began = time.monotonic()
+        subprocess.run(["mosquitto_pub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port), "-q", "1",
+                        "-M", "100", "-m", payload.decode(), "--repeat", str(count),
+                        "-t", f"{TEST_PREFIX_ROOT}/{uuid.uuid4().hex}/reading"], check=True, env=env)
     return count / (time.monotonic() - began)
 
 

@@ -31,12 +31,14 @@ from typing import Any
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.database import connect, conninfo, migrate, seed
+from apt_energy.database import connect, conninfo, migrate, roles, seed
+from apt_energy.database.roles import harden_database
 from apt_energy.spark.job import StreamJob, build_session, sink_options, with_retries
 from apt_energy.spark.sink import BatchResult, PostgresSink
 from apt_energy.spark.staging import BatchKey
 from apt_energy.stack import NativeStack
 from apt_energy.stack.jars import spark_kafka_jars
+from apt_energy.stack.kafka import ensure_acls
 from confluent_kafka import Producer
 from psycopg import sql
 
@@ -137,18 +139,21 @@ def fresh_settings(base: Settings, stack: NativeStack, tag: str, *, database: st
     name = database or f"bench_{tag}"
     with stack.postgres.admin_connect() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                    sql.Identifier(base.postgres.writer_user)))
+                                                                    sql.Identifier(base.postgres.owner_user)))
+    with stack.postgres.admin_connect(dbname=name) as admin:
+        harden_database(admin, name, roles(base))
     topic = f"bench.{tag}.readings"
     if base.kafka.readings_topic != topic:
         stack.kafka.create_topics({topic: {}, f"bench.{tag}.devices": {}}, partitions=6)
     s = dataclasses.replace(base, postgres=dataclasses.replace(base.postgres, database=name),
                             kafka=dataclasses.replace(base.kafka, readings_topic=topic,
                                                       devices_topic=f"bench.{tag}.devices"))
-    with connect(s) as conn:
-        migrate(conn)
-        seed(conn, s)
+    with connect(s, role="owner") as conn:  # the writer may not create tables: the owner does
         conn.execute("CREATE TABLE baseline_usage (device_id text, meter text, seq bigint, amount numeric)")
+        migrate(conn, roles=roles(s))
+        seed(conn, s)
         conn.commit()
+    ensure_acls(s)  # the stream job's principal may read this run's topics
     return s
 
 
@@ -211,7 +216,7 @@ def row_at_a_time(spark: Any, settings: Settings, n: int, workdir: Path) -> floa
     from apt_energy.spark.schema import READING_SCHEMA
     from pyspark.sql import functions as F
 
-    df = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+    df = (spark.readStream.format("kafka").options(**kafka_client(settings, "spark").spark_options())
           .option("subscribe", settings.kafka.readings_topic).option("startingOffsets", "earliest")
           .option("maxOffsetsPerTrigger", str(n)).load()
           .select(F.from_json(F.col("value").cast("string"), READING_SCHEMA).alias("r")).select("r.*"))

@@ -122,6 +122,17 @@ class Mosquitto:
                    alive=lambda: alive(pid))
         logger.info("mosquitto up port=%d pid=%d", port, pid)
 
+    def grants_prefix_root(self, root: str) -> bool:
+        """Whether the running broker's identities grant the test prefix root (``mqtt.test_prefix_root``)."""
+        import json
+
+        try:
+            data = json.loads((self.dir / "identities.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return any(acl.get("topic", "").startswith(f"{root}/+/") for role in data.get("roles", [])
+                   for acl in role.get("acls", []))
+
     def down(self) -> None:
         pid = read_pid(self.pid_file)
         if is_ours(pid, str(self.dir)):

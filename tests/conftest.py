@@ -4,7 +4,6 @@ isolated resources (uuid-named databases, Kafka topics, MQTT topic prefixes)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -29,15 +28,6 @@ from tests.slack_stub import SlackStub
 TEST_PREFIX_ROOT = "test"
 
 
-def _grants_test_prefixes(stack: NativeStack) -> bool:
-    try:
-        data = json.loads((stack.settings.run_dir / "mosquitto" / "identities.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return any(acl.get("topic", "").startswith(f"{TEST_PREFIX_ROOT}/+/") for role in data.get("roles", [])
-               for acl in role.get("acls", []))
-
-
 @pytest.fixture(scope="session")
 def native_stack() -> Iterator[NativeStack]:
     """The real Mosquitto, PostgreSQL and Kafka. Started here unless already healthy; stopped at the end
@@ -49,7 +39,7 @@ def native_stack() -> Iterator[NativeStack]:
     stack = NativeStack(config.load())
     already = all(s.healthy for s in stack.status())
     if already:
-        if not _grants_test_prefixes(stack):
+        if not stack.mosquitto.grants_prefix_root(TEST_PREFIX_ROOT):
             stack.mosquitto.down()  # started without the test grants (e.g. by `make demo`)
             stack.mosquitto.up()
         stack.migrate()
