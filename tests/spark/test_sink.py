@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading, exact, usage_month
+from apt_energy.kafka import kafka_client
 from tests.mqtt_helpers import wait_for
 from tests.spark.test_job import Totals, db_totals, normalised, produce, reading, stored_count
 
@@ -93,7 +94,7 @@ def test_poison_readings_are_quarantined_with_the_database_reason_and_the_rest_c
 
 
 def produce_devices(settings: Settings, records: list[tuple[str, bytes]]) -> None:
-    p = Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    p = Producer(kafka_client(settings, "admin").config())
     for key, value in records:
         p.produce(settings.kafka.devices_topic, key=key.encode(), value=value)
     assert p.flush(30) == 0
