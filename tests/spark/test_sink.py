@@ -62,29 +62,33 @@ def test_poison_readings_are_quarantined_with_the_database_reason_and_the_rest_c
     good = [reading(d, "electricity", i, start + timedelta(hours=i + 1), round(0.25 + i / 100, 2))
             for d in devices for i in range(12)]
     template = good[0].to_dict()
-    poison = [
-        # passes validation, but no text column can hold a NUL
-        json.dumps({**template, "device_id": devices[0] + "\x00"}).encode(),
-        # too large for NUMERIC(20, 6): Spark's exact cast yields NULL, the NOT NULL column refuses it
-        json.dumps({**template, "seq": 500, "value": 1e14}).encode(),
-        json.dumps({**template, "seq": 501, "total": 3e17}).encode(),
+    # Poison the contract cannot know about: a rule only the database enforces (as a later migration or a
+    # DBA might add). These pass validation and are refused inside the batch's transaction.
+    with connect(settings, role="owner") as conn:
+        conn.execute("ALTER TABLE meter_readings ADD CONSTRAINT only_in_the_database CHECK (seq NOT IN (500, 501))")
+        conn.commit()
+    poison = [json.dumps({**template, "seq": 500}).encode(), json.dumps({**template, "seq": 501}).encode()]
+    # Hostile records PostgreSQL would refuse too; the contract stops them first, with its own reason.
+    hostile = [
+        json.dumps({**template, "device_id": devices[0] + "\x00"}).encode(),   # no text column holds a NUL
+        json.dumps({**template, "seq": 502, "value": 1e14}).encode(),          # beyond NUMERIC(20, 6)
+        json.dumps({**template, "seq": 503, "total": 3e17}).encode(),
+        b'{"device_id": "a\x00b"}',                                           # its raw bytes hold a NUL
     ]
-    invalid_with_nul = b'{"device_id": "a\x00b"}'   # invalid anyway, and its raw bytes hold a NUL
     batch = [(r.device_id.encode(), r.to_json()) for r in good]
-    for i, payload in enumerate([*poison, invalid_with_nul]):      # between good readings
-        batch.insert(5 + 9 * i, (b"p", payload))
+    for i, payload in enumerate([*poison, *hostile]):      # between good readings
+        batch.insert(5 + 6 * i, (b"p", payload))
     produce(settings, batch)
     wait_for(lambda: job.stats.rows >= len(batch), 120, "every record processed")
     job.check()                                    # both queries still running
     assert stored_count(settings) == len(good)
     assert db_totals(settings) == ledger(good, settings)
     stored = quarantine(settings)
-    assert len(stored) == len(poison) + 1
-    assert all(stored[p.decode()].startswith("database: ") for p in poison)
-    assert "NUL" in stored[poison[0].decode()] or "0x00" in stored[poison[0].decode()]
-    assert "not-null" in stored[poison[1].decode()] and "not-null" in stored[poison[2].decode()]
-    # the database refused only its raw bytes: it keeps the validation's reason, its payload made storable
-    assert not stored[invalid_with_nul.decode().replace("\x00", "\ufffd")].startswith("database: ")
+    assert len(stored) == len(poison) + len(hostile)
+    assert all("only_in_the_database" in stored[p.decode()] and stored[p.decode()].startswith("database: ")
+               for p in poison)
+    # the contract's reason, and the payload made storable (NUL → U+FFFD)
+    assert sum(not reason.startswith("database: ") for reason in stored.values()) == len(hostile)
 
     # the job is alive: more good readings land
     more = [reading(devices[1], "water", i, start + timedelta(hours=i + 1), 0.01) for i in range(5)]
@@ -117,24 +121,30 @@ def test_poison_device_records_are_quarantined_and_the_devices_query_keeps_runni
         return f"{device}/meta", (f'{{"device_id":"{device}","firmware":"{firmware}","interval_s":3600'
                                   f"{extra}}}").encode()
 
-    poison = [
-        meta(devices[0], "fw-1", ',"calibration":NaN'),      # JSON PostgreSQL's jsonb refuses
-        meta(devices[1], "fw-" + "9" * 80),                   # longer than firmware VARCHAR(64)
-        status("gw-" + "x" * 80, "online"),                   # longer than device_id VARCHAR(64)
-        status("gw-\x00-1", "online"),                        # a NUL in the key
+    with connect(settings, role="owner") as conn:  # a rule only the database knows (see the readings test)
+        conn.execute("ALTER TABLE devices ADD CONSTRAINT only_in_the_database "
+                     "CHECK (firmware IS DISTINCT FROM 'fw-poison')")
+        conn.commit()
+    poison = [meta(devices[1], "fw-poison")]
+    hostile = [                                                  # the contract refuses these first
+        meta(devices[0], "fw-1", ',"calibration":NaN'),          # JSON PostgreSQL's jsonb refuses
+        meta(devices[1], "fw-" + "9" * 80),                       # longer than firmware VARCHAR(64)
+        status("gw-" + "x" * 80, "online"),                       # longer than device_id VARCHAR(64)
+        status("gw-\x00-1", "online"),                            # a NUL in the key
     ]
     # Each poison record comes after a good one for the same key (the same Kafka partition), so it is
     # the latest and the one the sink would write.
     records = [status(d, "online") for d in devices] + [meta(d, "fw-1") for d in devices]
-    for i, record in enumerate(poison):
+    for i, record in enumerate([*poison, *hostile]):
         records.insert(4 + 2 * i, record)
     produce_devices(settings, records)
     wait_for(lambda: len(device_rows(settings)) == len(devices), 90, "the good devices")
-    wait_for(lambda: len(quarantine(settings)) == len(poison), 30, "the poison quarantined")
+    wait_for(lambda: len(quarantine(settings)) == len(poison) + len(hostile), 30, "the poison quarantined")
     assert device_rows(settings) == {d: ("online", "fw-1") for d in devices}
     with connect(settings) as conn:
         rows = conn.execute("SELECT source_topic, reason FROM quarantine").fetchall()
-    assert all(topic == settings.kafka.devices_topic and reason.startswith("database: ") for topic, reason in rows)
+    assert all(topic == settings.kafka.devices_topic for topic, _ in rows)
+    assert sum(reason.startswith("database: ") and "only_in_the_database" in reason for _, reason in rows) == 1
 
     produce_devices(settings, [status(devices[2], "offline")])   # the query is alive
     wait_for(lambda: device_rows(settings)[devices[2]][0] == "offline", 60, "a later status")
