@@ -18,7 +18,7 @@ from apt_energy.spark.job import StreamJob
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
-from apt_energy.contract import Reading, exact, usage_month
+from apt_energy.contract import DeviceMeta, MeterInfo, Reading, exact, usage_month
 from apt_energy.kafka import kafka_client
 from tests.mqtt_helpers import wait_for
 from tests.spark.test_job import Totals, db_totals, normalised, produce, reading, stored_count
@@ -117,9 +117,13 @@ def test_poison_device_records_are_quarantined_and_the_devices_query_keeps_runni
         return f"{device}/status", json.dumps({"device_id": device, "state": state,
                                               "ts": "2024-04-01T00:00:00Z"}).encode()
 
+    homes = {h.device_id: h for h in settings.complex.households()}
+
     def meta(device: str, firmware: str, extra: str = "") -> tuple[str, bytes]:
-        return f"{device}/meta", (f'{{"device_id":"{device}","firmware":"{firmware}","interval_s":3600'
-                                  f"{extra}}}").encode()
+        h = homes[device]
+        doc = DeviceMeta(device, h.complex_id, h.building, h.floor, h.unit, (MeterInfo("water", "m³"),), firmware,
+                         3600).to_json()
+        return f"{device}/meta", doc[:-1] + extra.encode() + b"}"
 
     with connect(settings, role="owner") as conn:  # a rule only the database knows (see the readings test)
         conn.execute("ALTER TABLE devices ADD CONSTRAINT only_in_the_database "
@@ -132,14 +136,12 @@ def test_poison_device_records_are_quarantined_and_the_devices_query_keeps_runni
         status("gw-" + "x" * 80, "online"),                       # longer than device_id VARCHAR(64)
         status("gw-\x00-1", "online"),                            # a NUL in the key
     ]
-    # Each poison record comes after a good one for the same key (the same Kafka partition), so it is
-    # the latest and the one the sink would write.
-    records = [status(d, "online") for d in devices] + [meta(d, "fw-1") for d in devices]
-    for i, record in enumerate([*poison, *hostile]):
-        records.insert(4 + 2 * i, record)
-    produce_devices(settings, records)
+    # The good records first; then the bad ones, each the latest for its key, so it is the one the sink
+    # would write.
+    produce_devices(settings, [status(d, "online") for d in devices] + [meta(d, "fw-1") for d in devices])
     wait_for(lambda: len(device_rows(settings)) == len(devices), 90, "the good devices")
-    wait_for(lambda: len(quarantine(settings)) == len(poison) + len(hostile), 30, "the poison quarantined")
+    produce_devices(settings, [*poison, *hostile])
+    wait_for(lambda: len(quarantine(settings)) == len(poison) + len(hostile), 60, "the poison quarantined")
     assert device_rows(settings) == {d: ("online", "fw-1") for d in devices}
     with connect(settings) as conn:
         rows = conn.execute("SELECT source_topic, reason FROM quarantine").fetchall()
