@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from apt_energy.database.connection import connect
 from apt_energy.edge.profile import FleetModel
+from apt_energy.forecast import job
 from apt_energy.forecast.history import import_months
 
 from apt_energy import config
@@ -28,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--interval", type=int, default=86400,
                    help="the streamed meter interval in s; sets the month's noise to match summed readings")
     p.set_defaults(func=run)
+    f = sub.add_parser("forecast", help="forecast monthly usage on Spark (household, building, complex); backtest",
+                       description="run: forecast every series 1..--horizon months ahead into usage_forecasts. "
+                                   "backtest: rolling origin, MASE (m=12) / sMAPE / bias / coverage per level.")
+    f.add_argument("action", choices=["run", "backtest"])
+    f.add_argument("--horizon", type=int, default=3, help="months ahead (default 3)")
+    f.add_argument("--windows", type=int, default=12, help="backtest origins (default 12)")
+    f.set_defaults(func=run_forecast_command)
 
 
 def month_starts(until: date, months: int) -> list[date]:
@@ -70,3 +78,31 @@ def run(args: argparse.Namespace) -> int:
                           source=f"simulated-history seed={settings.simulation.seed}")
     print(f"history imported: {n} rows (months that already had usage were left alone)")
     return 0
+
+
+def run_forecast_command(args: argparse.Namespace) -> int:
+    settings = config.load()
+    with connect(settings) as conn:
+        usage = job.read_usage(conn)
+    series = job.series_frame(usage, settings.complex.id)
+    print(f"forecast: {series.groupby(job.KEYS).ngroups} series, {usage['month'].nunique()} months; starting Spark …",
+          flush=True)
+    spark = job.build_session(settings.spark.master, shuffle_partitions=settings.spark.shuffle_partitions)
+    try:
+        if args.action == "run":
+            fc = job.run_forecast(spark, series, horizon=args.horizon)
+            with connect(settings) as conn:
+                n = job.store_forecasts(conn, fc)
+            print(f"usage_forecasts: {n} rows")
+            cx = fc[(fc["level"] == "complex") & (fc["model"] == "ets")]
+            for r in cx.sort_values(["energy_type", "horizon"]).itertuples(index=False):
+                print(f"  complex {r.energy_type:<11} {r.target_month:%Y-%m} {r.point:,.0f} "
+                      f"(80% {r.lo80:,.0f}–{r.hi80:,.0f}, 95% {r.lo95:,.0f}–{r.hi95:,.0f})")
+            return 0
+        table = job.run_backtest(spark, series, windows=args.windows, horizon=args.horizon)
+        with connect(settings) as conn:
+            job.store_backtest(conn, table)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return 0
+    finally:
+        spark.stop()

@@ -38,7 +38,8 @@ def import_months(conn: psycopg.Connection, *, device_ids: Sequence[str], meters
                                              AND f.valid_from <= i.month ORDER BY f.valid_from DESC LIMIT 1),
                                             (SELECT f.factor FROM emission_factors f WHERE f.energy_type = t.key
                                              ORDER BY f.valid_from LIMIT 1), 0) AS emission
-                 FROM history_in i JOIN households h ON h.device_id = i.device_id JOIN energy_types t ON t.key = i.meter),
+                 FROM history_in i JOIN households h ON h.device_id = i.device_id
+                 JOIN energy_types t ON t.key = i.meter),
                ins AS (
                  INSERT INTO energy_usage (household_id, energy_type, usage_date, amount, emission, amount_exact)
                  SELECT household_id, label_ko, month, amount, emission, amount FROM src
