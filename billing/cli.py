@@ -6,9 +6,8 @@ import argparse
 from datetime import date
 
 from apt_energy.billing import store, tariffs
+from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
-
-from apt_energy import config
 
 
 def _month(text: str) -> date:
@@ -29,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = config.load()
+    settings = load_settings()
     rates = tariffs.load()
     with connect(settings) as conn:
         written = store.compute(conn, rates, month=args.month)

@@ -12,12 +12,11 @@ import math
 from datetime import date, datetime, timedelta
 
 import numpy as np
+from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
 from apt_energy.edge.profile import FleetModel
 from apt_energy.forecast import job
 from apt_energy.forecast.history import import_months
-
-from apt_energy import config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -64,7 +63,7 @@ def simulated_totals(model: FleetModel, months: list[date], interval_s: int) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = config.load()
+    settings = load_settings()
     until = date.fromisoformat(f"{args.until}-01")
     months = month_starts(until, args.months)
     households = settings.complex.households()
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_forecast_command(args: argparse.Namespace) -> int:
-    settings = config.load()
+    settings = load_settings()
     with connect(settings) as conn:
         usage = job.read_usage(conn)
     series = job.series_frame(usage, settings.complex.id)
