@@ -26,6 +26,8 @@ COMMANDS = (
     "apt_energy.dashboards.cli",
     "apt_energy.demo",
     "apt_energy.config.cli",
+    "apt_energy.billing.cli",
+    "apt_energy.forecast.cli",
 )
 
 EPILOG = """\
