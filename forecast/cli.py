@@ -54,7 +54,7 @@ def simulated_totals(model: FleetModel, months: list[date], interval_s: int) -> 
     for i, month in enumerate(months):
         days = calendar.monthrange(month.year, month.month)[1]
         start = datetime(month.year, month.month, 1, tzinfo=model.tz)
-        total = sum(model.hourly_rate(start + timedelta(hours=h)) for h in range(days * 24))
+        total: np.ndarray = np.sum([model.hourly_rate(start + timedelta(hours=h)) for h in range(days * 24)], axis=0)
         sigma = sim.noise_sigma / math.sqrt(max(1, days * 86400 // interval_s))
         rng = np.random.default_rng([sim.seed, 7, month.year * 12 + month.month - 1])
         noise = rng.lognormal(-sigma * sigma / 2, sigma, size=total.shape)
