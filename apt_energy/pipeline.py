@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -37,7 +38,8 @@ from apt_energy.supervise import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PipelineOptions", "down", "is_running", "register", "service_specs", "status", "up"]
+__all__ = ["PipelineOptions", "check_services", "down", "is_running", "register", "service_specs", "status", "up",
+           "wait_bridges_subscribed"]
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,16 @@ def is_running(directory: Path) -> int | None:
     return pid if is_ours(pid, f"--dir {directory}") and pid is not None and alive(pid) else None
 
 
-def up(options: PipelineOptions, *, timeout_s: float = 30.0) -> bool:
+def up(options: PipelineOptions, *, timeout_s: float = 30.0, env: dict[str, str] | None = None) -> bool:
     """Start the supervisor daemon unless one already serves ``options.directory``; wait until it has
-    started every service. Returns False if it was already running."""
+    started every service. Its children inherit ``env`` (default: this process's environment).
+    Returns False if it was already running."""
     options.directory.mkdir(parents=True, exist_ok=True)
     if is_running(options.directory):
         return False
     options.state_file.unlink(missing_ok=True)
-    pid = spawn(supervisor_argv(options), pid_file=options.pid_file, log_file=options.directory / "supervisor.log")
+    pid = spawn(supervisor_argv(options), pid_file=options.pid_file, log_file=options.directory / "supervisor.log",
+                env=env)
 
     def started() -> bool:
         _, records = read_state(options.state_file)
@@ -111,6 +115,37 @@ def up(options: PipelineOptions, *, timeout_s: float = 30.0) -> bool:
     wait_until(started, timeout=timeout_s, what="pipeline supervisor", log_file=options.directory / "supervisor.log",
                alive=lambda: alive(pid))
     return True
+
+
+def wait_bridges_subscribed(options: PipelineOptions, *, timeout_s: float = 60.0) -> None:
+    """Wait until every bridge has subscribed (its stats file says so): a fresh bridge session has no
+    subscription yet, and what is published before it exists has no subscriber."""
+    stats = [Path(s.argv[s.argv.index("--stats-file") + 1]) for s in service_specs(options)
+             if s.name.startswith("bridge")]
+
+    def subscribed() -> bool:
+        check_services(options.directory)
+        return all(_subscribed(f) for f in stats)
+
+    wait_until(subscribed, timeout=timeout_s, what="bridge subscription", log_file=options.directory / "bridge.log")
+
+
+def _subscribed(stats_file: Path) -> bool:
+    try:
+        return bool(json.loads(stats_file.read_text()).get("subscribed"))
+    except (OSError, ValueError):
+        return False
+
+
+def check_services(directory: Path) -> None:
+    """Raise if the supervisor is gone or has given up on a service (crash loop), naming the log."""
+    pid, records = status(directory)
+    for record in records:
+        if record.state == "crash-loop":
+            raise ServiceError(f"{record.name} {record.note}", service=record.name)
+    if pid is None:
+        raise ServiceError(f"the pipeline supervisor is not running; see {directory / 'supervisor.log'}",
+                           service="pipeline")
 
 
 def status(directory: Path) -> tuple[int | None, list[ServiceRecord]]:
