@@ -99,6 +99,6 @@ Where to look next
          apt-energy dashboards check --from {start.astimezone(tz):%Y-%m-%d} --to {until.astimezone(tz):%Y-%m-%d}
          (docker compose serves them at http://localhost:3000; see README "What you see")
   Slack: set SLACK_BOT_TOKEN (+ APT_ENERGY_SLACK_CHANNEL) or SLACK_WEBHOOK_URL; without them the alerts were
-         logged to {demo_dir / 'spark.log'} — list them with `apt-energy alerts`
+         logged to {demo_dir / 'notifier.log'} — list them with `apt-energy alerts`
   Stop:  {stop}`apt-energy stack down`""")
 
