@@ -21,7 +21,7 @@ test-unit: bootstrap ## unit tests only (no services)
 	$(VENV)/pytest -m unit $(ARGS)
 
 chaos: bootstrap ## fault suite: kill -9 bridge/Spark/Kafka, restarts, Slack outage, hostile input → loss table
-	$(VENV)/pytest -m chaos -rxX $(ARGS)
+	$(VENV)/pytest -m chaos -rxX --basetemp=.run/chaos $(ARGS)
 
 check: bootstrap ## ruff + mypy
 	$(VENV)/ruff check .

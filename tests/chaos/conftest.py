@@ -47,9 +47,11 @@ def chaos(native_stack: NativeStack, slack: tuple[SlackStub, AmbiguousSlack],
         with stub.lock:
             return list(stub.messages)
 
-    c = Chaos(settings, env, tmp / "pipeline", accepted, households=list(settings.complex.households()))
+    *households, canary = settings.complex.households()
+    c = Chaos(settings, env, tmp / "pipeline", accepted, households=households)
     try:
         c.up()
+        c.wait_ready(canary)
         yield c
     finally:
         c.down()

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apt_energy.config import Household, Settings
@@ -23,14 +23,17 @@ from apt_energy.edge.fleet import Fleet, FleetOptions
 
 from apt_energy import pipeline
 from apt_energy.pipeline import PipelineOptions
-from apt_energy.supervise import RestartPolicy, ServiceRecord
-from apt_energy.truth import TruthResult, check, read_ledger
+from apt_energy.supervise import ServiceRecord
+from apt_energy.truth import TruthResult, check, database_totals, read_ledger
 
 HOUSEHOLDS = 20            # per scenario: each scenario simulates households of its own
 DAYS = 3
 INTERVAL_S = 3600
 RUN_S = 8.0                # real seconds the fleet takes for DAYS, so a fault lands mid-run
-QUIET_S = 30.0             # no progress for this long (and no service restart) → the scenario has settled
+QUIET_S = 20.0             # no progress for this long (and no service restart) → the scenario has settled
+RESTART_GRACE_S = 90.0     # ... and no service started this recently: a JVM under load takes a while
+READY_TIMEOUT_S = 300.0
+GIVE_UP_RESTARTS = 3
 SETTLE_TIMEOUT_S = 180.0
 
 
@@ -79,11 +82,29 @@ class Chaos:
     @property
     def options(self) -> PipelineOptions:
         return PipelineOptions(directory=self.directory, bridge_client_id=self.settings.bridge.client_id,
-                               policy=RestartPolicy(max_crashes=10, window_s=120), stop_timeout_s=30)
+                               stop_timeout_s=30)
 
     def up(self) -> None:
         pipeline.up(self.options, env=self.env)
         pipeline.wait_bridges_subscribed(self.options, timeout_s=120)
+
+    def wait_ready(self, canary: Household) -> None:
+        """One reading through the whole chain (MQTT → bridge → Kafka → Spark → PostgreSQL), so the first
+        scenario does not measure the Spark job's start-up."""
+        from apt_energy.contract import Reading
+        from apt_energy.reset import mqtt_session
+        from apt_energy.topics import reading_topic
+
+        reading = Reading(canary.device_id, "electricity", 1, datetime(2024, 1, 1, tzinfo=UTC), INTERVAL_S,
+                          0.5, 0.5, "kWh")
+        with mqtt_session(self.settings, f"canary-{canary.device_id}") as client:
+            client.publish(reading_topic(self.settings.mqtt.topic_prefix, canary, "electricity"), reading.to_json(),
+                           qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not database_totals(self.settings, [canary.device_id]):
+            pipeline.check_services(self.directory)
+            assert time.monotonic() < deadline, f"the canary reading was not stored; see {self.directory}/*.log"
+            time.sleep(1.0)
 
     def down(self) -> None:
         pipeline.down(self.directory, timeout_s=30)
@@ -145,18 +166,21 @@ def run_scenario(chaos: Chaos, name: str, start: datetime, *, fault: Callable[[]
     thread.join(300)
     assert not thread.is_alive(), "the fleet did not finish"
     ledger = read_ledger(ledger_path)
-    truth = settle(chaos, ledger)
+    truth = settle(chaos, ledger, restarts_before)
     outcome = Outcome(name, readings=truth.readings, lost=truth.lost, doubled=truth.doubled,
                       quarantined=quarantined(chaos.settings) - quarantine_before,
                       dead_lettered=dead_letters(chaos.settings) - dead_before)
     outcome.alerts, outcome.posts_per_alert = slack_delivery(chaos, [h.device_id for h in households])
-    outcome.restarts = {k: r.restarts - restarts_before.get(k, 0) for k, r in chaos.services().items()}
+    services = chaos.services()
+    outcome.restarts = {k: r.restarts - restarts_before.get(k, 0) for k, r in services.items()}
+    outcome.note = ", ".join(f"{k} crash-loop" for k, r in services.items() if r.state == "crash-loop")
     return outcome, truth
 
 
-def settle(chaos: Chaos, ledger: dict[tuple[str, str, str], object]) -> TruthResult:
+def settle(chaos: Chaos, ledger: dict[tuple[str, str, str], object], restarts_before: dict[str, int]) -> TruthResult:
     """Wait until the database holds the ledger and Slack every alert, or nothing has moved for QUIET_S
-    (counted from the last change and the last service start) — a lost reading never arrives."""
+    (counted from the last change and the last service start) — a lost reading never arrives — or a
+    service keeps crashing (GIVE_UP_RESTARTS in this scenario: a poison message, it will not recover)."""
     from apt_energy.progress import pending_notifications
 
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
@@ -167,13 +191,16 @@ def settle(chaos: Chaos, ledger: dict[tuple[str, str, str], object]) -> TruthRes
         if truth.ok and pending == 0:
             return truth
         services = chaos.services().values()
+        if any(r.state == "crash-loop" or r.restarts - restarts_before.get(r.name, 0) >= GIVE_UP_RESTARTS
+               for r in services):
+            return truth
         state = (truth.stored, pending, tuple((r.pid, r.state) for r in services))
         now = time.monotonic()
         if state != last:
             last, last_change = state, now
         newest_start = max((r.started_at or 0.0 for r in services), default=0.0)
         since_start = time.time() - newest_start
-        if (now - last_change > QUIET_S and since_start > QUIET_S) or now > deadline:
+        if (now - last_change > QUIET_S and since_start > RESTART_GRACE_S) or now > deadline:
             return truth
         time.sleep(1.0)
 

@@ -22,23 +22,32 @@ class Hostile:
     retain: bool = False
 
 
-def _reading(h: Household, ts: datetime, seq: int, **changes: object) -> dict[str, object]:
+def _reading(h: Household, when: datetime, seq: int, changes: dict[str, object]) -> dict[str, object]:
     body: dict[str, object] = {"device_id": h.device_id, "meter": "electricity", "seq": seq,
-                               "ts": ts.isoformat().replace("+00:00", "Z"), "interval_s": 3600,
+                               "ts": when.isoformat().replace("+00:00", "Z"), "interval_s": 3600,
                                "value": 1.0, "total": 1.0, "unit": "kWh"}
     body.update(changes)
     return body
 
 
+BRIDGE_LEVEL = frozenset({"huge topic level", "3,000-deep JSON", "1,900-deep JSON within the size limit",
+                          ">1 MB payload", "non-UTF-8 payload", "overlong device id", "wildcards in ids",
+                          "duplicate keys", "retained junk on status", "retained huge status"})
+
+
 def corpus(prefix: str, h: Household, ts: datetime) -> list[Hostile]:
     """Hostile messages aimed at household ``h``'s topics; seqs far above the fleet's, so a reading
-    set aside can never shadow an honest one."""
+    set aside can never shadow an honest one. Those named in :data:`BRIDGE_LEVEL` are the bridge's to
+    dead-letter (topic, size, encoding, JSON shape, ids); the rest are well-formed JSON readings with
+    hostile values that reach Kafka and must be quarantined by the stream job."""
     topic = reading_topic(prefix, h, "electricity")
     seq = 2**41
 
     def reading(n: int, **changes: object) -> bytes:
-        return json.dumps(_reading(h, ts, seq + n, **changes)).encode()
+        return json.dumps(_reading(h, ts, seq + n, changes)).encode()
 
+    long_unit = "1" * 5000
+    long_id = h.device_id[:-len(h.unit_code)] + long_unit
     nested_3000 = b"[" * 3000 + b"]" * 3000
     nested_in_limit = b'{"device_id": "' + h.device_id.encode() + b'", "meter": "electricity", "x": ' + \
         b"[" * 1900 + b"]" * 1900 + b"}"
@@ -53,8 +62,8 @@ def corpus(prefix: str, h: Household, ts: datetime) -> list[Hostile]:
         Hostile("NUL in fields", topic, reading(3, unit="kWh\u0000", ts="2024-01-01T00:00:00\u0000Z")),
         Hostile("value >= 1e14", topic, reading(4, value=1e15, total=1e15)),
         Hostile("seq beyond 64 bits", topic, reading(5, seq=2**70)),
-        Hostile("overlong device id", f"{device_base(prefix, h)[:-len(h.unit_code)]}{'1' * 5000}/electricity/reading",
-                json.dumps(_reading(h, ts, seq + 6, device_id=h.device_id[:-len(h.unit_code)] + "1" * 5000)).encode()),
+        Hostile("overlong device id", f"{device_base(prefix, h)[:-len(h.unit_code)]}{long_unit}/electricity/reading",
+                json.dumps(_reading(h, ts, seq + 6, {"device_id": long_id})).encode()),
         Hostile("wildcards in ids", topic, reading(7, meter="electricity/+/#")),
         Hostile("duplicate keys", topic,
                 reading(8)[:-1] + b', "value": -5, "device_id": "' + h.device_id.encode() + b'x"}'),

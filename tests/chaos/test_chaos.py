@@ -19,7 +19,7 @@ from apt_energy.stack.process import read_pid
 from apt_energy.reset import mqtt_session
 from tests.chaos.conftest import OUTCOMES
 from tests.chaos.harness import Chaos, Outcome, run_scenario
-from tests.chaos.hostile import corpus
+from tests.chaos.hostile import BRIDGE_LEVEL, corpus
 from tests.chaos.slack_outage import AmbiguousSlack
 from tests.slack_stub import SlackStub
 
@@ -92,26 +92,19 @@ def test_slack_outage_with_ambiguous_failures(chaos: Chaos, slack: tuple[SlackSt
     exactly(chaos, "Slack outage, ambiguous failures", scenario_dir, lambda: proxy.outage(6), fault_at_s=0.5)
 
 
-@pytest.mark.xfail(strict=False, reason="hostile input can stop or restart a stage instead of becoming a dead "
-                   "letter / quarantine row; fixed by bridge totality (bridge helper) and poison-row isolation in "
-                   "the Spark sink (sink helper)")
-def test_hostile_inputs(chaos: Chaos, scenario_dir: Path) -> None:
+def hostile(chaos: Chaos, tmp: Path, name: str, bridge_level: bool) -> Outcome:
     target = chaos.households[chaos.used]   # the first household the scenario simulates
-    items = corpus(chaos.settings.mqtt.topic_prefix, target, START)
+    items = [i for i in corpus(chaos.settings.mqtt.topic_prefix, target, START)
+             if (i.name in BRIDGE_LEVEL) == bridge_level]
 
     def fault() -> None:
         with mqtt_session(chaos.settings, f"hostile-{target.device_id}") as client:
-            infos = []
-            for item in items:
-                try:
-                    infos.append(client.publish(item.topic, item.payload, qos=1, retain=item.retain))
-                except ValueError as exc:  # refused client-side: never sent
-                    pytest.fail(f"{item.name}: {exc}")
+            infos = [client.publish(item.topic, item.payload, qos=1, retain=item.retain) for item in items]
             for info in infos:
                 info.wait_for_publish(10)
 
     try:
-        outcome = exactly(chaos, "hostile inputs", scenario_dir, fault)
+        outcome = exactly(chaos, name, tmp, fault)
     finally:
         with mqtt_session(chaos.settings, f"hostile-{target.device_id}") as client:  # clear retained junk
             for item in items:
@@ -119,3 +112,19 @@ def test_hostile_inputs(chaos: Chaos, scenario_dir: Path) -> None:
                     client.publish(item.topic, b"", qos=1, retain=True).wait_for_publish(10)
     assert not any(outcome.restarts.values()), outcome
     assert outcome.dead_lettered + outcome.quarantined >= len(items), outcome
+    return outcome
+
+
+@pytest.mark.xfail(strict=False, reason="well-formed readings with hostile values (NaN, inf, NUL, >= 1e14, "
+                   "2^70 seq, wrong types) can fail a micro-batch instead of becoming quarantine rows; fixed by "
+                   "poison-row isolation in the Spark sink (sink helper) and one contract validation (contract helper)")
+def test_hostile_readings(chaos: Chaos, scenario_dir: Path) -> None:
+    hostile(chaos, scenario_dir, "hostile readings (values)", bridge_level=False)
+
+
+@pytest.mark.xfail(strict=False, reason="the bridge dies on some hostile messages (json.loads RecursionError on "
+                   "1,900-deep JSON) and, unable to ack them, crash-loops; fixed by hostile-input totality in the "
+                   "bridge (bridge helper)")
+def test_hostile_messages(chaos: Chaos, scenario_dir: Path) -> None:
+    # last: today it leaves the bridge crash-looping on a message it can never acknowledge
+    hostile(chaos, scenario_dir, "hostile messages (topic, size, JSON)", bridge_level=True)
