@@ -1,4 +1,4 @@
-"""The chaos suite's pipeline (one per session, isolated) and the table it prints at the end."""
+"""The chaos suite's pipeline (one per module, isolated) and the table it prints at the end."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from apt_energy.stack import NativeStack
 
+from apt_energy.reset import forget_bridge_session
 from tests.chaos.harness import Chaos, Outcome, table
 from tests.chaos.slack_outage import AmbiguousSlack
 from tests.conftest import create_database, delete_topics, drop_databases, env_for, isolate, topic_maker
@@ -17,7 +18,7 @@ from tests.slack_stub import SlackStub
 OUTCOMES: list[Outcome] = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def slack() -> Iterator[tuple[SlackStub, AmbiguousSlack]]:
     stub = SlackStub()
     proxy = AmbiguousSlack(stub)
@@ -26,7 +27,7 @@ def slack() -> Iterator[tuple[SlackStub, AmbiguousSlack]]:
     stub.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chaos(native_stack: NativeStack, slack: tuple[SlackStub, AmbiguousSlack],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
     """Spark job, bridge and notifier under ``apt-energy pipeline`` with a database, topics, MQTT prefix,
@@ -55,6 +56,7 @@ def chaos(native_stack: NativeStack, slack: tuple[SlackStub, AmbiguousSlack],
         yield c
     finally:
         c.down()
+        forget_bridge_session(settings)  # the broker would keep queueing for it
         drop_databases(native_stack, [db.postgres.database])
         delete_topics(native_stack, topics)
 
