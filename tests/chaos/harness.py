@@ -33,7 +33,7 @@ RUN_S = 8.0                # real seconds the fleet takes for DAYS, so a fault l
 QUIET_S = 20.0             # no progress for this long (and no service restart) → the scenario has settled
 RESTART_GRACE_S = 90.0     # ... and no service started this recently: a JVM under load takes a while
 READY_TIMEOUT_S = 300.0
-GIVE_UP_RESTARTS = 3
+GIVE_UP_RESTARTS = 2
 SETTLE_TIMEOUT_S = 180.0
 
 
