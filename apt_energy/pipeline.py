@@ -34,6 +34,7 @@ from apt_energy.supervise import (
     Supervisor,
     format_table,
     read_state,
+    write_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -167,11 +168,15 @@ def down(directory: Path, *, timeout_s: float = 60.0) -> None:
             logger.warning("supervisor pid=%d did not stop within %.0fs; killing it", pid, timeout_s + 10)
             os.kill(pid, signal.SIGKILL)
     _, records = read_state(directory / "state.json")
-    for record in records:
+    orphans = [r for r in records if r.state not in ("stopped", "crash-loop")]
+    for record in orphans:
         # Only a process still running this exact command line is ours: pids are reused.
         if record.pid is not None and is_ours(record.pid, " ".join(record.argv)):
             logger.warning("stopping orphaned service=%s pid=%d", record.name, record.pid)
             terminate(record.pid, timeout=timeout_s)
+        record.state, record.pid = "stopped", None
+    if orphans:
+        write_state(directory / "state.json", None, records)
     (directory / "supervisor.pid").unlink(missing_ok=True)
 
 
@@ -213,7 +218,7 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
 def print_status(directory: Path) -> bool:
     """Print the status table; True if the supervisor and every service are running."""
     pid, records = status(directory)
-    print(f"supervisor: {'pid ' + str(pid) if pid else 'not running'}  ({directory})")
+    print(f"supervisor: {'pid ' + str(pid) if pid else 'not running (services as last recorded)'}  ({directory})")
     if records:
         print(format_table(records, time.time()))
     return pid is not None and bool(records) and all(r.state == "running" for r in records)

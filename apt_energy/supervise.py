@@ -24,7 +24,7 @@ from typing import Literal
 logger = logging.getLogger(__name__)
 
 __all__ = ["RestartPolicy", "ServiceRecord", "ServiceSpec", "ServiceState", "Supervisor", "describe_exit",
-           "format_table", "read_state", "restart_delay"]
+           "format_table", "read_state", "restart_delay", "write_state"]
 
 ServiceState = Literal["starting", "running", "backoff", "crash-loop", "stopping", "stopped"]
 
@@ -117,6 +117,14 @@ def format_table(records: Sequence[ServiceRecord], now: float) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines += [f"{r.name}: {r.note}" for r in records if r.note]
     return "\n".join(lines)
+
+
+def write_state(path: Path, supervisor_pid: int | None, records: Sequence[ServiceRecord]) -> None:
+    """Atomically: ``pipeline status`` never reads half a file."""
+    data = {"supervisor_pid": supervisor_pid, "services": [asdict(r) for r in records]}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
 
 
 def read_state(path: Path) -> tuple[int | None, list[ServiceRecord]]:
@@ -234,7 +242,4 @@ class Supervisor:
         self._write()
 
     def _write(self) -> None:
-        data = {"supervisor_pid": os.getpid(), "services": [asdict(r) for r in self.records.values()]}
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, os.getpid(), list(self.records.values()))

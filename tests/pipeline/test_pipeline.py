@@ -90,3 +90,21 @@ def test_pipeline_restarts_a_killed_bridge_and_down_stops_everything(pipeline_se
     assert not any(alive(p) for p in [*pids.values(), bridge.pid] if p)
     assert {r.state for r in read_state(d / "state.json")[1]} == {"stopped"}
     assert pipeline("status", d, env).returncode == 3
+
+
+@pytest.mark.integration
+def test_down_stops_the_services_of_a_supervisor_that_was_killed(pipeline_settings: Settings,
+                                                                  tmp_path: Path) -> None:
+    env = env_for(pipeline_settings)
+    d = tmp_path / "pipeline"
+    up = subprocess.run([sys.executable, "-m", "apt_energy", "pipeline", "up", "--dir", str(d), "--no-spark"],
+                        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert up.returncode == 0, up.stdout + up.stderr
+    pids = [r.pid for r in read_state(d / "state.json")[1]]
+    os.kill(int((d / "supervisor.pid").read_text()), signal.SIGKILL)
+    assert pipeline("status", d, env).returncode == 3   # the supervisor is gone ...
+    assert all(p and alive(p) for p in pids)             # ... its children are not
+    stopped = pipeline("down", d, env)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not any(alive(p) for p in pids if p)
+    assert {r.state for r in read_state(d / "state.json")[1]} == {"stopped"}
