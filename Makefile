@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help bootstrap demo test test-unit check up down status bench clean
+.PHONY: help bootstrap demo test test-unit chaos check up down status bench clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ test: bootstrap ## all tests: unit, then integration against the native stack (s
 
 test-unit: bootstrap ## unit tests only (no services)
 	$(VENV)/pytest -m unit $(ARGS)
+
+chaos: bootstrap ## fault suite: kill -9 bridge/Spark/Kafka, restarts, Slack outage, hostile input → loss table
+	$(VENV)/pytest -m chaos -rxX --basetemp=.run/chaos $(ARGS)
 
 check: bootstrap ## ruff + mypy
 	$(VENV)/ruff check .

@@ -24,8 +24,11 @@ COMMANDS = (
     "apt_energy.spark.cli",
     "apt_energy.alerts.cli",
     "apt_energy.dashboards.cli",
+    "apt_energy.pipeline",
     "apt_energy.demo",
     "apt_energy.config.cli",
+    "apt_energy.billing.cli",
+    "apt_energy.forecast.cli",
 )
 
 EPILOG = """\

@@ -314,3 +314,26 @@ def ensure_acls(settings: Settings) -> None:
             future.result(timeout=30)
     except KafkaException as exc:
         raise ServiceError(f"could not set Kafka ACLs: {exc}", service="kafka") from exc
+
+
+def reset_topics(settings: Settings) -> list[str]:
+    """Delete the pipeline's topics and create them again, empty (a reproducible demo or test run).
+
+    Returns their names. Deletion completes asynchronously, so this waits until the broker no longer
+    lists them before creating them again."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    k = settings.kafka
+    topics = [k.readings_topic, k.devices_topic, k.dead_letter_topic]
+    admin = AdminClient(kafka_client(settings, "admin").config())
+    doomed = [t for t in topics if t in set(admin.list_topics(timeout=10).topics)]
+    for name, future in (admin.delete_topics(doomed) if doomed else {}).items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            raise ServiceError(f"could not delete kafka topic {name}: {exc}", service="kafka") from exc
+    wait_until(lambda: not set(doomed) & set(admin.list_topics(timeout=10).topics), timeout=30,
+               what="kafka topic deletion")
+    ensure_topics(settings)
+    return topics

@@ -19,14 +19,18 @@ FOLDERS = {
     "apt_energy": "apt_energy", "apt_energy.config": "config", "apt_energy.database": "database",
     "apt_energy.edge": "edge", "apt_energy.bridge": "bridge", "apt_energy.spark": "spark",
     "apt_energy.alerts": "alerts", "apt_energy.dashboards": "dashboards", "apt_energy.stack": "stack",
+    "apt_energy.billing": "billing", "apt_energy.forecast": "forecast",
 }
 CORE, STORAGE, STAGE, OPS, APP = range(5)
 LAYER_NAMES = {CORE: "core", STORAGE: "storage", STAGE: "stage", OPS: "ops", APP: "application"}
 CORE_MODULES = {"apt_energy", "apt_energy.errors", "apt_energy.contract", "apt_energy.topics", "apt_energy.mqtt",
                 "apt_energy.kafka",
                 "apt_energy.backoff", "apt_energy.logs", "apt_energy.cliutil"}
-APP_MODULES = {"apt_energy.cli", "apt_energy.__main__", "apt_energy.demo", "apt_energy.pipeline"}
-STAGES = {"apt_energy.edge", "apt_energy.bridge", "apt_energy.spark", "apt_energy.alerts", "apt_energy.dashboards"}
+APP_MODULES = {"apt_energy.cli", "apt_energy.__main__", "apt_energy.demo", "apt_energy.pipeline",
+               "apt_energy.supervise", "apt_energy.truth", "apt_energy.report", "apt_energy.reset",
+               "apt_energy.progress", "apt_energy.bad_input"}
+STAGES = {"apt_energy.edge", "apt_energy.bridge", "apt_energy.spark", "apt_energy.alerts", "apt_energy.dashboards",
+          "apt_energy.billing", "apt_energy.forecast"}
 
 
 def package_of(module: str) -> str:

@@ -1,0 +1,108 @@
+"""The demo's report: usage and emissions per building, alerts per rule, the truth check, next steps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from apt_energy.config import Settings
+from apt_energy.database import connect
+from apt_energy.progress import Progress
+from apt_energy.truth import TruthResult
+
+__all__ = ["next_steps", "summary"]
+
+
+def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[str, float], generated: int) -> bool:
+    """Print usage and emissions per building, alerts per rule, and the truth check; True if it holds."""
+    energy = settings.energy
+    with connect(settings) as conn:
+        per_building = conn.execute(
+            """SELECT b.building_number, et.key, sum(u.amount_exact), sum(u.emission), count(DISTINCT u.household_id)
+               FROM energy_usage u JOIN households h ON h.id = u.household_id JOIN buildings b ON b.id = h.building_id
+               JOIN energy_types et ON et.label_ko = u.energy_type GROUP BY 1, 2 ORDER BY 1, 2""").fetchall()
+        peaks = dict(((b, k), m) for b, k, m in conn.execute(
+            """SELECT DISTINCT ON (b.building_number, et.key) b.building_number, et.key, u.usage_date
+               FROM energy_usage u JOIN households h ON h.id = u.household_id JOIN buildings b ON b.id = h.building_id
+               JOIN energy_types et ON et.label_ko = u.energy_type
+               GROUP BY 1, 2, 3 ORDER BY 1, 2, sum(u.amount_exact) DESC""").fetchall())
+        by_rule = conn.execute("SELECT rule, energy_type, count(*), count(*) FILTER (WHERE state = 'resolved') "
+                               "FROM alerts GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        household_months = conn.execute("SELECT count(*) FROM energy_usage WHERE energy_type = %s",
+                                         (energy["electricity"].label_ko,)).fetchone()
+        examples = conn.execute(
+            """SELECT rule, b.building_number, h.floor * 100 + h.unit, a.energy_type, a.period, a.observed,
+                      a.reference, a.unit FROM (
+                 SELECT *, row_number() OVER (PARTITION BY rule ORDER BY id) AS n FROM alerts) a
+               JOIN households h ON h.id = a.household_id JOIN buildings b ON b.id = h.building_id
+               WHERE a.n <= 3 ORDER BY rule, a.n""").fetchall()
+        quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+        devices = conn.execute("SELECT count(*) FROM devices").fetchone()
+
+    print("\nYearly usage and emissions per building")
+    print(f"{'building':>8}  {'energy':<12} {'usage':>16} {'emissions':>14}  {'peak month':<10} {'households':>10}")
+    totals: dict[str, tuple[Decimal, float]] = {}
+    for building, key, amount, emission, n in per_building:
+        e = energy[key]
+        print(f"{building:>8}  {e.label_ko + ' ' + e.label_en:<12} {float(amount):>12,.1f} {e.unit:<3} "
+              f"{emission / 1000:>10,.2f} t CO2e  {peaks[(building, key)]:%Y-%m}    {n:>10}")
+        so_far = totals.get(key, (Decimal(0), 0.0))
+        totals[key] = (so_far[0] + Decimal(amount), so_far[1] + float(emission))
+    for key, (total, co2) in totals.items():
+        e = energy[key]
+        print(f"{'all':>8}  {e.label_ko + ' ' + e.label_en:<12} {float(total):>12,.1f} {e.unit:<3} "
+              f"{co2 / 1000:>10,.2f} t CO2e")
+
+    months = int(household_months[0]) if household_months else 0
+    print(f"\nAlerts by rule and energy type ({months:,} household-months per energy type)")
+    for rule, key, n, resolved in by_rule:
+        rate = 100 * n / months if months else 0.0
+        extra = f", {resolved} resolved" if resolved else ""
+        print(f"  {rule:<20} {key:<12} {n:>6}  ({rate:.2f} % of household-months{extra})")
+    if not by_rule:
+        print("  none")
+    for rule, building, door, key, period, observed, reference, unit in examples:
+        print(f"    e.g. {rule:<18} {building}동 {door}호  {key:<11} {period}  {observed:,.2f} vs {reference:,.2f} "
+              f"{'h' if rule == 'night_flow' else unit}")
+
+    differ, unknown = truth.differ, truth.unknown
+    count = truth.readings
+    wall = timings.get("stored", 0.0)
+    print(f"\nTruth check: {len(truth.ledger):,} household × meter × month totals from the ledger ({count:,} readings)")
+    if truth.ok:
+        print("  ✓ PostgreSQL equals the simulator's ledger exactly, to the last reading")
+    else:
+        print(f"  ✗ {len(differ)} totals differ and {len(unknown)} are not in the ledger, e.g.:")
+        for k, (want, got) in list(differ.items())[:5]:
+            print(f"    {k}: ledger {tuple(want)}, database {tuple(got) if got else None}")
+    print(f"  generated {generated:,} readings, published {p.published:,}, stored {p.stored:,}, quarantined "
+          f"{quarantined[0] if quarantined else 0}, device status rows {devices[0] if devices else 0}")
+    if wall:
+        print(f"  wall time {wall:.0f} s (edge done at {timings.get('published', 0):.0f} s), "
+              f"{count / wall:,.0f} readings/s end to end")
+    return truth.ok
+
+
+def next_steps(settings: Settings, demo_dir: Path, keep_running: bool, start: datetime, until: datetime, *,
+               slack: bool = True) -> None:
+    """Where to look at the run's result: SQL, MQTT, Grafana, where the alerts went; how to stop."""
+    from apt_energy.alerts import destination
+
+    pg = settings.postgres
+    alerts = destination(settings) if slack else "not delivered (--slack off): they wait in alert_notifications"
+    tz = settings.complex.tz
+    stop = f"the services are still running: `apt-energy pipeline down --dir {demo_dir}`; " if keep_running else ""
+    print(f"""
+Where to look next
+  SQL:   psql "host={pg.host} port={pg.port} dbname={pg.database} user={pg.writer_user}"   (password in .env)
+         SELECT * FROM energy_usage ORDER BY usage_date, household_id LIMIT 20;
+  MQTT:  mosquitto_sub -h {settings.mqtt.host} -p {settings.mqtt.port} -t '{settings.mqtt.topic_prefix}/#' -v
+         (or MQTT Explorer → {settings.mqtt.host}:{settings.mqtt.port}; run `apt-energy edge --speed 3600` for traffic)
+  Grafana: the dashboards' queries over this run (as Grafana's read-only role):
+         apt-energy dashboards check --from {start.astimezone(tz):%Y-%m-%d} --to {until.astimezone(tz):%Y-%m-%d}
+         (docker compose serves them at http://localhost:3000; see README "What you see")
+  Alerts: {alerts}
+         notifier log {demo_dir / 'notifier.log'}; list them with their delivery state: `apt-energy alerts`
+  Stop:  {stop}`apt-energy stack down`""")
+

@@ -1,0 +1,58 @@
+"""``apt-energy bills compute|show``: recompute stale bills from energy_usage; print a household's statement."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from apt_energy.billing import store, tariffs
+from apt_energy.config import load as load_settings
+from apt_energy.database.connection import connect
+
+
+def _month(text: str) -> date:
+    try:
+        return date.fromisoformat(f"{text}-01" if len(text) == 7 else text).replace(day=1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a month YYYY-MM, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bills", help="compute household bills from monthly usage; show a statement",
+                       description="compute: (re)write bills whose usage changed since they were computed. "
+                                   "show: compute stale bills, then print a household's statement.")
+    p.add_argument("action", choices=["compute", "show", "summary"])
+    p.add_argument("--household", metavar="DEVICE_ID", help="household gateway id, e.g. hanbit-01-101 (show)")
+    p.add_argument("--month", type=_month, metavar="YYYY-MM", help="one month only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    rates = tariffs.load()
+    with connect(settings) as conn:
+        written = store.compute(conn, rates, month=args.month)
+        if args.action == "compute":
+            print(f"bills computed: {written}")
+            return 0
+        if args.action == "summary":
+            if args.month is None:
+                raise argparse.ArgumentTypeError("summary needs --month")
+            print("\n".join(store.summary_lines(conn, args.month)))
+            return 0
+        if not args.household:
+            print("apt-energy bills show: --household DEVICE_ID is required")
+            return 2
+        lines = store.statement(conn, args.household, month=args.month)
+    if not lines:
+        print(f"no bills for {args.household}")
+        return 1
+    current: tuple[date, str] | None = None
+    for line in lines:
+        if (line.usage_month, line.energy_type) != current:
+            current = (line.usage_month, line.energy_type)
+            tier = f", tier {line.tier}" if line.tier else ""
+            print(f"\n{line.usage_month:%Y-%m} {line.energy_type} usage {line.usage:.3f}{tier}: "
+                  f"{line.total_krw:,.0f} KRW")
+        print(f"  {line.label:<20} {line.quantity:>12.3f} × {line.rate:>10.4f} = {line.amount:>10,.0f}")
+    return 0

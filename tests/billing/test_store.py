@@ -1,0 +1,46 @@
+"""Bills in PostgreSQL: imported history is billed, marked, and re-billed when its usage changes."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from apt_energy.billing import store
+from apt_energy.config import Settings
+from apt_energy.database.connection import connect
+from apt_energy.forecast.history import import_months
+
+from apt_energy import billing
+
+pytestmark = pytest.mark.integration
+
+
+def test_imported_usage_is_marked_billed_and_rebilled_after_a_change(fresh_db: Settings) -> None:
+    devices = [h.device_id for h in fresh_db.complex.households()[:2]]
+    totals = np.array([[[201.0, 1000.0, 25.6], [400.0, 500.0, 18.0]]])   # 1 month × 2 households × 3 meters
+    rates = billing.load()
+    with connect(fresh_db) as conn:
+        n = import_months(conn, device_ids=devices, meters=["electricity", "heating", "water"],
+                          months=[date(2025, 3, 1)], totals=totals, decimals=[3, 3, 4], source="test")
+        assert n == 6
+        assert conn.execute("SELECT count(*) FROM usage_imports").fetchone() == (6,)
+        # importing again leaves existing months alone
+        assert import_months(conn, device_ids=devices, meters=["electricity", "heating", "water"],
+                             months=[date(2025, 3, 1)], totals=totals * 2, decimals=[3, 3, 4], source="test") == 0
+        assert store.compute(conn, rates) == 6
+        lines = store.statement(conn, devices[0], month=date(2025, 3, 1))
+        totals_by_type = {line.energy_type: line.total_krw for line in lines}
+        assert totals_by_type == {"electricity": Decimal(32400), "heating": Decimal(118180), "water": Decimal(23800)}
+        assert store.compute(conn, rates) == 0   # nothing changed
+        conn.execute("UPDATE energy_usage SET amount_exact = 401, updated_at = now() "
+                     "WHERE household_id = (SELECT id FROM households WHERE device_id = %s) AND energy_type = '전력'",
+                     (devices[0],))
+        conn.commit()
+        assert store.compute(conn, rates) == 1
+        bill = conn.execute("SELECT tier, total_krw FROM bills b JOIN households h ON h.id = b.household_id "
+                            "WHERE h.device_id = %s AND energy_type = 'electricity'", (devices[0],)).fetchone()
+        assert bill == (3, Decimal(90710))
+        summary = store.month_summary(conn, date(2025, 3, 1))
+        assert [s.households for s in summary] == [2, 2, 2]
