@@ -32,16 +32,22 @@ COMMANDS = (
 )
 
 EPILOG = """\
-environment:
-  APT_ENERGY_<SECTION>_<KEY>     override any setting in config/*.yaml (list: apt-energy config)
-  APT_ENERGY_CONFIG_DIR          read the YAML files from another folder
-  APT_ENERGY_DB_PASSWORD         writer role's password (generated into .env by `stack up`)
-  APT_ENERGY_DB_READER_PASSWORD  read-only (Grafana) role's password
-  APT_ENERGY_DB_ADMIN_PASSWORD   PostgreSQL superuser's (stack up / stack init only)
-  APT_ENERGY_MQTT_PASSWORD       broker password for mqtt.username (compose's broker requires one)
-  SLACK_BOT_TOKEN                Slack bot token (chat.postMessage to slack.channel)
-  SLACK_WEBHOOK_URL              or a Slack incoming webhook
-  APT_ENERGY_LOG_LEVEL           DEBUG, INFO (default), WARNING
+environment (secrets live in .env, 0600; `apt-energy stack secrets` generates any that are missing):
+  APT_ENERGY_<SECTION>_<KEY>         override any setting in config/*.yaml (list: apt-energy config)
+  APT_ENERGY_CONFIG_DIR              read the YAML files from another folder
+  APT_ENERGY_DB_OWNER_PASSWORD       owner role: migrations, seed, resets (stack up / stack init / demo)
+  APT_ENERGY_DB_PASSWORD             writer role: the Spark sink and the notifier
+  APT_ENERGY_DB_READER_PASSWORD      read-only role: Grafana
+  APT_ENERGY_DB_ADMIN_PASSWORD       PostgreSQL superuser (stack up / stack init only)
+  APT_ENERGY_KAFKA_{ADMIN,BRIDGE,SPARK}_PASSWORD
+                                     each Kafka principal's SCRAM password
+  APT_ENERGY_MQTT_DEVICE_SECRET      derives each gateway's own broker password
+  APT_ENERGY_MQTT_{BRIDGE,OPERATOR,ADMIN}_PASSWORD
+                                     the other broker identities
+  APT_ENERGY_MQTT_PASSWORD           with mqtt.username: one shared broker login (compose)
+  SLACK_BOT_TOKEN                    Slack bot token (chat.postMessage to slack.channel)
+  SLACK_WEBHOOK_URL                  or a Slack incoming webhook
+  APT_ENERGY_LOG_LEVEL               DEBUG, INFO (default), WARNING
 """
 
 
