@@ -101,3 +101,17 @@ def find_poison(items: Sequence[T], probe: Callable[[Sequence[T]], str | None]) 
     if bad:
         logger.warning("isolated poison records=%d of=%d", len(bad), len(items))
     return bad
+
+
+def probe(conn: psycopg.Connection, action: Callable[[], object]) -> str | None:
+    """Run ``action`` in a savepoint and roll it back: the database's reason if it refused the data."""
+    try:
+        with conn.transaction():
+            action()
+            raise psycopg.Rollback()
+    except psycopg.Error as exc:
+        if is_data_error(exc):
+            reason: str = rejection(exc)
+            return reason
+        raise
+    return None

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from apt_energy.config.settings import Rules
 from apt_energy.spark import rules
-from apt_energy.spark.poison import find_poison, is_data_error, printable, rejection
+from apt_energy.spark.poison import find_poison, is_data_error, printable, probe, rejection
 from apt_energy.spark.staging import STAGED_COLUMNS, BatchKey
 from psycopg.rows import class_row
 
@@ -273,20 +273,6 @@ class DeviceRecord(NamedTuple):
     reason: str | None = None   # set when the contract refused the record (spark/transforms.py)
 
 
-def _probe(conn: psycopg.Connection, action: Callable[[], object]) -> str | None:
-    """Run ``action`` in a savepoint and roll it back: the database's reason if it refused the data."""
-    try:
-        with conn.transaction():
-            action()
-            raise psycopg.Rollback()
-    except psycopg.Error as exc:
-        if is_data_error(exc):
-            reason: str = rejection(exc)
-            return reason
-        raise
-    return None
-
-
 @dataclass(frozen=True)
 class BatchResult:
     batch_id: int
@@ -367,7 +353,7 @@ class PostgresSink:
                 logger.warning("readings batch refused, isolating poison batch=%d reason=%s", batch_id,
                                rejection(exc))
                 with conn.transaction():
-                    bad = find_poison(staged, lambda subset: _probe(
+                    bad = find_poison(staged, lambda subset: probe(
                         conn, lambda: self._apply_readings(conn, lambda: load(subset))))
                     staged = [r.quarantined(bad[i]) if i in bad else r for i, r in enumerate(staged)]
                     applied = self._apply_readings(conn, lambda: load(staged))
@@ -430,7 +416,7 @@ class PostgresSink:
                     if not complete():
                         return None
                     records = [(int(p), int(o)) for p, o in conn.execute(_STAGED_KEYS, batch).fetchall()]
-                    bad = find_poison(records, lambda subset: _probe(
+                    bad = find_poison(records, lambda subset: probe(
                         conn, lambda: self._apply_readings(conn, lambda: load(subset))))
                     conn.execute(_MARK_REFUSED, ([records[i][0] for i in bad], [records[i][1] for i in bad],
                                                  list(bad.values()), *batch))
@@ -608,7 +594,7 @@ class PostgresSink:
                 logger.warning("devices batch refused, isolating poison batch=%d reason=%s", batch_id,
                                rejection(exc))
             with conn.transaction():
-                bad = find_poison(records, lambda subset: _probe(conn, lambda: self._apply_devices(conn, subset, [])))
+                bad = find_poison(records, lambda subset: probe(conn, lambda: self._apply_devices(conn, subset, [])))
                 good = [r for i, r in enumerate(records) if i not in bad]
                 return self._apply_devices(conn, good, rejected + [(records[i], reason) for i, reason in bad.items()])
         except psycopg.Error:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
-from apt_energy.spark.poison import find_poison, is_data_error, printable, rejection
+from apt_energy.spark.poison import find_poison, is_data_error, printable, probe
 
 logger = logging.getLogger(__name__)
 
@@ -126,24 +126,11 @@ def _stage(conn: psycopg.Connection, lines: Sequence[str]) -> int:
         if not is_data_error(exc):
             raise
     with conn.transaction():
-        bad = find_poison(lines, lambda subset: _probe(conn, subset))
+        bad = find_poison(lines, lambda subset: probe(conn, lambda: _copy(conn, subset)))
         _copy(conn, [line for i, line in enumerate(lines) if i not in bad])
         for i, reason in bad.items():
             _stage_quarantined(conn, lines[i], reason)
     return len(bad)
-
-
-def _probe(conn: psycopg.Connection, lines: Sequence[str]) -> str | None:
-    try:
-        with conn.transaction():
-            _copy(conn, lines)
-            raise psycopg.Rollback()
-    except psycopg.Error as exc:
-        if is_data_error(exc):
-            reason: str = rejection(exc)
-            return reason
-        raise
-    return None
 
 
 def _stage_quarantined(conn: psycopg.Connection, line: str, reason: str) -> None:
