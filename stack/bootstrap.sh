@@ -10,6 +10,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v java >/dev/null 2>&1 || [ -n "${JAVA_HOME:-}" ] || need+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
+# The broker's TLS certificate authority is made with openssl (stack/pki.py).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 # Tests only: a real Compose parser for compose.yaml (no Docker engine needed for `config`).
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
