@@ -20,6 +20,7 @@ from apt_energy.stack import NativeStack
 from apt_energy.stack.kafka import ensure_acls
 from apt_energy.stack.secrets import ensure_dotenv
 from psycopg import sql
+from pyspark.sql import SparkSession
 
 from apt_energy import config
 from apt_energy.kafka import kafka_client
@@ -207,3 +208,17 @@ def pg_query(settings: Settings, query: str, params: tuple[object, ...] = ()) ->
 
 
 __all__ = ["env_for", "pg_query", "psycopg"]
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """One SparkSession for the whole run (a JVM holds one, and getOrCreate hands the first one to every
+    later caller): local, with the Kafka connector jars. The stream job, the transforms and the forecast
+    job all run on it."""
+    from apt_energy.spark.job import build_session
+    from apt_energy.stack.jars import spark_kafka_jars
+
+    settings = config.load()
+    session = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
+    yield session
+    session.stop()

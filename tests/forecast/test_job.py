@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 
 import numpy as np
@@ -14,12 +13,6 @@ from pyspark.sql import SparkSession
 pytestmark = pytest.mark.spark
 
 SEASON = np.array([1.18, 1.10, 1.00, 0.93, 0.95, 1.05, 1.38, 1.69, 1.25, 0.95, 1.00, 1.13])
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    session = job.build_session("local[2]", shuffle_partitions=2)
-    yield session
 
 
 def small_complex(months: int = 30) -> pd.DataFrame:
