@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -41,24 +40,6 @@ def make_notifier(settings: Settings, transport: Transport, options: NotifierOpt
                     MessageStyle.from_settings(settings), options=options, owner=owner)
 
 
-class NotifierThread:
-    """A notifier running in a thread; an exception escaping it (a simulated crash) is kept."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self.notifier = notifier
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.notifier.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        self.notifier.stop_event.set()
-        self.thread.join(30)
 
 
 def insert_alerts(settings: Settings, n: int, *, state: OutboxState = OutboxState.PENDING,

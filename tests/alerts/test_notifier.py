@@ -11,7 +11,8 @@ from apt_energy.alerts.cli import build_notifier
 from apt_energy.config import Secret, Settings
 
 from apt_energy.errors import ConfigError
-from tests.alerts.conftest import FAST, NotifierThread, all_in, insert_alerts, make_notifier, states
+from tests.alerts.conftest import FAST, all_in, insert_alerts, make_notifier, states
+from tests.alerts.support import NotifierThread
 from tests.mqtt_helpers import wait_for
 from tests.slack_stub import Scripted, SlackStub
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 import pytest
 from apt_energy.alerts.cli import build_notifier
-from apt_energy.alerts.notifier import Notifier
 from apt_energy.config import Secret, Settings
 from apt_energy.database import connect
 from apt_energy.spark.job import StreamJob
@@ -23,6 +21,7 @@ from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading
 from apt_energy.kafka import kafka_client
+from tests.alerts.support import NotifierThread
 from tests.mqtt_helpers import wait_for
 from tests.slack_stub import SlackStub
 
@@ -53,22 +52,6 @@ def job(settings: Settings, spark: SparkSession, tmp_path: Path) -> Iterator[Str
     j.stop()
 
 
-class NotifierThread:
-    def __init__(self, notifier: Notifier) -> None:
-        self.notifier = notifier
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.notifier.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        self.notifier.stop_event.set()
-        self.thread.join(30)
 
 
 def produce(settings: Settings, readings: list[Reading]) -> None:
