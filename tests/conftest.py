@@ -222,3 +222,11 @@ def spark() -> Iterator[SparkSession]:
     session = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
     yield session
     session.stop()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStub]:
+    """A local stand-in for Slack's Web API (tests/slack_stub.py), closed afterwards."""
+    stub = SlackStub()
+    yield stub
+    stub.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from apt_energy.alerts import MessageStyle, Notifier, NotifierOptions, OutboxState, Transport
@@ -15,13 +15,6 @@ from tests.slack_stub import SlackStub
 
 # Fast enough for tests; the lease stays far above the transports' timeouts, as in production.
 FAST = NotifierOptions(poll_s=0.2, recheck_s=0.3, lease_s=30, max_backoff_s=1.0)
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStub]:
-    stub = SlackStub()
-    yield stub
-    stub.close()
 
 
 @pytest.fixture

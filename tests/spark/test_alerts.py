@@ -29,13 +29,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def slack() -> Iterator[SlackStub]:
-    stub = SlackStub()
-    yield stub
-    stub.close()
-
-
-@pytest.fixture
 def settings(pipeline_settings: Settings, database_factory: Callable[[], Settings], slack: SlackStub) -> Settings:
     db = database_factory()
     secrets = dataclasses.replace(pipeline_settings.secrets, slack_bot_token=Secret("xoxb-test"),
