@@ -92,13 +92,16 @@ def next_steps(settings: Settings, demo_dir: Path, keep_running: bool, start: da
     pg = settings.postgres
     alerts = destination(settings) if slack else "not delivered (--slack off): they wait in alert_notifications"
     tz = settings.complex.tz
+    scheme = "mqtts" if settings.mqtt.tls else "mqtt"
+    ca = f", server CA {settings.mqtt_ca_file}" if settings.mqtt.tls else ""
     stop = f"the services are still running: `apt-energy pipeline down --dir {demo_dir}`; " if keep_running else ""
     print(f"""
 Where to look next
   SQL:   psql "host={pg.host} port={pg.port} dbname={pg.database} user={pg.writer_user}"   (password in .env)
          SELECT * FROM energy_usage ORDER BY usage_date, household_id LIMIT 20;
-  MQTT:  mosquitto_sub -h {settings.mqtt.host} -p {settings.mqtt.port} -t '{settings.mqtt.topic_prefix}/#' -v
-         (or MQTT Explorer → {settings.mqtt.host}:{settings.mqtt.port}; run `apt-energy edge --speed 3600` for traffic)
+  MQTT:  MQTT Explorer → {scheme}://{settings.mqtt.host}:{settings.mqtt.port}, topic '{settings.mqtt.topic_prefix}/#'{ca}
+         user {settings.mqtt.operator_user}, password APT_ENERGY_MQTT_OPERATOR_PASSWORD in .env (README "MQTT Explorer");
+         run `apt-energy edge --households 40 --speed 3600` for live traffic
   Grafana: the dashboards' queries over this run (as Grafana's read-only role):
          apt-energy dashboards check --from {start.astimezone(tz):%Y-%m-%d} --to {until.astimezone(tz):%Y-%m-%d}
          (docker compose serves them at http://localhost:3000; see README "What you see")
