@@ -178,7 +178,7 @@ def setup(settings: Settings, *, env: Mapping[str, str], setup: Paths = SETUP, s
     if not (setup.kafka_data / "meta.properties").exists():
         args = storage_format_args(settings, cluster_id=new_cluster_id(), config=servers.kafka / "server.properties")
         write_private(kafka / "format.args", "\n".join(f'"{a}"' for a in args) + "\n")
-        marker.touch()
+        write_private(marker, "")
     if chown:
         _chown_tree(mosq, MOSQUITTO_UID)
         _chown_tree(kafka, KAFKA_UID)
