@@ -128,8 +128,12 @@ def test_the_images_entry_point_is_the_projects_console_script() -> None:
     entry = json.loads(re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entry == ["apt-energy"] and "apt-energy" in scripts
-    for source in re.findall(r"^COPY (?!--from)(\S+) ", dockerfile, re.M):
+    copied = re.findall(r"^COPY (?!--from)(\S+) ", dockerfile, re.M)
+    for source in copied:
         assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+    package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for package, folder in package_dirs.items():   # `pip install .` in the image needs every package's folder
+        assert folder in copied, f"Dockerfile does not copy {folder}/ ({package})"
 
 
 def test_every_project_service_command_parses_with_the_entry_point(
