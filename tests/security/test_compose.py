@@ -16,8 +16,10 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from apt_energy.config import Secret, Settings
 from apt_energy.stack.compose import COMPOSE_SECRETS, SERVERS, Paths, render_kafka_properties, setup
 from apt_energy.stack.jars import kafka_jars
@@ -37,6 +39,11 @@ from tests.security.test_mqtt import NOT_AUTHORIZED, publish, session
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose_service(name: str) -> dict[str, Any]:
+    """A service as compose.yaml writes it (before interpolation: `$$` is a literal `$`)."""
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())["services"][name]  # type: ignore[no-any-return]
 
 
 def compose_env(settings: Settings) -> dict[str, str]:
@@ -158,13 +165,18 @@ def test_the_healthcheck_logs_in_from_its_options_file_and_may_read_only_the_upt
     _, paths = files
     env = {**os.environ, "XDG_CONFIG_HOME": str(paths.mosquitto / "health")}
 
-    def sub(topic: str) -> subprocess.CompletedProcess[str]:
-        # compose's healthcheck command; -p only because this broker is not on 8883
-        return subprocess.run(["mosquitto_sub", "-p", str(broker.mqtt.port), "-t", topic, "-C", "1", "-W", "5"],
-                              env=env, capture_output=True, text=True, timeout=20)
+    test = [a.replace("$$", "$") for a in compose_service("mosquitto")["healthcheck"]["test"]]
+    assert test[0] == "CMD" and compose_service("mosquitto")["environment"]["XDG_CONFIG_HOME"] == \
+        f"{SERVERS.mosquitto}/health"
 
-    assert sub("$SYS/broker/uptime").returncode == 0
-    assert "All subscription requests were denied" in sub("apt/#").stderr
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        # -p only because this broker is not on 8883
+        return subprocess.run([*argv, "-p", str(broker.mqtt.port)], env=env, capture_output=True, text=True,
+                              timeout=20)
+
+    assert run(test[1:]).returncode == 0                      # compose's healthcheck, as written
+    other = [a if a != "$SYS/broker/uptime" else "apt/#" for a in test[1:]]
+    assert "All subscription requests were denied" in run(other).stderr
     options = (paths.mosquitto / "health" / "mosquitto_sub").read_text()
     assert f"--cafile {SERVERS.mosquitto}/tls/ca.crt" in (options.replace(str(paths.mosquitto), str(SERVERS.mosquitto)))
 
@@ -173,9 +185,11 @@ def test_the_healthcheck_logs_in_from_its_options_file_and_may_read_only_the_upt
 
 @pytest.fixture(scope="module")
 def compose_kafka(files: tuple[Settings, Paths], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Kafka as compose runs it; its published (``HOST``) listener is at :data:`HOST_LISTENER`."""
     settings, paths = files
     work = tmp_path_factory.mktemp("compose-kafka")
     client_port, host_port, controller_port = free_port(), free_port(), free_port()
+    HOST_LISTENER["port"] = host_port
     props = work / "server.properties"
     write_private(props, render_kafka_properties(settings, log_dir=work / "data", host="127.0.0.1",
                                                  bind="127.0.0.1", client_port=client_port, host_port=host_port,
@@ -183,23 +197,30 @@ def compose_kafka(files: tuple[Settings, Paths], tmp_path_factory: pytest.TempPa
     # the argfile setup wrote for compose, pointed at this properties file (the only path in it)
     args = (paths.kafka / "format.args").read_text().replace(str(paths.kafka / "server.properties"), str(props))
     write_private(work / "format.args", args)
-    java, classpath = java_binary(), f"{kafka_jars(settings.cache_dir)}/*"
-    # compose's kafka command: java -cp '/opt/kafka/libs/*' @/etc/kafka/secure/format.args
-    formatted = subprocess.run([java, "-cp", classpath, f"@{work / 'format.args'}"], capture_output=True, text=True,
-                               timeout=120)
-    assert formatted.returncode == 0, formatted.stderr[-500:]
+    java, jars = java_binary(), kafka_jars(settings.cache_dir)
+    # compose's kafka command, run by sh: format from the argfile on first start, delete it, exec the broker.
+    # Only the image's paths change (and kafka-server-start.sh, which the Maven jars do not carry).
+    script = compose_service("kafka")["command"][2]
+    for image_path, here in (("/etc/kafka/secure", str(work)), ("/var/lib/kafka/data", str(work / "data")),
+                             ("/opt/kafka/libs/*", f"{jars}/*"), ("java -cp", f"{java} -cp"),
+                             ("/opt/kafka/bin/kafka-server-start.sh", f"{java} -Xmx512m -cp '{jars}/*' kafka.Kafka")):
+        assert image_path in script
+        script = script.replace(image_path, here)
     log = work / "kafka.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([java, "-Xmx512m", "-cp", classpath, "kafka.Kafka", str(props)], stdout=out,
-                                stderr=out)
+        proc = subprocess.Popen(["sh", "-ec", script], stdout=out, stderr=out)
     s = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, bootstrap=f"127.0.0.1:{client_port}"))
     try:
         wait_until(lambda: broker_reachable(kafka_client(s, "admin")), timeout=120, what="kafka (compose config)",
                    log_file=log, alive=lambda: proc.poll() is None)
+        assert not (work / "format.args").exists()     # the SCRAM passwords do not stay behind
         yield s
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+HOST_LISTENER: dict[str, int] = {}
 
 
 def _reachable(settings: Settings, port: int, *, protocol: str, user: str, password: str) -> bool:
@@ -212,12 +233,12 @@ def test_compose_kafka_authenticates_every_listener_and_refuses_plaintext(compos
     admin = kafka_client(compose_kafka, "admin")
     text = render_kafka_properties(compose_kafka, log_dir=Path("/d"))
     assert "PLAINTEXT://" not in text and ":PLAINTEXT" not in text.replace("SASL_PLAINTEXT", "")
-    client_port = compose_kafka.kafka.port
-    assert _reachable(compose_kafka, client_port, protocol=admin.security_protocol, user=admin.username,
-                      password=admin.password.reveal())
-    assert not _reachable(compose_kafka, client_port, protocol="PLAINTEXT", user="", password="")
-    assert not _reachable(compose_kafka, client_port, protocol=admin.security_protocol, user=admin.username,
-                          password="wrong")
+    for port in (compose_kafka.kafka.port, HOST_LISTENER["port"]):   # kafka:9092 and the published 29092
+        assert _reachable(compose_kafka, port, protocol=admin.security_protocol, user=admin.username,
+                          password=admin.password.reveal())
+        assert not _reachable(compose_kafka, port, protocol="PLAINTEXT", user="", password="")
+        assert not _reachable(compose_kafka, port, protocol=admin.security_protocol, user=admin.username,
+                              password="wrong")
 
 
 def test_compose_init_steps_give_the_pipeline_principals_only_their_acls(compose_kafka: Settings) -> None:
