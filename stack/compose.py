@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from apt_energy.stack.secrets import write_private
 
 from apt_energy.errors import ConfigError
 from apt_energy.kafka import kafka_client
+from apt_energy.mqtt import device_password
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,9 @@ def setup(settings: Settings, *, env: Mapping[str, str], setup: Paths = SETUP, s
     (mosq / "health").mkdir(parents=True, exist_ok=True)
     for source, name in ((tls.ca_cert, "ca.crt"), (tls.cert, "server.crt"), (tls.key, "server.key")):
         write_private(mosq / "tls" / name, source.read_text())
-    health_password = secrets.token_urlsafe(18)   # new at every start: only the healthcheck knows it
+    # Derived, not random: setup runs at every `compose up` while a running broker keeps the identities it
+    # read at its start, so the healthcheck's password must stay what that broker knows ("$" is in no device id).
+    health_password = device_password(settings.secrets.mqtt_device_secret, f"${HEALTH_USER}").reveal()
     write_private(mosq / "dynamic-security.json", render_health_identity(render_identities(settings), health_password))
     write_private(mosq / "health" / "mosquitto_sub", render_mosquitto_sub_options(
         password=health_password, ca_file=servers.mosquitto / "tls" / "ca.crt"))

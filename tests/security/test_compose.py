@@ -266,11 +266,16 @@ def test_stack_init_cli_runs_against_the_native_stack(stack_settings: Settings) 
 def test_compose_setup_is_idempotent_and_does_not_reformat(files: tuple[Settings, Paths]) -> None:
     settings, paths = files
     before = (paths.kafka / "format.args").read_text()
+    health = (paths.mosquitto / "health" / "mosquitto_sub").read_text()
+    ca = (paths.ca / "ca.crt").read_text()
     (paths.kafka_data / "meta.properties").write_text("formatted\n")   # as the kafka container leaves it
     try:
         setup(settings, env=compose_env(settings), setup=paths, servers=paths, chown=os.geteuid() == 0)
         assert (paths.kafka_data / "meta.properties").exists()          # kept: formatted with SCRAM users
         assert (paths.kafka / "format.args").read_text() == before      # not written again
+        # a running broker keeps the identities it started with: the healthcheck's login and the CA stay
+        assert (paths.mosquitto / "health" / "mosquitto_sub").read_text() == health
+        assert (paths.ca / "ca.crt").read_text() == ca
     finally:
         (paths.kafka_data / "meta.properties").unlink()
     with pytest.raises(ConfigError, match="GRAFANA_ADMIN_PASSWORD"):
