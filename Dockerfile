@@ -1,5 +1,6 @@
 # The project image: every pipeline command (`apt-energy ...`) with Java for Spark and the Spark Kafka
-# connector jars baked in. Used by compose.yaml's init, bridge, spark and edge services.
+# connector jars baked in. Used by compose.yaml's setup, init, bridge, spark and edge services (setup runs
+# as root to hand the servers their files; everything else runs as the unprivileged user `apt`).
 #   docker build -t apt-energy:local .
 
 # --- build: install the package into a venv and fetch the connector jars with Maven --------------------
@@ -20,6 +21,9 @@ COPY edge ./edge
 COPY bridge ./bridge
 COPY spark ./spark
 COPY dashboards ./dashboards
+COPY alerts ./alerts
+COPY billing ./billing
+COPY forecast ./forecast
 RUN pip install . \
  && python -c "from pathlib import Path; from apt_energy.stack.jars import spark_kafka_jars; \
 print(len(spark_kafka_jars(Path('/opt/apt-energy/cache'))), 'connector jars')"
@@ -27,7 +31,7 @@ print(len(spark_kafka_jars(Path('/opt/apt-energy/cache'))), 'connector jars')"
 # --- runtime: the venv, the jars and a JRE; no compilers, no Maven ---------------------------------------
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless openssl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --create-home apt \
  && mkdir -p /var/lib/apt-energy/spark /var/lib/apt-energy/edge && chown -R apt /var/lib/apt-energy

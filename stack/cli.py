@@ -9,6 +9,8 @@ import os
 
 from apt_energy.config import PROJECT_ROOT
 from apt_energy.config.settings import refuse_example_secrets
+from apt_energy.stack.compose import check_secrets
+from apt_energy.stack.compose import setup as compose_setup
 from apt_energy.stack.native import NativeStack
 from apt_energy.stack.prepare import prepare
 from apt_energy.stack.secrets import GENERATED, ensure_dotenv
@@ -26,13 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "APT_ENERGY_MQTT_PORT, APT_ENERGY_POSTGRES_PORT, APT_ENERGY_KAFKA_BOOTSTRAP, "
                     "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT. Jars are cached in stack.cache_dir "
                     "(env APT_ENERGY_STACK_CACHE_DIR).")
-    p.add_argument("action", choices=["up", "down", "status", "fetch", "init", "secrets"],
+    p.add_argument("action", choices=["up", "down", "status", "fetch", "init", "secrets", "compose-setup"],
                    help="up: start (idempotent) and migrate; down: stop what up started; "
                         "secrets: write a random value into .env (0600) for every secret that has none or still "
                         "has its .env.example placeholder (compose reads the same file); "
                         "status: health of each service; fetch: download the Maven jars only; "
                         "init: for servers you run yourself (compose does this): create the roles and database "
-                        "as the superuser postgres (APT_ENERGY_DB_ADMIN_PASSWORD), migrate, seed, create topics")
+                        "as the superuser postgres (APT_ENERGY_DB_ADMIN_PASSWORD), migrate, seed, create topics; "
+                        "compose-setup: docker compose's setup service (stack/compose.py): refuse example "
+                        "secrets, write the broker's TLS files and identities and Kafka's config")
     p.set_defaults(func=run)
 
 
@@ -43,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "up":
         ensure_dotenv()
+    if args.action == "compose-setup":
+        check_secrets(os.environ)  # before loading the settings: one line naming the variable
+        compose_setup(config.load(), env=os.environ)
+        print("compose setup: broker TLS and identities, Kafka config written")
+        return 0
     if args.action == "init":
         refuse_example_secrets(os.environ, GENERATED)
         applied = prepare(config.load())

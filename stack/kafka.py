@@ -178,11 +178,7 @@ class Kafka:
     def _format(self, jvm: list[str], props: Path) -> None:
         """Format the storage with the cluster's SCRAM users. The StorageTool takes them only as arguments,
         so they go through a java @argfile (0600, deleted after) and never appear on a command line."""
-        args = ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props)]
-        for role in ("admin", "bridge", "spark"):
-            client = kafka_client(self.settings, role)  # type: ignore[arg-type]
-            args += ["--add-scram", f"{client.mechanism}=[name={_jaas(client.username)},"
-                                    f"password={_jaas(client.password.reveal())}]"]
+        args = storage_format_args(self.settings, cluster_id=new_cluster_id(), config=props)
         argfile = self.dir / "format.args"
         write_private(argfile, "\n".join(f'"{a}"' for a in args) + "\n")
         try:
@@ -212,6 +208,17 @@ class Kafka:
         running = is_ours(pid, str(self.dir))
         return ServiceStatus(self.name, running, running and self._healthy(), self.settings.kafka.bootstrap,
                              pid=pid if running else None)
+
+
+def storage_format_args(settings: Settings, *, cluster_id: str, config: Path) -> list[str]:
+    """The StorageTool's main class and arguments: format with the pipeline principals' SCRAM users (the
+    first one cannot be added later). They hold passwords: pass them in a 0600 java @argfile only."""
+    args = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)]
+    for role in ("admin", "bridge", "spark"):
+        client = kafka_client(settings, role)  # type: ignore[arg-type]
+        args += ["--add-scram", f"{client.mechanism}=[name={_jaas(client.username)},"
+                                f"password={_jaas(client.password.reveal())}]"]
+    return args
 
 
 def broker_reachable(client: KafkaClient, *, timeout_s: float = 3) -> bool:

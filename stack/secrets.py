@@ -18,14 +18,13 @@ logger = logging.getLogger(__name__)
 
 ADMIN_USER = "postgres"
 ADMIN_ENV = "APT_ENERGY_DB_ADMIN_PASSWORD"
-# The native stack uses the database ones; the others are generated too so that the same .env also
-# serves docker compose (its broker users and Grafana's admin).
+# Every secret of the native stack; GRAFANA_ADMIN_PASSWORD is generated too so that the same .env also
+# serves docker compose (Grafana's admin).
 GENERATED = ("APT_ENERGY_DB_OWNER_PASSWORD", "APT_ENERGY_DB_PASSWORD", "APT_ENERGY_KAFKA_ADMIN_PASSWORD",
              "APT_ENERGY_KAFKA_BRIDGE_PASSWORD", "APT_ENERGY_KAFKA_SPARK_PASSWORD",
              "APT_ENERGY_MQTT_DEVICE_SECRET", "APT_ENERGY_MQTT_BRIDGE_PASSWORD", "APT_ENERGY_MQTT_OPERATOR_PASSWORD",
              "APT_ENERGY_MQTT_ADMIN_PASSWORD",
-             "APT_ENERGY_DB_READER_PASSWORD", ADMIN_ENV, "MQTT_EDGE_PASSWORD",
-             "MQTT_BRIDGE_PASSWORD", "MQTT_OPERATOR_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+             "APT_ENERGY_DB_READER_PASSWORD", ADMIN_ENV, "GRAFANA_ADMIN_PASSWORD")
 
 
 def ensure_dotenv(path: Path = PROJECT_ROOT / ".env") -> list[str]:
