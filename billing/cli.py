@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from decimal import Decimal
 
 from apt_energy.billing import store, tariffs
+from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
 
@@ -27,11 +29,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def contract_areas(settings: Settings) -> dict[int, Decimal]:
+    """Building number → its flats' contract area (m²) from the complex's unit types."""
+    out = {}
+    for group in settings.complex.buildings:
+        for number in group.numbers:
+            unit = settings.complex.unit_type_of(number)
+            if unit is not None:
+                out[number] = Decimal(str(unit.contract_area_m2))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     rates = tariffs.load()
     with connect(settings) as conn:
-        written = store.compute(conn, rates, month=args.month)
+        written = store.compute(conn, rates, month=args.month, contract_areas=contract_areas(settings))
         if args.action == "compute":
             print(f"bills computed: {written}")
             return 0

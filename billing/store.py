@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 class StaleUsage(NamedTuple):
     household_id: int
+    building: int
     energy_type: str
     usage_month: date
     amount_exact: Decimal
@@ -47,15 +49,21 @@ class MonthSummary(NamedTuple):
 
 
 _STALE = """
-SELECT u.household_id, t.key AS energy_type, u.usage_date AS usage_month, u.amount_exact, u.updated_at
+SELECT u.household_id, b.building_number AS building, t.key AS energy_type, u.usage_date AS usage_month,
+       u.amount_exact, u.updated_at
 FROM energy_usage u JOIN energy_types t ON t.label_ko = u.energy_type
-LEFT JOIN bills b ON b.household_id = u.household_id AND b.energy_type = t.key AND b.usage_month = u.usage_date
-WHERE (b.id IS NULL OR b.usage_updated_at < u.updated_at) AND (%(month)s::date IS NULL OR u.usage_date = %(month)s)
+JOIN households h ON h.id = u.household_id JOIN buildings b ON b.id = h.building_id
+LEFT JOIN bills bl ON bl.household_id = u.household_id AND bl.energy_type = t.key AND bl.usage_month = u.usage_date
+WHERE (bl.id IS NULL OR bl.usage_updated_at < u.updated_at) AND (%(month)s::date IS NULL OR u.usage_date = %(month)s)
 """
 
 
-def compute(conn: psycopg.Connection, tariffs: Tariffs, *, month: date | None = None) -> int:
-    """(Re)compute every bill whose usage is newer than the bill; return how many were written."""
+def compute(conn: psycopg.Connection, tariffs: Tariffs, *, month: date | None = None,
+            contract_areas: Mapping[int, Decimal] | None = None) -> int:
+    """(Re)compute every bill whose usage is newer than the bill; return how many were written.
+    ``contract_areas``: building number → its flats' contract area (m², the heating base charge's
+    quantity, from the complex's unit types); buildings not in it use the tariff file's default."""
+    areas = contract_areas or {}
     with conn.cursor(row_factory=class_row(StaleUsage)) as cur:
         stale = cur.execute(_STALE, {"month": month}).fetchall()
     skipped = 0
@@ -63,7 +71,8 @@ def compute(conn: psycopg.Connection, tariffs: Tariffs, *, month: date | None = 
     with conn.transaction():
         for row in stale:
             try:
-                bill = bill_for(tariffs, row.energy_type, row.usage_month, row.amount_exact)  # type: ignore[arg-type]
+                bill = bill_for(tariffs, row.energy_type, row.usage_month, row.amount_exact,  # type: ignore[arg-type]
+                                contract_area_m2=areas.get(row.building))
             except ConfigError:
                 skipped += 1   # no tariff in force that month (config starts at its first cited rate)
                 continue
@@ -111,9 +120,6 @@ def month_summary(conn: psycopg.Connection, month: date) -> list[MonthSummary]:
 
 
 def summary_lines(conn: psycopg.Connection, month: date) -> list[str]:
-    """Lines for the demo's summary: bills per energy type for ``month`` (computing stale ones first)."""
-    from apt_energy.billing.tariffs import load
-
-    compute(conn, load(), month=month)
+    """Lines for the demo's summary: bills per energy type for ``month`` (run :func:`compute` first)."""
     return [f"bills {month:%Y-%m} {s.energy_type:<11} {s.households} households, total {s.total_krw:,.0f} KRW, "
             f"median {s.median_krw:,.0f}, p90 {s.p90_krw:,.0f}" for s in month_summary(conn, month)]

@@ -44,3 +44,20 @@ def test_imported_usage_is_marked_billed_and_rebilled_after_a_change(fresh_db: S
         assert bill == (3, Decimal(90710))
         summary = store.month_summary(conn, date(2025, 3, 1))
         assert [s.households for s in summary] == [2, 2, 2]
+
+
+def test_heating_base_charge_uses_the_contract_area_of_the_buildings_unit_type(fresh_db: Settings) -> None:
+    from apt_energy.billing.cli import contract_areas
+
+    areas = contract_areas(fresh_db)
+    assert (areas[1], areas[11]) == (Decimal("112.0"), Decimal("148.0"))   # config/complex.yaml unit types
+    small = next(h for h in fresh_db.complex.households() if h.building == 1)
+    large = next(h for h in fresh_db.complex.households() if h.building == 11)
+    totals = np.array([[[0.0, 1000.0, 0.0], [0.0, 1000.0, 0.0]]])
+    with connect(fresh_db) as conn:
+        import_months(conn, device_ids=[small.device_id, large.device_id], meters=["electricity", "heating", "water"],
+                      months=[date(2025, 3, 1)], totals=totals, decimals=[3, 3, 4], source="test")
+        store.compute(conn, billing.load(), contract_areas=areas)
+        heat = {line.quantity for d in (small, large) for line in store.statement(conn, d.device_id)
+                if line.energy_type == "heating" and line.line_no == 0}
+    assert heat == {Decimal("112.0"), Decimal("148.0")}   # the base line's quantity is the flat's m²
