@@ -194,6 +194,8 @@ def bills_and_next_month(settings: Settings, args: argparse.Namespace) -> float:
     with connect(settings) as conn:
         while month < after:
             written += bills.compute(conn, rates, month=month, contract_areas=areas)
+            bills.project(conn, rates, month, tz=settings.complex.tz, model=settings.rules.projection.model,
+                          contract_areas=areas)
             print(f"\rbills: {month:%Y-%m} ({written:,} computed)", end="", flush=True)
             month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
         print()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import calendar
 import logging
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 import psycopg
 from apt_energy.billing.bill import bill_for
@@ -38,6 +40,16 @@ class StatementLine(NamedTuple):
     quantity: Decimal
     rate: Decimal
     amount: Decimal
+
+
+class ProjectionInput(NamedTuple):
+    household_id: int
+    building: int
+    energy_type: str
+    so_far: Decimal
+    forecast: float
+    issued_at: datetime
+    latest: datetime | None      # end of the month's latest reading (None: imported, the month is whole)
 
 
 class MonthSummary(NamedTuple):
@@ -96,6 +108,52 @@ def compute(conn: psycopg.Connection, tariffs: Tariffs, *, month: date | None = 
                      for i, line in enumerate(bill.lines)])
     logger.info("bills computed count=%d skipped_no_tariff=%d month=%s", written, skipped, month)
     return written
+
+
+# Usage so far per household-month with the latest issue of the model's household forecast for it, and
+# where the month's latest reading ends (event time).
+_PROJECTION_INPUTS = """
+SELECT u.household_id, b.building_number AS building, t.key AS energy_type, u.amount_exact AS so_far,
+       f.point AS forecast, f.issued_at,
+       (SELECT max(r.ts) FROM meter_readings r WHERE r.household_id = u.household_id AND r.meter = t.key
+          AND r.usage_month = u.usage_date) AS latest
+FROM energy_usage u JOIN energy_types t ON t.label_ko = u.energy_type
+JOIN households h ON h.id = u.household_id JOIN buildings b ON b.id = h.building_id
+JOIN LATERAL (SELECT point, issued_at FROM usage_forecasts f
+              WHERE f.level = 'household' AND f.series_id = h.device_id AND f.energy_type = t.key
+                AND f.target_month = u.usage_date AND f.model = %(model)s
+              ORDER BY f.issued_at DESC LIMIT 1) f ON true
+WHERE u.usage_date = %(month)s
+"""
+
+
+def project(conn: psycopg.Connection, tariffs: Tariffs, month: date, *, tz: ZoneInfo, model: str = "ets",
+            contract_areas: Mapping[int, Decimal] | None = None) -> int:
+    """Projected bills for ``month``: usage so far + the forecast's share of the days left (as the
+    stream job's projection rule computes it), billed; rows written to ``bill_projections``."""
+    areas = contract_areas or {}
+    with conn.cursor(row_factory=class_row(ProjectionInput)) as cur:
+        found = cur.execute(_PROJECTION_INPUTS, {"model": model, "month": month}).fetchall()
+    days = calendar.monthrange(month.year, month.month)[1]
+    start = datetime(month.year, month.month, 1, tzinfo=tz)
+    rows = []
+    for r in found:
+        elapsed = days if r.latest is None else min(max((r.latest - start).total_seconds() / 86400, 0.0), days)
+        projected = r.so_far + Decimal(str(round(max(r.forecast, 0.0) * (days - elapsed) / days, 6)))
+        try:
+            bill = bill_for(tariffs, r.energy_type, month, projected,  # type: ignore[arg-type]
+                            contract_area_m2=areas.get(r.building))
+        except ConfigError:
+            continue
+        rows.append((r.household_id, r.energy_type, month, r.so_far, elapsed, r.forecast, model, r.issued_at,
+                     projected, bill.tier, bill.total))
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("DELETE FROM bill_projections WHERE usage_month = %s", (month,))
+        cur.executemany(
+            "INSERT INTO bill_projections (household_id, energy_type, usage_month, so_far, days_elapsed, forecast, "
+            "model, forecast_issued_at, projected, tier, total_krw) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)
+    logger.info("bill projections month=%s count=%d", month, len(rows))
+    return len(rows)
 
 
 def statement(conn: psycopg.Connection, device_id: str, *, month: date | None = None) -> list[StatementLine]:
