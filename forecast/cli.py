@@ -22,6 +22,7 @@ from apt_energy.database.connection import connect
 from apt_energy.edge.profile import FleetModel
 from apt_energy.forecast import job
 from apt_energy.forecast.history import import_months
+from pyspark import StatusTracker
 from pyspark.sql import SparkSession
 
 from apt_energy.progress import StatusLine
@@ -113,8 +114,8 @@ class SparkProgress:
     """A live line for a long Spark action: tasks done of the active stages, refreshed once a second
     (in place on a terminal, every 10 s in a log; :class:`apt_energy.progress.StatusLine`)."""
 
-    def __init__(self, spark: SparkSession, what: str) -> None:
-        self.tracker = spark.sparkContext.statusTracker()
+    def __init__(self, tracker: StatusTracker, what: str) -> None:
+        self.tracker = tracker          # SparkContext.statusTracker()
         self.what = what
         self.status = StatusLine()
         self.started = time.monotonic()
@@ -152,7 +153,8 @@ def forecast_spark(settings: Settings) -> SparkSession:
 def issue_forecasts(settings: Settings, spark: SparkSession, series: pd.DataFrame, *, horizon: int,
                     issued_at: datetime | None = None) -> pd.DataFrame:
     """Forecast every series ``horizon`` months ahead on Spark (with a progress line) and store them."""
-    with SparkProgress(spark, f"forecast {series.groupby(job.KEYS).ngroups} series × {len(job.MODELS)} models"):
+    what = f"forecast {series.groupby(job.KEYS).ngroups} series × {len(job.MODELS)} models"
+    with SparkProgress(spark.sparkContext.statusTracker(), what):
         fc = job.run_forecast(spark, series, horizon=horizon)
     with connect(settings) as conn:
         job.store_forecasts(conn, fc, issued_at=issued_at)
@@ -176,7 +178,8 @@ def run_forecast_command(args: argparse.Namespace) -> int:
                 print(f"  complex {r.energy_type:<11} {r.target_month:%Y-%m} {r.point:,.0f} "
                       f"(80% {r.lo80:,.0f}–{r.hi80:,.0f}, 95% {r.lo95:,.0f}–{r.hi95:,.0f})")
             return 0
-        with SparkProgress(spark, f"backtest {args.windows} windows × {series.groupby(job.KEYS).ngroups} series"):
+        what = f"backtest {args.windows} windows × {series.groupby(job.KEYS).ngroups} series"
+        with SparkProgress(spark.sparkContext.statusTracker(), what):
             table = job.run_backtest(spark, series, windows=args.windows, horizon=args.horizon)
         with connect(settings) as conn:
             job.store_backtest(conn, table)

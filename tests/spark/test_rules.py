@@ -6,6 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from apt_energy.spark import rules
+from hypothesis import given
+from hypothesis import strategies as st
 
 from apt_energy import config
 
@@ -194,3 +196,17 @@ def test_projection_warns_about_the_next_line_only() -> None:
 
 def test_projection_skips_a_month_without_tier_bands() -> None:
     assert rules.projection_alerts([so_far(300, 20, 400, date(2019, 3, 1))], projection()) == []
+
+
+@given(so_far_kwh=st.floats(0, 800), days=st.floats(0, 31), forecast=st.floats(0, 900),
+       month=st.sampled_from(sorted(BANDS)))
+def test_projection_alerts_only_for_a_line_between_the_month_so_far_and_its_projection(
+        so_far_kwh: float, days: float, forecast: float, month: date) -> None:
+    found = rules.projection_alerts([so_far(so_far_kwh, days, forecast, month)], projection(min_days=0))
+    assert len(found) <= 1
+    for alert in found:
+        assert alert.reference in BANDS[month]
+        assert int(so_far_kwh) <= alert.reference < int(alert.observed)   # billed on whole kWh
+        assert alert.observed <= so_far_kwh + forecast + 1e-3              # never more than the whole forecast
+    if so_far_kwh >= max(BANDS[month]) + 1:
+        assert found == []                                                 # past the top tier: nothing to warn
