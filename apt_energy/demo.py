@@ -188,17 +188,18 @@ def bills_and_next_month(settings: Settings, args: argparse.Namespace) -> float:
     finally:
         spark.stop()
     took = time.monotonic() - began
+    print(f"forecast: {after:%Y-%m} and the 2 months after, from {HISTORY_MONTHS} imported + the streamed months, "
+          f"in {took:.0f} s", flush=True)
     rates, areas = tariffs.load(), contract_areas(settings)
-    written = 0
-    month = first
+    written, month, billing_began = 0, first, time.monotonic()
     with connect(settings) as conn:
         while month < after:
             written += bills.compute(conn, rates, month=month, contract_areas=areas)
             bills.project(conn, rates, month, tz=settings.complex.tz, model=settings.rules.projection.model,
                           contract_areas=areas)
-            print(f"\rbills: {month:%Y-%m} ({written:,} computed)", end="", flush=True)
             month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-        print()
+        print(f"bills: {written:,} computed for {first:%Y-%m}..{last:%Y-%m}, with projections, "
+              f"in {time.monotonic() - billing_began:.0f} s")
         print(f"\nBills {last:%Y-%m} (KRW; `apt-energy bills show --household ID` for a statement)")
         print("\n".join(bills.summary_lines(conn, last)) or "no bills (no tariff in force that month)")
         print(f"\nForecast for next month, {after:%Y-%m} (ETS, complex total)")
