@@ -51,6 +51,8 @@ def render(notice: Notice, style: MessageStyle) -> Message:
         "period": notice.period.strftime("%Y-%m") if notice.rule != "night_flow" else notice.period.isoformat(),
         "severity": t.get(f"severity_{notice.severity}", notice.severity), "count": 1,
     }
+    if notice.rule == "projection":
+        fields.update(_projection_fields(notice, t, fields))
     text = (t["resolved"] if notice.kind == "resolved" else t[notice.rule]).format(**fields)
     icon = ":white_check_mark:" if notice.kind == "resolved" else (
         ":rotating_light:" if notice.severity == "critical" else ":warning:")
@@ -81,6 +83,15 @@ def render_digest(notices: list[Notice], style: MessageStyle, show: int = 15) ->
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}}]
     return Message(title, blocks)
+
+
+def _projection_fields(notice: Notice, t: Mapping[str, str], fields: Mapping[str, object]) -> dict[str, object]:
+    """The projection's own words: which line it crosses (a tier, or the threshold) and the bill."""
+    tier = notice.detail.get("tier")
+    line = (t["projection_tier"].format(tier=tier) if tier else t["projection_threshold"].format(**fields))
+    bill = notice.detail.get("projected_bill_krw")
+    return {"projected": f"{notice.observed:,.0f}", "tier": tier or "", "line": line,
+            "bill": t["projection_bill"].format(bill=f"{bill:,.0f}") if isinstance(bill, int | float) else ""}
 
 
 def _num(x: float) -> str:

@@ -10,10 +10,10 @@ against the channel's history. Two notifiers therefore never hold the same row a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import class_row
@@ -56,6 +56,7 @@ class Notice:
     building: int
     floor: int
     unit_no: int
+    detail: dict[str, Any] = field(default_factory=dict)   # the rule's context (e.g. a projection's tier)
 
     @property
     def door(self) -> str:
@@ -78,7 +79,7 @@ WITH c AS (
                  FOR UPDATE SKIP LOCKED)
     RETURNING id, kind, alert_id)
 SELECT c.id, c.kind, a.id AS alert_id, a.rule, a.severity, a.energy_type, a.period, a.observed, a.reference,
-       a.unit, b.building_number AS building, h.floor, h.unit AS unit_no
+       a.unit, b.building_number AS building, h.floor, h.unit AS unit_no, COALESCE(a.detail, '{}') AS detail
 FROM c JOIN alerts a ON a.id = c.alert_id
 JOIN households h ON h.id = a.household_id JOIN buildings b ON b.id = h.building_id
 ORDER BY c.id

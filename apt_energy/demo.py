@@ -5,6 +5,11 @@ reproducible, starts the Spark job, the bridge and the notifier under the pipeli
 (:mod:`apt_energy.pipeline`) and the edge fleet in this process, waits until every published reading
 is stored, then prints a summary per building and energy type, the alerts, and a truth check of the
 database against the simulator's ledger (:mod:`apt_energy.truth`).
+
+Forecasts and bills around the stream: before it, the complex's past (36 simulated months, the same
+consumption model) is forecast for the streamed months, so the projection rule can warn during the
+year; after the truth check (which compares streamed readings only) that past is imported into
+``energy_usage``, next month is forecast from past + streamed year, and the year is billed.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import os
 import shutil
 import threading
 import time
+from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from apt_energy import config, pipeline
 from apt_energy.bad_input import publish_bad_input
 from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
 from apt_energy.config import Settings
+from apt_energy.database import connect
 from apt_energy.errors import CheckFailed, ServiceError
 from apt_energy.pipeline import PipelineOptions
 from apt_energy.progress import Progress, StatusLine, pending_notifications, sample, status_text
@@ -34,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 600
 DELIVERY_TIMEOUT_S = 60
+HISTORY_MONTHS = 36           # the seasonal models want ≥ 24 months per series
+FORECAST_TABLES = ("bill_lines", "bills", "usage_imports", "usage_forecasts")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -83,9 +93,14 @@ def run(args: argparse.Namespace) -> int:
     topics = reset_pipeline(settings)
     shutil.rmtree(demo_dir, ignore_errors=True)
     demo_dir.mkdir(parents=True)
-    print(f"reset: tables {', '.join(PIPELINE_TABLES)}; topics {', '.join(topics)}; spark checkpoints")
+    with connect(settings, role="owner") as conn:   # TRUNCATE is the owner's
+        conn.execute(f"TRUNCATE {', '.join(FORECAST_TABLES)}")
+        conn.commit()
+    print(f"reset: tables {', '.join(PIPELINE_TABLES + FORECAST_TABLES)}; topics {', '.join(topics)}; "
+          "spark checkpoints")
     options = PipelineOptions(directory=demo_dir, bridge_client_id=settings.bridge.client_id,
                               notifier=args.slack == "on")
+    forecast_s = forecast_streamed_months(settings, args)
     try:
         start_services(options)
         ledger_path, progress, timings, generated = drive(settings, args, options, started)
@@ -94,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             pipeline.down(demo_dir)
     truth = check(settings, read_ledger(ledger_path))
     ok = summary(settings, truth, progress, timings, generated)
+    forecast_s += bills_and_next_month(settings, args)
+    print(f"forecast steps took {forecast_s:.0f} s in all ({args.households} households)")
     if args.stack_down:
         stack.down()
     tz = settings.complex.tz
@@ -103,6 +120,91 @@ def run(args: argparse.Namespace) -> int:
     if not ok:
         raise CheckFailed("truth check failed: the database does not match the ledger (see above)")
     return 0
+
+
+def _months(args: argparse.Namespace, tz: ZoneInfo) -> tuple[date, date]:
+    """The first streamed local month and the month after the last."""
+    start = in_zone(args.start, tz).astimezone(tz)
+    first = date(start.year, start.month, 1)
+    end = add_months(in_zone(args.start, tz), args.months, tz).astimezone(tz)
+    after = date(end.year, end.month, 1) if end.day == 1 and end.hour == 0 else date(
+        end.year + end.month // 12, end.month % 12 + 1, 1)
+    return first, after
+
+
+def forecast_streamed_months(settings: Settings, args: argparse.Namespace) -> float:
+    """Forecast the streamed months from the simulated past, issued at the stream's start (event time),
+    so the projection rule has a forecast for each month it sees. Returns the seconds it took."""
+    from apt_energy.edge.cli import select_households
+    from apt_energy.forecast import job
+    from apt_energy.forecast.cli import forecast_spark, history_frame, history_totals, issue_forecasts
+
+    began = time.monotonic()
+    first, after = _months(args, settings.complex.tz)
+    horizon = min(12, (after.year - first.year) * 12 + after.month - first.month)
+    households = select_households(settings, count=args.households)
+    print(f"forecast: simulating {HISTORY_MONTHS} past months of {len(households)} households, "
+          f"forecasting {first:%Y-%m} + {horizon - 1} months on Spark …", flush=True)
+    months, totals, model = history_totals(settings, households, until=first, months=HISTORY_MONTHS,
+                                           interval_s=args.interval)
+    series = job.series_frame(history_frame(households, months, totals, model), settings.complex.id)
+    spark = forecast_spark(settings)
+    try:
+        fc = issue_forecasts(settings, spark, series, horizon=horizon,
+                             issued_at=in_zone(args.start, settings.complex.tz))
+    finally:
+        spark.stop()
+    took = time.monotonic() - began
+    print(f"forecast: {len(fc):,} rows in usage_forecasts ({series.groupby(job.KEYS).ngroups:,} series) "
+          f"in {took:.0f} s", flush=True)
+    return took
+
+
+def bills_and_next_month(settings: Settings, args: argparse.Namespace) -> float:
+    """Import the past, forecast next month from past + streamed year, bill the streamed months, and print
+    bills (complex total, median and 90th percentile per energy type) and the forecast. Returns the
+    seconds the forecast took."""
+    from apt_energy.billing import store as bills
+    from apt_energy.billing import tariffs
+    from apt_energy.billing.cli import contract_areas
+    from apt_energy.edge.cli import select_households
+    from apt_energy.forecast import job
+    from apt_energy.forecast.cli import forecast_spark, import_history, issue_forecasts
+
+    first, after = _months(args, settings.complex.tz)
+    last = date(after.year - (after.month == 1), (after.month - 2) % 12 + 1, 1)
+    households = select_households(settings, count=args.households)
+    imported = import_history(settings, households, until=first, months=HISTORY_MONTHS, interval_s=args.interval)
+    print(f"\nhistory: {imported:,} imported household-months before {first:%Y-%m} (marked in usage_imports)")
+    began = time.monotonic()
+    with connect(settings) as conn:
+        series = job.series_frame(job.read_usage(conn), settings.complex.id)
+    spark = forecast_spark(settings)
+    try:
+        # issued when the streamed year ends (event time), after the issue made at its start
+        tz = settings.complex.tz
+        issued = add_months(in_zone(args.start, tz), args.months, tz)
+        issue_forecasts(settings, spark, series, horizon=3, issued_at=issued)
+    finally:
+        spark.stop()
+    took = time.monotonic() - began
+    print(f"forecast: {after:%Y-%m} and the 2 months after, from {HISTORY_MONTHS} imported + the streamed months, "
+          f"in {took:.0f} s", flush=True)
+    rates, areas = tariffs.load(), contract_areas(settings)
+    written, month, billing_began = 0, first, time.monotonic()
+    with connect(settings) as conn:
+        while month < after:
+            written += bills.compute(conn, rates, month=month, contract_areas=areas)
+            bills.project(conn, rates, month, tz=settings.complex.tz, model=settings.rules.projection.model,
+                          contract_areas=areas)
+            month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        print(f"bills: {written:,} computed for {first:%Y-%m}..{last:%Y-%m}, with projections, "
+              f"in {time.monotonic() - billing_began:.0f} s")
+        print(f"\nBills {last:%Y-%m} (KRW; `apt-energy bills show --household ID` for a statement)")
+        print("\n".join(bills.summary_lines(conn, last)) or "no bills (no tariff in force that month)")
+        print(f"\nForecast for next month, {after:%Y-%m} (ETS, complex total)")
+        print("\n".join(job.summary_lines(conn, after)) or "no forecast (too short a history)")
+    return took
 
 
 def start_services(options: PipelineOptions) -> None:

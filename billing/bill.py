@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import calendar
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from apt_energy.billing.tariffs import ElectricityTariff, HeatingTariff, Tariffs, WaterTariff
+
+from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,18 @@ def next_tier_limit(tariff: ElectricityTariff, month: date, kwh: Decimal) -> int
     bands = tariff.tier_table(month).bands_for(month)
     tier = tier_of(cut(kwh), bands)
     return bands[tier - 1] if tier < 3 else None
+
+
+def tier_limits(tariff: ElectricityTariff, months: Iterable[date]) -> dict[date, tuple[int, int]]:
+    """Each month's tier bands (upper kWh of tiers 1 and 2) under the table in force; months before the
+    first table are left out. Plain data for the projection rule, which may not read tariffs itself."""
+    out = {}
+    for month in months:
+        try:
+            out[month] = tariff.tier_table(month).bands_for(month)
+        except ConfigError:
+            continue
+    return out
 
 
 def electricity_bill(tariff: ElectricityTariff, month: date, usage: Decimal) -> Bill:
@@ -138,10 +153,12 @@ def water_bill(tariff: WaterTariff, month: date, usage: Decimal) -> Bill:
     return Bill("water", month, usage, m3, None, tuple(lines), total)
 
 
-def bill_for(tariffs: Tariffs, energy_type: EnergyType, month: date, usage: Decimal) -> Bill:
-    """The statement for one household-month of one energy type."""
+def bill_for(tariffs: Tariffs, energy_type: EnergyType, month: date, usage: Decimal, *,
+             contract_area_m2: Decimal | None = None) -> Bill:
+    """The statement for one household-month of one energy type (``contract_area_m2``: the flat's unit
+    type's, for heating; the tariff file's default otherwise)."""
     if energy_type == "electricity":
         return electricity_bill(tariffs.electricity, month, usage)
     if energy_type == "heating":
-        return heating_bill(tariffs.heating, month, usage)
+        return heating_bill(tariffs.heating, month, usage, contract_area_m2=contract_area_m2)
     return water_bill(tariffs.water, month, usage)

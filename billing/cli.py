@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from decimal import Decimal
 
+import psycopg
 from apt_energy.billing import store, tariffs
+from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
 
@@ -27,13 +30,36 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def contract_areas(settings: Settings) -> dict[int, Decimal]:
+    """Building number → its flats' contract area (m²) from the complex's unit types."""
+    out = {}
+    for group in settings.complex.buildings:
+        for number in group.numbers:
+            unit = settings.complex.unit_type_of(number)
+            if unit is not None:
+                out[number] = Decimal(str(unit.contract_area_m2))
+    return out
+
+
+def latest_month(conn: psycopg.Connection) -> date | None:
+    """The latest month with usage (the one still running, in a live pipeline)."""
+    row = conn.execute("SELECT max(usage_date) FROM energy_usage").fetchone()
+    return row[0] if row else None
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     rates = tariffs.load()
     with connect(settings) as conn:
-        written = store.compute(conn, rates, month=args.month)
+        areas = contract_areas(settings)
+        written = store.compute(conn, rates, month=args.month, contract_areas=areas)
         if args.action == "compute":
             print(f"bills computed: {written}")
+            month = args.month or latest_month(conn)
+            if month is not None:
+                n = store.project(conn, rates, month, tz=settings.complex.tz, model=settings.rules.projection.model,
+                                  contract_areas=areas)
+                print(f"bill projections {month:%Y-%m}: {n}")
             return 0
         if args.action == "summary":
             if args.month is None:

@@ -84,10 +84,22 @@ class Household:
 
 
 @dataclass(frozen=True)
+class UnitType:
+    """A flat's floor plan: what the district-heating base charge is billed on (계약면적, m²)."""
+
+    contract_area_m2: float
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        _require(0 < self.contract_area_m2 < 1000, "contract_area_m2", "a number of m² > 0", self.contract_area_m2)
+
+
+@dataclass(frozen=True)
 class BuildingGroup:
     numbers: tuple[int, ...]
     floors: int
     units_per_floor: int
+    unit_type: str = ""          # a key of complex.unit_types ("" = the complex's default)
 
     def __post_init__(self) -> None:
         _require(len(self.numbers) > 0 and all(n > 0 for n in self.numbers), "numbers",
@@ -102,6 +114,8 @@ class ComplexSettings:
     name: str
     timezone: str
     buildings: tuple[BuildingGroup, ...]
+    unit_types: dict[str, UnitType] = field(default_factory=dict)
+    default_unit_type: str = ""
 
     def __post_init__(self) -> None:
         _require(re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.id) is not None, "id",
@@ -112,6 +126,16 @@ class ComplexSettings:
             raise _Invalid("timezone", "an IANA time zone such as Asia/Seoul", self.timezone) from None
         numbers = [n for group in self.buildings for n in group.numbers]
         _require(len(numbers) == len(set(numbers)), "buildings", "each building number once", numbers)
+        named = [g.unit_type or self.default_unit_type for g in self.buildings] if self.unit_types else []
+        _require(all(n in self.unit_types for n in named), "buildings",
+                 f"unit_type among unit_types ({', '.join(sorted(self.unit_types))})", named)
+
+    def unit_type_of(self, building: int) -> UnitType | None:
+        """The unit type of a building's flats (None when the config names no unit types)."""
+        for group in self.buildings:
+            if building in group.numbers:
+                return self.unit_types.get(group.unit_type or self.default_unit_type)
+        return None
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -183,10 +207,28 @@ class PeerRule:
 
 
 @dataclass(frozen=True)
+class ProjectionRule:
+    """Month-end projection (usage so far + the forecast's share of the days left) crossing a line before
+    the month does: electricity's next progressive tier (from the tariffs) or a configured threshold."""
+
+    tiers: bool = True                 # warn before electricity enters a higher tier
+    from_tier: int = 3                 # lowest tier worth a warning (2 = 200/300 kWh, 3 = 400/450 kWh)
+    thresholds: dict[str, float] = field(default_factory=dict)   # energy key → month-total line
+    min_days: float = 3.0              # project only once this many days of the month have data
+    model: str = "ets"                 # usage_forecasts.model to project with
+
+    def __post_init__(self) -> None:
+        _require(2 <= self.from_tier <= 3, "from_tier", "2 or 3", self.from_tier)
+        _require(0 <= self.min_days <= 28, "min_days", "a number of days 0-28", self.min_days)
+        _require(all(v > 0 for v in self.thresholds.values()), "thresholds", "numbers > 0", self.thresholds)
+
+
+@dataclass(frozen=True)
 class Rules:
     thresholds: dict[str, Threshold]
     night_flow: NightFlowRule
     peer: PeerRule
+    projection: ProjectionRule = field(default_factory=ProjectionRule)
 
 
 @dataclass(frozen=True)
@@ -420,6 +462,8 @@ class Settings:
                  f"exactly the energy types {sorted(keys)}", sorted(self.simulation.meters))
         _require(set(self.rules.thresholds) <= keys, "rules.thresholds",
                  f"keys among {sorted(keys)}", sorted(self.rules.thresholds))
+        _require(set(self.rules.projection.thresholds) <= keys, "rules.projection.thresholds",
+                 f"keys among {sorted(keys)}", sorted(self.rules.projection.thresholds))
         _require(self.slack.language in self.messages, "slack.language",
                  f"a language with templates in messages ({', '.join(sorted(self.messages))})", self.slack.language)
 

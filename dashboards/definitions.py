@@ -10,7 +10,7 @@ SQL notes that hold for every panel:
 from __future__ import annotations
 
 from apt_energy.config import EnergyType, Settings
-from apt_energy.dashboards.grafana import Dashboard, Panel, Query, Variable, column_unit, thresholds
+from apt_energy.dashboards.grafana import JSON, Dashboard, Panel, Query, Variable, column_unit, thresholds
 
 # Grafana unit ids for the configured units; anything else is shown as a suffix.
 GRAFANA_UNITS = {"kWh": "kwatth", "m³": "m3", "kg CO2e": "masskg"}
@@ -68,6 +68,67 @@ def per_energy_columns(settings: Settings, expr: str, *, scale: str = "") -> str
     return ",\n       ".join(
         f"sum({expr}) FILTER (WHERE u.energy_type = '{e.label_ko}'){scale} AS \"{label(e)}\""
         for e in settings.energy.values())
+
+
+KRW = "suffix: KRW"
+BAND_NAMES = ("95% low", "80% low", "forecast", "80% high", "95% high")
+
+
+def interval_overrides() -> tuple[JSON, ...]:
+    """Forecast intervals as shaded bands: each high bound fills down to its low one, no lines drawn."""
+    def band(high: str, low: str, opacity: int) -> JSON:
+        return {"matcher": {"id": "byName", "options": high},
+                "properties": [{"id": "custom.fillBelowTo", "value": low},
+                               {"id": "custom.fillOpacity", "value": opacity},
+                               {"id": "custom.lineWidth", "value": 0},
+                               {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]}
+
+    def hidden_line(name: str) -> JSON:
+        return {"matcher": {"id": "byName", "options": name},
+                "properties": [{"id": "custom.lineWidth", "value": 0},
+                               {"id": "custom.hideFrom", "value": {"legend": True, "tooltip": False, "viz": False}},
+                               {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]}
+
+    forecast = {"matcher": {"id": "byName", "options": "forecast"},
+                "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+                               {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]}
+    actual = {"matcher": {"id": "byName", "options": "actual"},
+              "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": "green"}},
+                             {"id": "custom.lineWidth", "value": 2}]}
+    return (band("95% high", "95% low", 12), band("80% high", "80% low", 25), hidden_line("95% low"),
+            hidden_line("80% low"), forecast, actual)
+
+
+def forecast_vs_actual(sql: Sql, key: str, e: EnergyType, *, level: str, series: str, actual_from: str,
+                       actual_where: str, title: str, description: str) -> Panel:
+    """Monthly actual usage beside the latest issue of the ETS forecast for each month, with its 80 % and
+    95 % intervals. ``series``: SQL for the forecast series id; ``actual_from``/``actual_where``: the
+    usage to sum (``u`` is energy_usage)."""
+    return Panel(
+        "timeseries", title, unit=grafana_unit(e.unit), width=8, description=description,
+        custom={"drawStyle": "line", "showPoints": "always", "pointSize": 4, "spanNulls": False},
+        overrides=interval_overrides(), query=Query(f"""
+WITH f AS (
+    SELECT DISTINCT ON (f.target_month) f.target_month AS month, f.point, f.lo80, f.hi80, f.lo95, f.hi95
+    FROM usage_forecasts f
+    WHERE f.level = '{level}' AND f.series_id = ({series}) AND f.energy_type = '{key}' AND f.model = 'ets'
+      AND {sql.months_in_range('f.target_month')}
+    ORDER BY f.target_month, f.issued_at DESC),
+a AS (
+    SELECT u.usage_date AS month, sum(u.amount) AS amount
+    {actual_from}
+    WHERE u.energy_type = '{e.label_ko}' AND {actual_where} AND {sql.months_in_range('u.usage_date')}
+    GROUP BY u.usage_date)
+SELECT {sql.month_time('coalesce(a.month, f.month)')}, a.amount AS "actual", f.point AS "forecast",
+       f.lo80 AS "80% low", f.hi80 AS "80% high", f.lo95 AS "95% low", f.hi95 AS "95% high"
+FROM a FULL JOIN f ON f.month = a.month
+ORDER BY 1""", "time_series"))
+
+
+def per_key_columns(settings: Settings, expr: str, key_column: str) -> str:
+    """One summed column per energy type for tables keyed by the English key (bills, projections)."""
+    return ",\n       ".join(f"sum({expr}) FILTER (WHERE {key_column} = '{k}') AS \"{label(e)}\""
+                              for k, e in settings.energy.items())
 
 
 def overview(settings: Settings) -> Dashboard:
@@ -132,6 +193,31 @@ JOIN households h ON h.id = u.household_id
 JOIN buildings b ON b.id = h.building_id
 WHERE {sql.months_in_range('u.usage_date')}
 GROUP BY b.building_number ORDER BY b.building_number""")),
+            *(forecast_vs_actual(
+                sql, key, e, level="complex", series=f"'{settings.complex.id}'", actual_from="FROM energy_usage u",
+                actual_where="true", title=f"{label(e)} — complex forecast vs actual ({e.unit})",
+                description="All households' monthly total (green) and the latest ETS forecast issued for each "
+                            "month (dashed), shaded with its 80 % and 95 % intervals (apt-energy forecast run).")
+              for key, e in settings.energy.items()),
+            Panel("timeseries", "Households by electricity tier / 누진 단계별 세대", unit="short", width=12,
+                  description="Households billed in each progressive tier per month (bills; Jul–Aug bands "
+                              "300/450 kWh, else 200/400). Run apt-energy bills compute to refresh.",
+                  custom=STACKED_BARS, query=Query(f"""
+SELECT {sql.month_time('usage_month')},
+       count(*) FILTER (WHERE tier = 1) AS "tier 1 / 1단계",
+       count(*) FILTER (WHERE tier = 2) AS "tier 2 / 2단계",
+       count(*) FILTER (WHERE tier = 3) AS "tier 3 / 3단계"
+FROM bills
+WHERE energy_type = 'electricity' AND {sql.months_in_range('usage_month')}
+GROUP BY 1 ORDER BY 1""", "time_series")),
+            Panel("timeseries", "Energy bills by month / 월별 에너지 요금 (KRW)", unit=KRW, width=12,
+                  description="Sum of every household's bill per month, stacked by energy type (bills).",
+                  custom=STACKED_BARS, query=Query(f"""
+SELECT {sql.month_time('usage_month')},
+       {per_key_columns(settings, 'total_krw', 'energy_type')}
+FROM bills
+WHERE {sql.months_in_range('usage_month')}
+GROUP BY 1 ORDER BY 1""", "time_series")),
             Panel("timeseries", "Readings stored per minute (last hour) / 분당 저장된 검침값",
                   unit="suffix: /min", width=24, height=6, time_from="1h",
                   description="Pipeline throughput by the time PostgreSQL stored each reading.",
@@ -230,6 +316,16 @@ JOIN households h ON h.id = u.household_id
 JOIN buildings b ON b.id = h.building_id
 WHERE u.energy_type = '{e.label_ko}' AND {ONE_HOUSEHOLD} AND {sql.months_in_range('u.usage_date')}
 ORDER BY 1""", "time_series")))
+    forecasts = tuple(forecast_vs_actual(
+        sql, key, e, level="household", actual_where=ONE_HOUSEHOLD,
+        series=f"SELECT h.device_id FROM households h JOIN buildings b ON b.id = h.building_id WHERE {ONE_HOUSEHOLD}",
+        actual_from="FROM energy_usage u JOIN households h ON h.id = u.household_id "
+                    "JOIN buildings b ON b.id = h.building_id",
+        title=f"{label(e)} — forecast vs actual ({e.unit})",
+        description="This flat's monthly usage (green) and the latest ETS forecast issued for each month "
+                    "(dashed), shaded with its 80 % and 95 % intervals.")
+        for key, e in energies)
+    energy_label = "CASE " + " ".join(f"WHEN x.energy_type = '{k}' THEN '{label(e)}'" for k, e in energies) + " END"
     return Dashboard(
         uid="apt-energy-household", title="apt-energy — household / 세대 상세",
         description="One flat: monthly usage against the alert thresholds, emissions, readings and alerts.",
@@ -242,6 +338,36 @@ WHERE b.building_number = {THE_BUILDING} ORDER BY h.floor, h.unit"""),
         ),
         panels=(
             *usage,
+            *forecasts,
+            Panel("stat", "Projected bill this month / 이번 달 예상 요금", unit=KRW, width=8, height=8,
+                  description="For the month that holds the end of the time range: usage so far plus the "
+                              "forecast's share of the days left, billed with that month's tariffs (projected "
+                              "electricity tier in the table beside). apt-energy bills compute refreshes it.",
+                  options={"reduceOptions": {"values": False, "calcs": ["lastNotNull"], "fields": ""},
+                           "colorMode": "none", "graphMode": "none", "textMode": "value_and_name"},
+                  query=Query(f"""
+SELECT {per_key_columns(settings, 'p.total_krw', 'p.energy_type')},
+       sum(p.total_krw) AS "total"
+FROM bill_projections p
+JOIN households h ON h.id = p.household_id
+JOIN buildings b ON b.id = h.building_id
+WHERE {ONE_HOUSEHOLD} AND {sql.this_month('p.usage_month')}""")),
+            Panel("table", "Bills by month / 월별 요금", unit="none", width=16, height=8,
+                  description="This flat's statements (apt-energy bills show) and, for the month that holds "
+                              "the end of the range, the projection (usage so far + forecast).",
+                  overrides=(column_unit("bill", KRW), column_unit("usage", "none")),
+                  query=Query(f"""
+SELECT x.month AS "month", {energy_label} AS "energy", x.usage AS "usage", et.unit AS "unit",
+       x.tier AS "tier 누진", x.total_krw AS "bill", x.kind AS "kind"
+FROM (SELECT household_id, energy_type, usage_month AS month, usage, tier, total_krw, 'billed' AS kind FROM bills
+      UNION ALL
+      SELECT household_id, energy_type, usage_month, projected, tier, total_krw, 'projected' FROM bill_projections
+      WHERE {sql.this_month('usage_month')}) x
+JOIN households h ON h.id = x.household_id
+JOIN buildings b ON b.id = h.building_id
+JOIN energy_types et ON et.key = x.energy_type
+WHERE {ONE_HOUSEHOLD} AND {sql.months_in_range('x.month')}
+ORDER BY x.month DESC, x.kind, x.energy_type""")),
             Panel("timeseries", "Emissions by month / 월별 탄소 배출 (kg CO2e)", unit=KG, width=12,
                   custom=STACKED_BARS, query=Query(f"""
 SELECT {sql.month_time('u.usage_date')},

@@ -9,14 +9,23 @@ from __future__ import annotations
 import argparse
 import calendar
 import math
+import threading
+import time
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 import numpy as np
+import pandas as pd
+from apt_energy.config import Household, Settings
 from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
 from apt_energy.edge.profile import FleetModel
 from apt_energy.forecast import job
 from apt_energy.forecast.history import import_months
+from pyspark import StatusTracker
+from pyspark.sql import SparkSession
+
+from apt_energy.progress import StatusLine
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -62,21 +71,94 @@ def simulated_totals(model: FleetModel, months: list[date], interval_s: int) -> 
     return out
 
 
+def history_totals(settings: Settings, households: Sequence[Household], *, until: date, months: int,
+                   interval_s: int) -> tuple[list[date], np.ndarray, FleetModel]:
+    """The ``months`` before ``until`` simulated for ``households``: (months, totals, the model)."""
+    starts = month_starts(until, months)
+    model = FleetModel(settings, households)
+    return starts, simulated_totals(model, starts, interval_s), model
+
+
+def history_frame(households: Sequence[Household], months: Sequence[date], totals: np.ndarray,
+                  model: FleetModel) -> pd.DataFrame:
+    """Simulated history as :func:`job.read_usage` returns usage (device_id, building, energy_type, month,
+    amount): forecasts can be issued from it before anything is stored."""
+    return pd.DataFrame(
+        [(h.device_id, h.building, meter, month, round(float(totals[i, j, k]), model.decimals[k]))
+         for i, month in enumerate(months) for j, h in enumerate(households) for k, meter in enumerate(model.meters)],
+        columns=["device_id", "building", "energy_type", "month", "amount"])
+
+
+def import_history(settings: Settings, households: Sequence[Household], *, until: date, months: int,
+                   interval_s: int) -> int:
+    """Simulate and import the history into energy_usage (marked in usage_imports); rows inserted."""
+    starts, totals, model = history_totals(settings, households, until=until, months=months, interval_s=interval_s)
+    with connect(settings) as conn:
+        return import_months(conn, device_ids=[h.device_id for h in households], meters=model.meters, months=starts,
+                             totals=totals, decimals=model.decimals,
+                             source=f"simulated-history seed={settings.simulation.seed}")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     until = date.fromisoformat(f"{args.until}-01")
-    months = month_starts(until, args.months)
     households = settings.complex.households()
-    model = FleetModel(settings, households)
-    print(f"history: simulating {len(households)} households × {len(months)} months "
-          f"({months[0]:%Y-%m}..{months[-1]:%Y-%m}) …", flush=True)
-    totals = simulated_totals(model, months, args.interval)
-    with connect(settings) as conn:
-        n = import_months(conn, device_ids=[h.device_id for h in households], meters=model.meters, months=months,
-                          totals=totals, decimals=model.decimals,
-                          source=f"simulated-history seed={settings.simulation.seed}")
+    print(f"history: simulating {len(households)} households × {args.months} months before {until:%Y-%m} …",
+          flush=True)
+    n = import_history(settings, households, until=until, months=args.months, interval_s=args.interval)
     print(f"history imported: {n} rows (months that already had usage were left alone)")
     return 0
+
+
+class SparkProgress:
+    """A live line for a long Spark action: tasks done of the active stages, refreshed once a second
+    (in place on a terminal, every 10 s in a log; :class:`apt_energy.progress.StatusLine`)."""
+
+    def __init__(self, tracker: StatusTracker, what: str) -> None:
+        self.tracker = tracker          # SparkContext.statusTracker()
+        self.what = what
+        self.status = StatusLine()
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="forecast-progress", daemon=True)
+
+    def text(self) -> str:
+        done = total = 0
+        for stage in self.tracker.getActiveStageIds():
+            info = self.tracker.getStageInfo(stage)
+            if info is not None:
+                done, total = done + info.numCompletedTasks, total + info.numTasks
+        tasks = f"tasks {done}/{total} ({100 * done / total:.0f}%)" if total else "starting"
+        return f"[{time.monotonic() - self.started:5.0f}s] {self.what}: {tasks}"
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.status.show(self.text())
+
+    def __enter__(self) -> SparkProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.status.done()
+
+
+def forecast_spark(settings: Settings) -> SparkSession:
+    """The batch job's local Spark (a partition per ~100 series is enough to show progress)."""
+    return job.build_session(settings.spark.master, shuffle_partitions=max(settings.spark.shuffle_partitions, 16))
+
+
+def issue_forecasts(settings: Settings, spark: SparkSession, series: pd.DataFrame, *, horizon: int,
+                    issued_at: datetime | None = None) -> pd.DataFrame:
+    """Forecast every series ``horizon`` months ahead on Spark (with a progress line) and store them."""
+    what = f"forecast {series.groupby(job.KEYS).ngroups} series × {len(job.MODELS)} models"
+    with SparkProgress(spark.sparkContext.statusTracker(), what):
+        fc = job.run_forecast(spark, series, horizon=horizon)
+    with connect(settings) as conn:
+        job.store_forecasts(conn, fc, issued_at=issued_at)
+    return fc
 
 
 def run_forecast_command(args: argparse.Namespace) -> int:
@@ -86,19 +168,19 @@ def run_forecast_command(args: argparse.Namespace) -> int:
     series = job.series_frame(usage, settings.complex.id)
     print(f"forecast: {series.groupby(job.KEYS).ngroups} series, {usage['month'].nunique()} months; starting Spark …",
           flush=True)
-    spark = job.build_session(settings.spark.master, shuffle_partitions=settings.spark.shuffle_partitions)
+    spark = forecast_spark(settings)
     try:
         if args.action == "run":
-            fc = job.run_forecast(spark, series, horizon=args.horizon)
-            with connect(settings) as conn:
-                n = job.store_forecasts(conn, fc)
-            print(f"usage_forecasts: {n} rows")
+            fc = issue_forecasts(settings, spark, series, horizon=args.horizon)
+            print(f"usage_forecasts: {len(fc)} rows")
             cx = fc[(fc["level"] == "complex") & (fc["model"] == "ets")]
             for r in cx.sort_values(["energy_type", "horizon"]).itertuples(index=False):
                 print(f"  complex {r.energy_type:<11} {r.target_month:%Y-%m} {r.point:,.0f} "
                       f"(80% {r.lo80:,.0f}–{r.hi80:,.0f}, 95% {r.lo95:,.0f}–{r.hi95:,.0f})")
             return 0
-        table = job.run_backtest(spark, series, windows=args.windows, horizon=args.horizon)
+        what = f"backtest {args.windows} windows × {series.groupby(job.KEYS).ngroups} series"
+        with SparkProgress(spark.sparkContext.statusTracker(), what):
+            table = job.run_backtest(spark, series, windows=args.windows, horizon=args.horizon)
         with connect(settings) as conn:
             job.store_backtest(conn, table)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -17,7 +17,8 @@ import pandas as pd
 import psycopg
 from apt_energy.forecast.backtest import Error, metrics, rolling_origin
 from apt_energy.forecast.models import Model, fit_forecast
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ def build_session(master: str, *, shuffle_partitions: int = 4) -> SparkSession:
             .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+            # pandas in and out through Arrow: row by row, moving ~100k monthly rows costs more than fitting
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
             .getOrCreate())
 
 
@@ -70,20 +73,28 @@ def _add_months(month: date, k: int) -> date:
     return date(month.year + y, m + 1, 1)
 
 
+def _forecast_series(pdf: pd.DataFrame, horizon: int) -> list[tuple[object, ...]]:
+    pdf = pdf.sort_values("month")
+    y = pdf["amount"].to_numpy(dtype=float)
+    last = pdf["month"].iloc[-1]
+    key = tuple(pdf[KEYS].iloc[0])
+    out: list[tuple[object, ...]] = []
+    for model in MODELS:
+        try:
+            fc = fit_forecast(model, y, horizon)
+        except ValueError:
+            continue   # too short a history: no forecast rather than a bad one
+        for k in range(horizon):
+            out.append((*key, model, k + 1, _add_months(last, k + 1), fc.point[k], fc.lo80[k], fc.hi80[k],
+                        fc.lo95[k], fc.hi95[k]))
+    return out
+
+
 def forecast_group(horizon: int):  # type: ignore[no-untyped-def]
+    """A pandas UDF over a bucket of whole series (one Spark group per bucket, not per series: a group
+    costs an Arrow batch and a DataFrame, more than fitting a 36-month series)."""
     def run(pdf: pd.DataFrame) -> pd.DataFrame:
-        pdf = pdf.sort_values("month")
-        y = pdf["amount"].to_numpy(dtype=float)
-        last = pdf["month"].iloc[-1]
-        out = []
-        for model in MODELS:
-            try:
-                fc = fit_forecast(model, y, horizon)
-            except ValueError:
-                continue   # too short a history: no forecast rather than a bad one
-            for k in range(horizon):
-                out.append((*pdf[KEYS].iloc[0], model, k + 1, _add_months(last, k + 1), fc.point[k], fc.lo80[k],
-                            fc.hi80[k], fc.lo95[k], fc.hi95[k]))
+        out = [row for _, g in pdf.groupby(KEYS, sort=False) for row in _forecast_series(g, horizon)]
         return pd.DataFrame(out, columns=["level", "series_id", "energy_type", "model", "horizon", "target_month",
                                           "point", "lo80", "hi80", "lo95", "hi95"])
     return run
@@ -91,25 +102,35 @@ def forecast_group(horizon: int):  # type: ignore[no-untyped-def]
 
 def backtest_group(windows: int, horizon: int):  # type: ignore[no-untyped-def]
     def run(pdf: pd.DataFrame) -> pd.DataFrame:
-        y = pdf.sort_values("month")["amount"].to_numpy(dtype=float)
-        out = [(*pdf[KEYS].iloc[0], model, *e) for model in MODELS
-               for e in rolling_origin(y, model, windows=windows, horizon=horizon)]
+        out = []
+        for _, g in pdf.groupby(KEYS, sort=False):
+            y = g.sort_values("month")["amount"].to_numpy(dtype=float)
+            key = tuple(g[KEYS].iloc[0])
+            out += [(*key, model, *e) for model in MODELS
+                    for e in rolling_origin(y, model, windows=windows, horizon=horizon)]
         return pd.DataFrame(out, columns=[*KEYS, "model", "origin", "horizon", "actual", "point", "lo80", "hi80",
                                           "lo95", "hi95", "scale"])
     return run
 
 
+def _buckets(spark: SparkSession, series: pd.DataFrame) -> DataFrame:
+    """Series spread over the shuffle partitions by a hash of their key (every month of a series lands
+    in one bucket); about two buckets per partition keeps the tasks even and the progress visible."""
+    n = 2 * int(spark.conf.get("spark.sql.shuffle.partitions") or 4)
+    df = spark.createDataFrame(series)
+    return df.withColumn("bucket", F.abs(F.hash(*KEYS)) % n)
+
+
 def run_forecast(spark: SparkSession, series: pd.DataFrame, *, horizon: int = 3) -> pd.DataFrame:
     """Forecast every series ``horizon`` months past its last month, on Spark."""
-    df = spark.createDataFrame(series)
-    return df.groupBy(*KEYS).applyInPandas(forecast_group(horizon), schema=FORECAST_SCHEMA).toPandas()
+    return (_buckets(spark, series).groupBy("bucket")
+            .applyInPandas(forecast_group(horizon), schema=FORECAST_SCHEMA).toPandas())
 
 
 def run_backtest(spark: SparkSession, series: pd.DataFrame, *, windows: int = 12, horizon: int = 3) -> pd.DataFrame:
     """Per (level, energy type, model): metrics over every series' rolling-origin errors."""
-    df = spark.createDataFrame(series)
-    errors = pd.DataFrame(df.groupBy(*KEYS).applyInPandas(backtest_group(windows, horizon),
-                                                          schema=BACKTEST_SCHEMA).toPandas())
+    errors = pd.DataFrame(_buckets(spark, series).groupBy("bucket").applyInPandas(
+        backtest_group(windows, horizon), schema=BACKTEST_SCHEMA).toPandas())
     rows = []
     for (level, energy, model), g in errors.groupby(["level", "energy_type", "model"]):
         cols = ["origin", "horizon", "actual", "point", "lo80", "hi80", "lo95", "hi95", "scale"]
@@ -122,14 +143,14 @@ def run_backtest(spark: SparkSession, series: pd.DataFrame, *, windows: int = 12
 
 
 def store_forecasts(conn: psycopg.Connection, fc: pd.DataFrame, *, issued_at: datetime | None = None) -> int:
+    """Write one issue of forecasts (COPY: an issue of 840 households × 12 months is ~60k rows)."""
     issued = issued_at or datetime.now(UTC)
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO usage_forecasts (level, series_id, energy_type, target_month, model, horizon, point, lo80, "
-            "hi80, lo95, hi95, issued_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            [(r.level, r.series_id, r.energy_type, r.target_month, r.model, int(r.horizon), float(r.point),
-              float(r.lo80), float(r.hi80), float(r.lo95), float(r.hi95), issued)
-             for r in fc.itertuples(index=False)])
+    with conn.transaction(), conn.cursor() as cur, cur.copy(
+            "COPY usage_forecasts (level, series_id, energy_type, target_month, model, horizon, point, lo80, hi80, "
+            "lo95, hi95, issued_at) FROM STDIN") as copy:
+        for r in fc.itertuples(index=False):
+            copy.write_row((r.level, r.series_id, r.energy_type, r.target_month, r.model, int(r.horizon),
+                            float(r.point), float(r.lo80), float(r.hi80), float(r.lo95), float(r.hi95), issued))
     return len(fc)
 
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from apt_energy.config import Settings
+from apt_energy.spark.rules import ProjectionOptions
 
 from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
+from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from apt_energy.spark.job import StreamJob, build_session
+    from apt_energy.spark.job import StreamJob, build_session, sink_options
     from apt_energy.stack.jars import spark_kafka_jars
 
     settings = config.load()
@@ -37,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
                                  ("checkpoint_dir", args.checkpoint)) if v is not None}
     if changes:
         settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, **changes))
+    options = dataclasses.replace(sink_options(settings), projection=projection_options(settings))
     spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
-    job = StreamJob(settings, spark)
+    job = StreamJob(settings, spark, options=options)
     on_stop_signals(job.stop_event.set)
     notifier = None
     if not args.no_notifier:
@@ -54,3 +61,37 @@ def run(args: argparse.Namespace) -> int:
             notifier.stop()
         spark.stop()
     return 0
+
+
+def projection_options(settings: Settings, *, first_year: int = 2000, last_year: int | None = None
+                       ) -> ProjectionOptions | None:
+    """The projection rule's plain data, composed here because the spark stage may not import billing:
+    electricity's tier bands month by month (from the dated tariffs) and a bill estimate for the message."""
+    from apt_energy.billing.cli import contract_areas
+
+    from apt_energy import billing
+
+    rule = settings.rules.projection
+    if not rule.tiers and not rule.thresholds:
+        return None
+    tariffs = billing.load()
+    last = last_year or datetime.now(UTC).year + 10
+    months = [date(y, m, 1) for y in range(first_year, last + 1) for m in range(1, 13)]
+    limits = billing.tier_limits(tariffs.electricity, months) if rule.tiers else {}
+    areas = contract_areas(settings)
+    # the complex's most common flat: the projection estimates a typical bill, not one household's
+    area = max(areas.values(), key=list(areas.values()).count) if areas else None
+
+    def estimate(energy: str, month: date, projected: float) -> float | None:
+        if energy not in ("electricity", "heating", "water"):
+            return None
+        try:
+            bill = billing.bill_for(tariffs, energy, month, Decimal(str(round(projected, 3))),  # type: ignore[arg-type]
+                                    contract_area_m2=area)
+        except ConfigError:
+            return None   # no tariff in force that month
+        return float(bill.total)
+
+    return ProjectionOptions(tier_limits={m: (float(a), float(b)) for m, (a, b) in limits.items()},
+                             thresholds=dict(rule.thresholds), from_tier=rule.from_tier, min_days=rule.min_days,
+                             model=rule.model, estimate_bill=estimate)

@@ -114,11 +114,12 @@ class StreamJob:
     COPYed by its executor into ``reading_staging`` under the batch's key; the driver then runs one
     short merge transaction per batch. Devices (a few records per batch) go through the driver."""
 
-    def __init__(self, settings: Settings, spark: SparkSession, *, checkpoint_dir: Path | None = None) -> None:
+    def __init__(self, settings: Settings, spark: SparkSession, *, checkpoint_dir: Path | None = None,
+                 options: SinkOptions | None = None) -> None:
         self.settings = settings
         self.spark = spark
         dsn = conninfo(settings)
-        self.sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
+        self.sink = PostgresSink(lambda: psycopg.connect(dsn), options=options or sink_options(settings))
         self.checkpoint_dir = checkpoint_dir or settings.path(settings.spark.checkpoint_dir)
         self.stream_id = stream_id(str(self.checkpoint_dir.resolve() / "readings"))
         self.stager = PartitionStager(dsn)

@@ -6,22 +6,26 @@ alerts in the same transaction as the usage, so a replayed batch cannot raise an
 * ``night_flow``: water flowing in every hour of N consecutive night hours (a leak); resolves when a
   later night shows a dry hour;
 * ``peer``: a household's month far above its building's peers (robust z-score on the median and
-  MAD, and at least ``min_ratio`` × the median).
+  MAD, and at least ``min_ratio`` × the median);
+* ``projection``: the month's projected total (usage so far + the forecast's share of the days left)
+  crosses electricity's next progressive tier or a configured line before the month does (once per
+  household, energy type and month).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from apt_energy.config.settings import NightFlowRule, PeerRule, Threshold
 
-RuleName = Literal["threshold", "threshold_critical", "night_flow", "peer"]
+RuleName = Literal["threshold", "threshold_critical", "night_flow", "peer", "projection"]
 Severity = Literal["warning", "critical"]
 
 
@@ -209,4 +213,101 @@ def peer_outliers(amounts: dict[int, float], energy_type: str, month: date, rule
         if z >= rule.z_warning:
             out.append(Alert(household, energy_type, month, "peer", "warning", x, median,
                              {"z": round(z, 2) if z != float("inf") else None, "peers": len(amounts)}))
+    return out
+
+
+# ------------------------------------------------------------------------------------ projection
+
+
+class Projection(NamedTuple):
+    so_far: float
+    projected: float
+
+
+def project(*, so_far: float, days_elapsed: float, days_in_month: int, forecast_month: float) -> Projection:
+    """Projected month total = so far + forecast × (days left / days in month); never below so far.
+
+    The forecast's share of the days left, not a pro-rata of the month so far: early in the month a few
+    days say little, the forecast (seasonal, per household) says more; late in the month the actual
+    usage dominates."""
+    left = min(max(days_in_month - days_elapsed, 0.0), days_in_month) / days_in_month
+    return Projection(so_far, so_far + max(forecast_month, 0.0) * left)
+
+
+BillEstimate = Callable[[str, date, float], float | None]
+
+
+@dataclass(frozen=True)
+class ProjectionOptions:
+    """The projection rule's inputs besides the batch: plain data the application composes from the
+    tariffs (tier bands by month) and the config (``rules.projection``); the spark stage never reads
+    tariffs itself."""
+
+    tier_limits: Mapping[date, tuple[float, ...]]   # month → upper kWh of tiers 1, 2, … (e.g. (200, 400))
+    thresholds: Mapping[str, float] = field(default_factory=dict)   # energy key → month-total line
+    from_tier: int = 3
+    min_days: float = 3.0
+    model: str = "ets"
+    tier_meter: str = "electricity"
+    estimate_bill: BillEstimate | None = None        # (energy, month, projected) → KRW, for the message
+
+    @property
+    def meters(self) -> frozenset[str]:
+        """The energy types the rule looks at."""
+        return frozenset(self.thresholds) | ({self.tier_meter} if self.tier_limits else frozenset())
+
+
+@dataclass(frozen=True)
+class MonthSoFar:
+    """One household-month a batch changed, as the projection sees it."""
+
+    household_id: int
+    energy_type: str
+    month: date
+    so_far: float              # month-to-date usage
+    days_elapsed: float        # event time: the latest reading's end, in days since the local month start
+    forecast: float | None     # the month's forecast total (None: no forecast, no projection)
+
+
+def days_in(month: date) -> int:
+    """Days of the calendar month starting at ``month``."""
+    nxt = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return (nxt - month).days
+
+
+def projection_alerts(items: Iterable[MonthSoFar], options: ProjectionOptions) -> list[Alert]:
+    """Household-months whose projected total crosses a line they have not reached yet.
+
+    Lines: electricity's tier limits of the month from tier ``from_tier`` up (billed on whole kWh, so
+    the comparison is too: 400.9 kWh is still tier 2) and the energy type's configured threshold. The
+    lowest line between the usage so far and the projection is the one warned about; a month already
+    past every line, or without a forecast, raises nothing."""
+    out = []
+    for m in items:
+        if m.forecast is None or m.days_elapsed < options.min_days:
+            continue
+        p = project(so_far=m.so_far, days_elapsed=m.days_elapsed, days_in_month=days_in(m.month),
+                    forecast_month=m.forecast)
+        lines: list[tuple[float, int | None]] = []
+        if m.energy_type == options.tier_meter:
+            limits = options.tier_limits.get(m.month, ())
+            lines += [(float(limit), tier) for tier, limit in enumerate(limits, start=2) if tier >= options.from_tier]
+        threshold = options.thresholds.get(m.energy_type)
+        if threshold is not None:
+            lines.append((float(threshold), None))
+        crossed = []
+        for limit, tier in lines:
+            now, then = (math.floor(p.so_far), math.floor(p.projected)) if tier else (p.so_far, p.projected)
+            if now <= limit < then:
+                crossed.append((limit, tier))
+        if not crossed:
+            continue
+        limit, tier = min(crossed, key=lambda c: c[0])
+        detail: dict[str, object] = {
+            "kind": "tier" if tier else "threshold", "tier": tier, "so_far": round(p.so_far, 3),
+            "forecast": round(m.forecast, 3), "days_elapsed": round(m.days_elapsed, 2), "model": options.model}
+        if options.estimate_bill is not None:
+            detail["projected_bill_krw"] = options.estimate_bill(m.energy_type, m.month, p.projected)
+        out.append(Alert(m.household_id, m.energy_type, m.month, "projection", "warning", round(p.projected, 3),
+                         limit, detail))
     return out

@@ -28,6 +28,7 @@ import psycopg
 from apt_energy.config.settings import Rules
 from apt_energy.spark import rules
 from apt_energy.spark.poison import find_poison, is_data_error, printable, probe, rejection
+from apt_energy.spark.rules import ProjectionOptions
 from apt_energy.spark.staging import STAGED_COLUMNS, BatchKey
 from psycopg.rows import class_row
 
@@ -299,6 +300,7 @@ class SinkOptions:
     rules: Rules
     units: Mapping[str, str]       # meter → unit, stored with each alert
     devices_topic: str             # where device records came from (their quarantine source)
+    projection: ProjectionOptions | None = None   # the month-end projection rule (None: off)
 
 
 class PostgresSink:
@@ -462,6 +464,7 @@ class PostgresSink:
         alerts += self._peer_alerts(conn, changes)
         night = self._night_flow(conn, changes)
         alerts += night.raise_alerts
+        alerts += self._projection_alerts(conn, changes)
         raised = self._store_alerts(conn, alerts)
         resolved = self._resolve(conn, night.resolve_ids + self._alert_ids(conn, night.resolve_raised))
         return raised, resolved
@@ -637,6 +640,63 @@ class PostgresSink:
                 (self.options.devices_topic, r.partition, r.offset, reason, printable(r.device_id),
                  printable(r.raw)))
         return len(latest)
+
+    # ---------------------------------------------------------------------------- projection
+
+    def _projection_alerts(self, conn: psycopg.Connection, changes: list[MonthChange]) -> list[rules.Alert]:
+        """Month-end projections of the household-months this batch changed. Event time, not the wall
+        clock: how far the month has got is where its latest stored reading ends (the demo runs
+        simulated months in minutes). Months already warned about are skipped before any work."""
+        options = self.options.projection
+        if options is None:
+            return []
+        meters = options.meters
+        keys = [c for c in changes if c.energy_type in meters]
+        if not keys:
+            return []
+        starts = [datetime(c.month.year, c.month.month, 1, tzinfo=self.tz) for c in keys]
+        ends = [datetime(c.month.year + c.month.month // 12, c.month.month % 12 + 1, 1, tzinfo=self.tz) for c in keys]
+        with conn.cursor(row_factory=class_row(ProjectionInput)) as cur:
+            found = cur.execute(_PROJECTION_INPUTS, (
+                [c.household_id for c in keys], [c.energy_type for c in keys], [c.month for c in keys],
+                [c.after for c in keys], starts, ends, options.model)).fetchall()
+        items = []
+        for r in found:
+            if r.latest is None:
+                continue
+            start = datetime(r.month.year, r.month.month, 1, tzinfo=self.tz)
+            items.append(rules.MonthSoFar(r.household_id, r.energy_type, r.month, float(r.so_far),
+                                          (r.latest - start).total_seconds() / 86400, r.forecast))
+        return rules.projection_alerts(items, options)
+
+
+# The projection's inputs per changed household-month: the latest issued household forecast of the
+# configured model for that month (no forecast: no row) and the end of the month's latest reading;
+# months that already have a projection alert are left out (one per household-month).
+_PROJECTION_INPUTS = """
+SELECT k.household_id, k.meter AS energy_type, k.month, k.so_far, f.point AS forecast,
+       (SELECT max(r.ts) FROM meter_readings r
+        WHERE r.household_id = k.household_id AND r.meter = k.meter AND r.usage_month = k.month
+          AND r.ts > k.lo AND r.ts <= k.hi) AS latest
+FROM unnest(%s::int[], %s::text[], %s::date[], %s::numeric[], %s::timestamptz[], %s::timestamptz[])
+     AS k(household_id, meter, month, so_far, lo, hi)
+JOIN households h ON h.id = k.household_id
+JOIN LATERAL (SELECT point FROM usage_forecasts f
+              WHERE f.level = 'household' AND f.series_id = h.device_id AND f.energy_type = k.meter
+                AND f.target_month = k.month AND f.model = %s
+              ORDER BY f.issued_at DESC LIMIT 1) f ON true
+WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.household_id = k.household_id AND a.energy_type = k.meter
+                  AND a.period = k.month AND a.rule = 'projection')
+"""
+
+
+class ProjectionInput(NamedTuple):
+    household_id: int
+    energy_type: str
+    month: date
+    so_far: Decimal
+    forecast: float
+    latest: datetime | None
 
 
 _STAGING_NAMES = [{"partition": "kafka_partition", "offset": "kafka_offset"}.get(c, c) for c in StagedReading._fields]

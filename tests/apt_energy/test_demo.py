@@ -36,3 +36,23 @@ def test_demo_runs_the_whole_chain_and_its_truth_check_holds(demo_run: DemoRun) 
     assert sorted(r.split(":")[0] for r in quarantined) == ["negative", "ts_in_future", "unit_mismatch"]
     stats = json.loads((demo_run.output / "bridge-stats.json").read_text())
     assert stats["dead_lettered"] == 1  # the non-JSON message, in the dead-letter topic
+
+
+def test_demo_ends_with_bills_and_next_months_forecast(demo_run: DemoRun) -> None:
+    out = demo_run.result.stdout
+    assert demo_run.result.returncode == 0, out[-3000:]
+    # bills of the last streamed month: the complex's total, median and 90th percentile per energy type
+    assert "Bills 2024-02" in out
+    for energy in ("electricity", "heating", "water"):
+        assert f"bills 2024-02 {energy:<11} 20 households, total " in out
+    assert "median" in out and "p90" in out
+    # next month's forecast, from the imported past plus the streamed months
+    assert "Forecast for next month, 2024-03" in out
+    assert "forecast 2024-03 complex electricity" in out and "80%" in out and "95%" in out
+    assert "forecast steps took" in out
+    with connect(demo_run.settings) as conn:
+        imported = conn.execute("SELECT count(DISTINCT usage_date) FROM usage_imports").fetchone()
+        issued = conn.execute("SELECT min(target_month), count(DISTINCT issued_at) FROM usage_forecasts "
+                              "WHERE level = 'household'").fetchone()
+    assert imported == (36,)
+    assert issued is not None and issued[0].isoformat() == "2024-01-01" and issued[1] == 2  # before and after

@@ -44,3 +44,51 @@ def test_imported_usage_is_marked_billed_and_rebilled_after_a_change(fresh_db: S
         assert bill == (3, Decimal(90710))
         summary = store.month_summary(conn, date(2025, 3, 1))
         assert [s.households for s in summary] == [2, 2, 2]
+
+
+def test_heating_base_charge_uses_the_contract_area_of_the_buildings_unit_type(fresh_db: Settings) -> None:
+    from apt_energy.billing.cli import contract_areas
+
+    areas = contract_areas(fresh_db)
+    assert (areas[1], areas[11]) == (Decimal("112.0"), Decimal("148.0"))   # config/complex.yaml unit types
+    small = next(h for h in fresh_db.complex.households() if h.building == 1)
+    large = next(h for h in fresh_db.complex.households() if h.building == 11)
+    totals = np.array([[[0.0, 1000.0, 0.0], [0.0, 1000.0, 0.0]]])
+    with connect(fresh_db) as conn:
+        import_months(conn, device_ids=[small.device_id, large.device_id], meters=["electricity", "heating", "water"],
+                      months=[date(2025, 3, 1)], totals=totals, decimals=[3, 3, 4], source="test")
+        store.compute(conn, billing.load(), contract_areas=areas)
+        heat = {line.quantity for d in (small, large) for line in store.statement(conn, d.device_id)
+                if line.energy_type == "heating" and line.line_no == 0}
+    assert heat == {Decimal("112.0"), Decimal("148.0")}   # the base line's quantity is the flat's m²
+
+
+def test_projected_bill_adds_the_forecast_share_of_the_days_left_by_event_time(fresh_db: Settings) -> None:
+    from datetime import datetime
+
+    h = fresh_db.complex.households()[0]
+    tz = fresh_db.complex.tz
+    rates = billing.load()
+    march = date(2025, 3, 1)
+    with connect(fresh_db) as conn:
+        import_months(conn, device_ids=[h.device_id], meters=["electricity", "heating", "water"], months=[march],
+                      totals=np.array([[[300.0, 0.0, 0.0]]]), decimals=[3, 3, 4], source="test")
+        # the month's latest reading ends on 21 March, local midnight: 20 days of 31 elapsed
+        conn.execute(
+            """INSERT INTO meter_readings (device_id, meter, life, seq, household_id, ts, interval_s, value, total,
+                                           usage_month, kafka_partition, kafka_offset)
+               SELECT %s, 'electricity', 0, 1, id, %s, 86400, 15, 300, %s, 0, 0 FROM households WHERE device_id = %s""",
+            (h.device_id, datetime(2025, 3, 21, tzinfo=tz), march, h.device_id))
+        for issued, point in ((datetime(2025, 1, 1, tzinfo=tz), 100.0), (datetime(2025, 2, 1, tzinfo=tz), 360.0)):
+            conn.execute("""INSERT INTO usage_forecasts (level, series_id, energy_type, target_month, model, horizon,
+                                                         point, lo80, hi80, lo95, hi95, issued_at)
+                            VALUES ('household', %s, 'electricity', %s, 'ets', 1, %s, 0, 0, 0, 0, %s)""",
+                         (h.device_id, march, point, issued))
+        conn.commit()
+        assert store.project(conn, rates, march, tz=tz) == 1     # heating and water have no forecast
+        row = conn.execute("SELECT days_elapsed, forecast, projected, tier, total_krw FROM bill_projections").fetchone()
+    assert row is not None
+    days, forecast, projected, tier, total = row
+    assert (days, forecast, tier) == (20.0, 360.0, 3)   # the latest issue wins; 427.7 kWh is tier 3
+    assert projected == pytest.approx(Decimal(300) + Decimal(360) * 11 / 31, abs=Decimal("0.000001"))
+    assert total == billing.electricity_bill(rates.electricity, march, projected).total

@@ -11,6 +11,7 @@ from apt_energy.config.settings import (
     DEFAULT_CONFIG_DIR,
     EXAMPLE_SECRET_PREFIX,
     PROJECT_ROOT,
+    ProjectionRule,
     Secret,
     Secrets,
     Settings,
@@ -203,3 +204,17 @@ def test_every_environment_example_in_the_documentation_loads(config_dir: Path, 
         for part in settings_vars[name].split("."):
             node = node[part] if isinstance(node, dict) else getattr(node, part)
         assert node == value or str(node) == value or node == type(node)(value)
+
+
+def test_each_building_has_its_unit_type_and_contract_area() -> None:
+    complex_ = config.load(environ={}).complex
+    areas = {b: getattr(complex_.unit_type_of(b), "contract_area_m2", None) for b in (1, 11)}
+    assert areas == {1: 112.0, 11: 148.0}
+    assert complex_.unit_type_of(99) is None
+
+
+def test_projection_rule_is_typed_with_defaults_and_refuses_a_bad_tier() -> None:
+    rule = config.load(environ={}).rules.projection
+    assert (rule.tiers, rule.from_tier, rule.model, rule.thresholds) == (True, 3, "ets", {"heating": 1200.0})
+    with pytest.raises(ValueError, match="from_tier"):
+        ProjectionRule(from_tier=4)

@@ -94,3 +94,31 @@ def test_the_check_command_passes_on_the_run_and_fails_on_an_empty_range(demo_ru
     assert len(lines) == sum(len(d.panels) for d in all_dashboards(demo_run.settings))
     empty = check("--from", "2030-01-01", "--to", "2030-02-01")
     assert empty.returncode == 1 and "no data in that range" in empty.stdout
+
+
+def test_forecast_panels_show_the_actual_beside_the_forecast_inside_its_intervals(demo_run: DemoRun,
+                                                                                   results: dict) -> None:
+    for e in demo_run.settings.energy.values():
+        for uid, title in (("apt-energy-household", f"{e.label_ko} {e.label_en} — forecast vs actual ({e.unit})"),
+                           ("apt-energy-overview",
+                            f"{e.label_ko} {e.label_en} — complex forecast vs actual ({e.unit})")):
+            r = results[(uid, title)]
+            assert r.columns == ("time", "actual", "forecast", "80% low", "80% high", "95% low", "95% high")
+            both = [row for row in r.rows if row[1] is not None and row[2] is not None]
+            assert len(both) == 2, (title, r.rows)        # Jan and Feb 2024: streamed and forecast
+            for _, _, point, lo80, hi80, lo95, hi95 in both:
+                assert lo95 <= lo80 <= point <= hi80 <= hi95
+
+
+def test_bill_panels_show_the_flats_bills_tiers_and_this_months_projection(demo_run: DemoRun,
+                                                                           results: dict) -> None:
+    table = results[("apt-energy-household", "Bills by month / 월별 요금")]
+    kinds = {(row[0].isoformat(), row[-1]) for row in table.rows}
+    assert {("2024-01-01", "billed"), ("2024-02-01", "billed"), ("2024-02-01", "projected")} <= kinds
+    tiers = [row[4] for row in table.rows if row[1].endswith("Electricity")]
+    assert tiers and all(t in (1, 2, 3) for t in tiers)
+    projected = results[("apt-energy-household", "Projected bill this month / 이번 달 예상 요금")]
+    [row] = projected.rows
+    assert row[-1] == sum(v for v in row[:-1] if v is not None) > 0   # total = sum over energy types
+    by_tier = results[("apt-energy-overview", "Households by electricity tier / 누진 단계별 세대")]
+    assert [sum(v or 0 for v in row[1:]) for row in by_tier.rows] == [20, 20]   # every household, each month

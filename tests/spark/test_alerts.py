@@ -114,3 +114,54 @@ def test_a_leak_alerts_then_resolves_and_both_are_posted(settings: Settings, job
                                                         ("night_flow", "resolved", "resolved", "sent")]
     texts = [p["text"] for p in slack.posts()]
     assert "누수 의심" in texts[0] and "2024-05-10" in texts[0] and texts[1].startswith("해제")
+
+
+def test_a_projected_tier_3_month_alerts_once_per_household_month(settings: Settings, spark: SparkSession,
+                                                                  tmp_path: Path, slack: SlackStub) -> None:
+    from apt_energy.spark.cli import projection_options
+    from apt_energy.spark.job import sink_options
+
+    h = settings.complex.households()[5]   # 1동 202호
+    tz = settings.complex.tz
+    start = datetime(2024, 3, 1, tzinfo=tz).astimezone(UTC)   # local month start
+    with connect(settings) as conn:
+        # an older issue (low) and the latest (400 kWh): the latest issue of the configured model wins
+        for issued, point in ((datetime(2023, 12, 1, tzinfo=UTC), 100.0), (datetime(2024, 1, 1, tzinfo=UTC), 400.0)):
+            conn.execute(
+                """INSERT INTO usage_forecasts (level, series_id, energy_type, target_month, model, horizon, point,
+                                                lo80, hi80, lo95, hi95, issued_at)
+                   VALUES ('household', %s, 'electricity', '2024-03-01', 'ets', 2, %s, 0, 0, 0, 0, %s)""",
+                (h.device_id, point, issued))
+        conn.commit()
+
+    def daily(first: int, days: int) -> list[Reading]:
+        return [Reading(h.device_id, "electricity", d, start + timedelta(days=d + 1), 86400, 15.0, 15.0 * (d + 1),
+                        "kWh") for d in range(first, first + days)]
+
+    options = dataclasses.replace(sink_options(settings), projection=projection_options(settings))
+    job = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt", options=options)
+    job.start()
+    notifier = NotifierThread(build_notifier(settings))
+    try:
+        # 10 days × 15 = 150 kWh; + 400 × 21/31 ≈ 421 projected > 400: warn now, in March, before it happens
+        produce(settings, daily(0, 10))
+        wait_for(lambda: job.stats.inserted >= 10, 90, "first ten days")
+        produce(settings, daily(0, 10))                 # the same batch replayed: duplicates only
+        wait_for(lambda: job.stats.rows >= 20, 60, "replayed days")
+        produce(settings, daily(10, 5))                 # a later batch, same month, still projected over 400
+        wait_for(lambda: job.stats.inserted >= 15, 60, "five more days")
+        wait_for(lambda: len(slack.posts()) >= 1 and all(n[3] == "sent" for n in notifications(settings)), 30,
+                 "delivery")
+    finally:
+        notifier.stop()
+        job.stop()
+    assert [n[:4] for n in notifications(settings)] == [("projection", "active", "raised", "sent")]
+    with connect(settings) as conn:
+        alert = conn.execute("SELECT period, observed, reference, detail FROM alerts WHERE rule = 'projection'"
+                             ).fetchone()
+    assert alert is not None
+    period, observed, reference, detail = alert
+    assert (period.isoformat(), reference, detail["tier"], detail["so_far"]) == ("2024-03-01", 400.0, 3, 150.0)
+    assert observed == pytest.approx(150 + 400 * 21 / 31, abs=0.01) and detail["projected_bill_krw"] > 0
+    [post] = slack.posts()
+    assert "1동 202호" in post["text"] and "이번 달 예상 전력 사용량 421 kWh — 누진 3단계 진입 예상" in post["text"]
