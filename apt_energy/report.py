@@ -92,15 +92,16 @@ def next_steps(settings: Settings, demo_dir: Path, keep_running: bool, start: da
     pg = settings.postgres
     alerts = destination(settings) if slack else "not delivered (--slack off): they wait in alert_notifications"
     tz = settings.complex.tz
-    scheme = "mqtts" if settings.mqtt.tls else "mqtt"
+    mq = settings.mqtt
+    scheme = "mqtts" if mq.tls else "mqtt"
     ca = f", server CA {settings.mqtt_ca_file}" if settings.mqtt.tls else ""
     stop = f"the services are still running: `apt-energy pipeline down --dir {demo_dir}`; " if keep_running else ""
     print(f"""
 Where to look next
   SQL:   psql "host={pg.host} port={pg.port} dbname={pg.database} user={pg.writer_user}"   (password in .env)
          SELECT * FROM energy_usage ORDER BY usage_date, household_id LIMIT 20;
-  MQTT:  MQTT Explorer → {scheme}://{settings.mqtt.host}:{settings.mqtt.port}, topic '{settings.mqtt.topic_prefix}/#'{ca}
-         user {settings.mqtt.operator_user}, password APT_ENERGY_MQTT_OPERATOR_PASSWORD in .env (README "MQTT Explorer");
+  MQTT:  MQTT Explorer → {scheme}://{mq.host}:{mq.port}, topic '{mq.topic_prefix}/#'{ca}
+         user {mq.operator_user}, password APT_ENERGY_MQTT_OPERATOR_PASSWORD in .env (README "MQTT Explorer");
          run `apt-energy edge --households 40 --speed 3600` for live traffic
   Grafana: the dashboards' queries over this run (as Grafana's read-only role):
          apt-energy dashboards check --from {start.astimezone(tz):%Y-%m-%d} --to {until.astimezone(tz):%Y-%m-%d}
