@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from apt_energy.bridge.bridge import part_client_id
+from apt_energy.bridge.partition import Part
 from apt_energy.config import Settings
 from apt_energy.stack.process import alive
 
@@ -28,11 +30,14 @@ def test_one_bridge_uses_the_configured_client_id_and_the_notifier_runs_on_its_o
 
 
 @pytest.mark.unit
-def test_several_bridges_get_distinct_client_ids_stats_and_logs(tmp_path: Path) -> None:
+def test_several_bridges_each_run_their_own_part_with_distinct_client_ids_stats_and_logs(tmp_path: Path) -> None:
     specs = service_specs(PipelineOptions(directory=tmp_path, bridges=2, bridge_client_id="b", notifier=False,
                                           spark=False), python="py")
     assert [s.name for s in specs] == ["bridge-1", "bridge-2"]
-    assert [s.argv[s.argv.index("--client-id") + 1] for s in specs] == ["b-1", "b-2"]
+    assert [s.argv[s.argv.index("--part") + 1] for s in specs] == ["0/2", "1/2"]
+    parts = [Part.parse(s.argv[s.argv.index("--part") + 1]) for s in specs]
+    client_ids = [part_client_id(s.argv[s.argv.index("--client-id") + 1], p) for s, p in zip(specs, parts, strict=True)]
+    assert client_ids == ["b-0of2", "b-1of2"]
     assert len({s.argv[s.argv.index("--stats-file") + 1] for s in specs}) == 2
     assert len({s.log_file for s in specs}) == 2
 
