@@ -63,8 +63,21 @@ def kafka_client(settings: Settings, role: KafkaRole) -> KafkaClient:
     if not password and k.security_protocol != "PLAINTEXT":
         raise ConfigError(f"no Kafka password for {username}: set {_PASSWORD_ENV[role]} in the environment or .env "
                           "(`apt-energy stack up` generates one)")
-    return KafkaClient(bootstrap=k.bootstrap, username=username, password=password,
+    return KafkaClient(bootstrap=cluster_bootstrap(k.bootstrap, settings.stack.kafka_brokers),
+                       username=username, password=password,
                        security_protocol=k.security_protocol, mechanism=k.sasl_mechanism)
+
+
+def cluster_bootstrap(bootstrap: str, brokers: int) -> str:
+    """Every broker of the native stack's cluster as the bootstrap list, so a client still connects while
+    one of them is down: node ``i`` (0-based) listens on the bootstrap port + 2·i (``stack.kafka_brokers``).
+    A list given explicitly (a cluster run elsewhere) is left as it is."""
+    if brokers <= 1 or "," in bootstrap:
+        return bootstrap
+    host, _, port = bootstrap.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(f"kafka.bootstrap: expected host:port, got {bootstrap!r}")
+    return ",".join(f"{host}:{int(port) + 2 * i}" for i in range(brokers))
 
 
 def _jaas_quote(text: str) -> str:
