@@ -1,11 +1,14 @@
-"""The scale test's cluster: 3 Kafka KRaft brokers and a Spark standalone master with 2 workers of its own
-(own ports and run directory, so the session stack's Kafka that the rest of the suite uses is untouched),
-beside the session stack's Mosquitto and PostgreSQL (an isolated database and MQTT prefix)."""
+"""The scale test's cluster, all of its own (own ports and run directory, so the session stack the rest of
+the suite uses is untouched): ``apt-energy stack up --kafka-brokers 3`` (Mosquitto, PostgreSQL and 3 Kafka
+KRaft brokers) and a Spark standalone master with 2 workers; stopped with ``apt-energy stack down``."""
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from apt_energy.config import Settings
-from apt_energy.stack import NativeStack
 from apt_energy.stack.kafka_cluster import KafkaCluster
+from apt_energy.stack.service import ServiceStatus
 from apt_energy.stack.spark_cluster import SparkCluster, SparkClusterOptions
 
-from tests.conftest import TEST_PREFIX_ROOT, create_database, drop_databases, env_for
+from apt_energy import config
 
 REPORT: list[str] = []   # lines for the terminal summary
 
@@ -44,51 +47,70 @@ def free_block(size: int) -> int:
     raise RuntimeError(f"no block of {size} free ports")
 
 
+def stack(action: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "apt_energy", "stack", action, *args], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def status_rows(out: str) -> dict[str, str]:
+    """``stack status`` output: service → ``healthy``, ``running`` (unhealthy) or ``stopped``."""
+    return {line.split()[0]: line.split()[1].rstrip(",") for line in out.splitlines() if len(line.split()) > 1}
+
+
 @dataclass(frozen=True)
 class Cluster:
-    settings: Settings            # isolated: own Kafka cluster, database, MQTT prefix, bridge client id
+    settings: Settings            # this cluster's: own stack, 3 brokers, Spark master
     env: dict[str, str]           # the same for subprocesses (bridges, the Spark job, edge shards, executors)
     kafka: KafkaCluster
     spark: SparkCluster
     directory: Path
+    stack_env: dict[str, str]     # for `apt-energy stack …` (without the broker count: status/down find it)
+    statuses: dict[str, str]      # `stack status` right after `stack up --kafka-brokers 3`
+
+    def node_statuses(self) -> list[ServiceStatus]:
+        return [*self.kafka.node_statuses(), *self.spark.statuses()]
 
 
 @pytest.fixture(scope="module")
-def cluster(native_stack: NativeStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("scale")
-    tag = uuid.uuid4().hex[:10]
+    # PostgreSQL keeps its data outside the run dir, keyed by the run dir's path (stack/postgres.py): a path
+    # of its own per run, so a run never finds an earlier run's rows (the ledger would match them).
+    run_dir = tmp / f"run-{uuid.uuid4().hex[:8]}"
     base = free_block(6)
-    db = create_database(native_stack)
-    s = native_stack.settings
-    settings = dataclasses.replace(
-        s, postgres=db.postgres,
-        mqtt=dataclasses.replace(s.mqtt, topic_prefix=f"{TEST_PREFIX_ROOT}/s{tag}",
-                                 ca_file=str(s.mqtt_ca_file)),   # the session stack's CA, not the run dir's
-        kafka=dataclasses.replace(s.kafka, bootstrap=f"127.0.0.1:{base}"),
-        bridge=dataclasses.replace(s.bridge, client_id=f"bridge-{tag}"),
-        stack=dataclasses.replace(s.stack, run_dir=str(tmp / "run"), kafka_controller_port=base + 1,
-                                  kafka_brokers=3, kafka_heap="384m"))
     master_port, master_ui = free_port(), free_port()
-    env = {**env_for(settings), "APT_ENERGY_LOG_LEVEL": "INFO",
-           "APT_ENERGY_MQTT_CA_FILE": settings.mqtt.ca_file,
-           "APT_ENERGY_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-           "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT": str(base + 1),
-           "APT_ENERGY_STACK_KAFKA_BROKERS": "3",
+    # The stack's own ports; no APT_ENERGY_STACK_KAFKA_BROKERS: `up` takes the flag, status/down find the cluster.
+    stack_env = {k: v for k, v in os.environ.items() if k != "APT_ENERGY_STACK_KAFKA_BROKERS"} | {
+        "APT_ENERGY_STACK_RUN_DIR": str(run_dir),
+        "APT_ENERGY_MQTT_PORT": str(free_port()), "APT_ENERGY_MQTT_PLAIN_PORT": str(free_port()),
+        "APT_ENERGY_POSTGRES_PORT": str(free_port()),
+        "APT_ENERGY_KAFKA_BOOTSTRAP": f"127.0.0.1:{base}", "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT": str(base + 1),
+        "APT_ENERGY_STACK_KAFKA_HEAP": "384m", "APT_ENERGY_LOG_LEVEL": "INFO"}
+    stack_env.pop("APT_ENERGY_MQTT_TEST_PREFIX_ROOT", None)
+    # Clients bootstrap from every broker; the Spark job runs on the master; the driver and the executors
+    # talk over loopback.
+    env = {**stack_env, "APT_ENERGY_STACK_KAFKA_BROKERS": "3",
            "APT_ENERGY_SPARK_MASTER": f"spark://127.0.0.1:{master_port}",
-           "APT_ENERGY_SPARK_CHECKPOINT_DIR": str(tmp / "checkpoints"),
-           "SPARK_LOCAL_IP": "127.0.0.1"}   # the driver too: executors reach it on loopback
+           "APT_ENERGY_SPARK_CHECKPOINT_DIR": str(tmp / "checkpoints"), "SPARK_LOCAL_IP": "127.0.0.1"}
+    settings = config.load(environ=env)
     kafka = KafkaCluster(settings)
     spark = SparkCluster(SparkClusterOptions(directory=tmp / "spark", port=master_port, webui_port=master_ui,
                                              workers=2, worker_cores=1, worker_memory="1g",
                                              worker_webui_ports=(free_port(), free_port()), env=env))
     try:
-        kafka.up()
+        up = stack("up", stack_env, "--kafka-brokers", "3")
+        assert up.returncode == 0, up.stdout + up.stderr[-3000:]
+        status = stack("status", stack_env)
+        assert status.returncode == 0, status.stdout + status.stderr[-3000:]
         spark.up()
-        yield Cluster(settings, env, kafka, spark, tmp)
+        yield Cluster(settings, env, kafka, spark, tmp, stack_env, status_rows(status.stdout))
     finally:
         spark.down()
-        kafka.down()
-        drop_databases(native_stack, [db.postgres.database])
+        down = stack("down", stack_env)
+        REPORT.append(f"stack down: {' '.join(down.stdout.split())}")
+        home = run_dir / "postgres" / "home"
+        if home.is_symlink():
+            shutil.rmtree(home.resolve(), ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -75,3 +75,9 @@ def test_status_and_down_follow_the_layout_that_runs_and_none_runs_without_pid_f
     (tmp_path / "kafka-cluster").mkdir()
     (tmp_path / "kafka-cluster" / "brokers").write_text("3\n")
     assert running_brokers(settings) is None   # recorded, but no node alive
+
+
+def test_the_stream_job_gives_up_on_a_dead_broker_sooner_only_when_there_are_others() -> None:
+    cluster = KafkaClient(bootstrap="h:1,h:3,h:5", username="apt-spark", password=Secret("pw"))
+    assert cluster.spark_options()["kafka.default.api.timeout.ms"] == "20000"
+    assert "kafka.default.api.timeout.ms" not in ADMIN.spark_options()
