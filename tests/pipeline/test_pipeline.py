@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from apt_energy.bridge.bridge import part_client_id
 from apt_energy.bridge.partition import Part
-from apt_energy.config import Settings
+from apt_energy.config import Household, Settings
 from apt_energy.stack.process import alive
 
 from apt_energy.pipeline import PipelineOptions, service_specs
@@ -113,3 +114,58 @@ def test_down_stops_the_services_of_a_supervisor_that_was_killed(pipeline_settin
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not any(alive(p) for p in pids if p)
     assert {r.state for r in read_state(d / "state.json")[1]} == {"stopped"}
+
+
+@pytest.mark.integration
+def test_two_bridges_under_the_pipeline_forward_every_building_exactly_once(pipeline_settings: Settings,
+                                                                             tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from confluent_kafka import Consumer
+
+    from apt_energy.contract import Reading
+    from apt_energy.kafka import kafka_client
+    from apt_energy.pipeline import down, up, wait_bridges_subscribed
+    from apt_energy.reset import forget_bridge_session, mqtt_session
+    from apt_energy.topics import reading_topic
+
+    s = pipeline_settings
+    options = PipelineOptions(directory=tmp_path / "pipeline", bridges=2, bridge_client_id=s.bridge.client_id,
+                              spark=False, notifier=False, stop_timeout_s=30)
+    buildings: dict[int, Household] = {}
+    for h in s.complex.households():
+        buildings.setdefault(h.building, h)
+    households = list(buildings.values())[:4]      # buildings 1-4: parts 0, 1, 0, 1
+    try:
+        up(options, env=env_for(s))
+        wait_bridges_subscribed(options, timeout_s=120)
+        with mqtt_session(s, f"pub-{s.bridge.client_id}", "admin") as client:
+            for h in households:
+                reading = Reading(h.device_id, "electricity", 1, datetime(2024, 1, 1, tzinfo=UTC), 3600, 0.5, 0.5,
+                                  "kWh")
+                client.publish(reading_topic(s.mqtt.topic_prefix, h, "electricity"), reading.to_json(),
+                               qos=1).wait_for_publish(10)
+        consumer = Consumer(kafka_client(s, "admin").config(**{"group.id": f"g-{s.bridge.client_id}",
+                                                                "auto.offset.reset": "earliest"}))
+        consumer.subscribe([s.kafka.readings_topic])
+        keys: list[bytes] = []
+        try:
+            quiet = 0
+            for _ in range(120):   # until all arrived, then 5 s more for a duplicate
+                msg = consumer.poll(1.0)
+                if msg is not None and not msg.error():
+                    keys.append(msg.key() or b"")
+                elif len(keys) >= len(households):
+                    quiet += 1
+                    if quiet >= 5:
+                        break
+        finally:
+            consumer.close()
+        assert sorted(keys) == sorted(h.device_id.encode() for h in households)
+        stats = [json.loads((options.directory / f"bridge-{i}-stats.json").read_text()) for i in (1, 2)]
+        assert all(st["forwarded"] >= 1 for st in stats), stats   # both parts carried buildings
+    finally:
+        down(options.directory, timeout_s=30)
+        for i in range(2):
+            forget_bridge_session(dataclasses.replace(s, bridge=dataclasses.replace(
+                s.bridge, client_id=part_client_id(s.bridge.client_id, Part(i, 2)))))
