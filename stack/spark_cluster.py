@@ -102,7 +102,9 @@ class SparkCluster:
         conf.mkdir(parents=True, exist_ok=True)
         env = {**o.env, "SPARK_HOME": str(spark_home()), "SPARK_CONF_DIR": str(conf), "SPARK_LOCAL_IP": o.host,
                "SPARK_LOG_DIR": str(self.dir), "SPARK_DAEMON_MEMORY": o.daemon_memory,
-               "SPARK_DAEMON_JAVA_OPTS": f"-Dapt.energy.dir={self.dir}"}
+               "SPARK_DAEMON_JAVA_OPTS": f"-Dapt.energy.dir={self.dir}",
+               # no REST submission server: it would take the fixed port 6066, and jobs here use spark://
+               "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}
         java = Path(java_binary()).resolve()
         env.setdefault("JAVA_HOME", str(java.parent.parent))
         return env

@@ -5,6 +5,7 @@ KRaft brokers) and a Spark standalone master with 2 workers; stopped with ``apt-
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -25,26 +26,32 @@ from apt_energy import config
 REPORT: list[str] = []   # lines for the terminal summary
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Below the kernel's ephemeral range (32768-60999 here): a port picked there by binding to 0 may be taken
+# by any outgoing connection (a Kafka client's, say) before the service it was picked for binds it.
+PORTS = range(20000, 32000)
+_taken: set[int] = set()
 
 
 def free_block(size: int) -> int:
-    """A port p with p … p+size-1 all free (Kafka node i uses p+2i and p+2i+1)."""
-    for _ in range(200):
-        base = free_port()
-        if base + size > 65535:
+    """A port p with p … p+size-1 all free now and not handed out before (Kafka node i: p+2i, p+2i+1)."""
+    for _ in range(500):
+        base = random.randrange(PORTS.start, PORTS.stop - size)
+        block = set(range(base, base + size))
+        if block & _taken:
             continue
         try:
-            for offset in range(size):
+            for port in block:
                 with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + offset))
+                    s.bind(("127.0.0.1", port))
         except OSError:
             continue
+        _taken.update(block)
         return base
-    raise RuntimeError(f"no block of {size} free ports")
+    raise RuntimeError(f"no block of {size} free ports in {PORTS}")
+
+
+def free_port() -> int:
+    return free_block(1)
 
 
 def stack(action: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
