@@ -136,7 +136,7 @@ def test_stack_up_with_three_brokers_reports_each_node_and_down_stops_them_all(c
     assert {k: v for k, v in cluster.statuses.items() if k.startswith("kafka")} == {
         "kafka-1": "healthy", "kafka-2": "healthy", "kafka-3": "healthy"}, cluster.statuses
     pids = [pid for pid in (read_pid(node.pid_file) for node in cluster.kafka.nodes) if pid is not None and alive(pid)]
-    assert len(pids) == 2, "the broker killed in the other test stays dead; two run"
+    assert len(pids) >= 2, "the brokers run (all but the one the test above killed)"
     down = stack("down", cluster.stack_env)
     assert down.returncode == 0, down.stdout + down.stderr[-2000:]
     assert not any(alive(pid) for pid in pids)
