@@ -40,10 +40,10 @@ def render_server_properties(*, host: str, port: int, controller_port: int, log_
                              node_id: int = 1, voters: str | None = None, replicas: int = 1) -> str:
     """One combined broker + controller (node ``node_id`` of the quorum ``voters``, ``id@host:port,…``;
     default: this node alone), its topics replicated ``replicas`` times. Clients authenticate with
-    SASL/SCRAM on the one client listener
-    and are authorised by ACLs (nothing is allowed without one); the controller listener takes SASL/PLAIN
-    from the cluster's nodes (SCRAM users live in the metadata the controller serves, so it cannot use them).
-    The file holds the admin's password: it is written 0600 under the run directory."""
+    SASL/SCRAM on the one client listener and are authorised by ACLs (nothing is allowed without one); the
+    controller listener takes SASL/PLAIN from the cluster's nodes (SCRAM users live in the metadata the
+    controller serves, so it cannot use them). The file holds the admin's password: it is written 0600
+    under the run directory."""
     user, password = (_jaas(x) for x in (admin.username, admin.password.reveal()))
     scram = admin.mechanism.lower()
     return "\n".join([
