@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help bootstrap demo test test-unit chaos check up down status bench clean
+.PHONY: help bootstrap demo test test-unit chaos scale-test check up down status bench clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -14,7 +14,7 @@ bootstrap: ## install system packages (as root), the .venv and the Maven jars; i
 demo: bootstrap ## the whole complex end to end: stack, Spark job, bridge, 840 edge devices, checked summary
 	$(VENV)/apt-energy demo $(ARGS)
 
-test: bootstrap ## all tests: unit, then integration against the native stack (started if needed)
+test: bootstrap ## all tests: unit, integration against the native stack (started if needed), chaos, scale
 	$(VENV)/pytest $(ARGS)
 
 test-unit: bootstrap ## unit tests only (no services)
@@ -22,6 +22,9 @@ test-unit: bootstrap ## unit tests only (no services)
 
 chaos: bootstrap ## fault suite: kill -9 bridge/Spark/Kafka, restarts, Slack outage, hostile input → loss table
 	$(VENV)/pytest -m chaos -rxX --basetemp=.run/chaos $(ARGS)
+
+scale-test: bootstrap ## 3 Kafka brokers, Spark master + 2 workers, 2 bridges, 2 edge shards; kill -9 a broker and a worker mid-run
+	$(VENV)/pytest -m scale -rxX --basetemp=.run/scale $(ARGS)
 
 check: bootstrap ## ruff + mypy
 	$(VENV)/ruff check .

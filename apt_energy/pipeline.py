@@ -49,7 +49,7 @@ class PipelineOptions:
 
     directory: Path
     bridges: int = 1
-    bridge_client_id: str = "apt-bridge-1"   # with several bridges, instance i gets ``<id>-<i>``
+    bridge_client_id: str = "apt-bridge-1"   # with several bridges, part i of n connects as ``<id>-<i>of<n>``
     spark: bool = True
     notifier: bool = True
     policy: RestartPolicy = field(default_factory=RestartPolicy)
@@ -65,7 +65,10 @@ class PipelineOptions:
 
 
 def service_specs(options: PipelineOptions, python: str = sys.executable) -> list[ServiceSpec]:
-    """The children: Spark job (without its in-process notifier), bridges, notifier; one log each."""
+    """The children: Spark job (without its in-process notifier), bridges, notifier; one log each.
+
+    With several bridges, bridge ``i`` (1-based name) runs ``--part i-1/n``: each owns its share of the
+    buildings, so every message is forwarded exactly once (``apt_energy.bridge.partition``)."""
     d = options.directory
     specs = []
     if options.spark:
@@ -74,7 +77,8 @@ def service_specs(options: PipelineOptions, python: str = sys.executable) -> lis
         name = "bridge" if options.bridges == 1 else f"bridge-{i}"
         argv = [python, "-m", "apt_energy.bridge", "--stats-file", str(d / f"{name}-stats.json")]
         if options.bridges > 1:
-            argv += ["--client-id", f"{options.bridge_client_id}-{i}"]
+            # The bridge derives each part's own client id (and so its own MQTT session) from this base.
+            argv += ["--part", f"{i - 1}/{options.bridges}", "--client-id", options.bridge_client_id]
         specs.append(ServiceSpec(name, tuple(argv), d / f"{name}.log"))
     if options.notifier:
         specs.append(ServiceSpec("notifier", (python, "-m", "apt_energy", "notifier"), d / "notifier.log"))

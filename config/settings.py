@@ -393,6 +393,10 @@ class StackSettings:
     cache_dir: str = "~/.cache/apt-energy"
     kafka_controller_port: int = 9093
     kafka_heap: str = "768m"
+    kafka_brokers: int = 1    # > 1: a KRaft cluster; node i listens on the bootstrap / controller port + 2·i
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.kafka_brokers <= 9, "kafka_brokers", "a number of brokers 1-9", self.kafka_brokers)
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,21 @@ servers started elsewhere (docker compose, managed)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 
-from apt_energy.config import PROJECT_ROOT
+from apt_energy.config import PROJECT_ROOT, Settings
 from apt_energy.config.settings import refuse_example_secrets
 from apt_energy.stack.compose import check_secrets
 from apt_energy.stack.compose import setup as compose_setup
+from apt_energy.stack.kafka_cluster import running_brokers
 from apt_energy.stack.native import NativeStack
 from apt_energy.stack.prepare import prepare
 from apt_energy.stack.secrets import GENERATED, ensure_dotenv
 
 from apt_energy import config
+from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "as the superuser postgres (APT_ENERGY_DB_ADMIN_PASSWORD), migrate, seed, create topics; "
                         "compose-setup: docker compose's setup service (stack/compose.py): refuse example "
                         "secrets, write the broker's TLS files and identities and Kafka's config")
+    p.add_argument("--kafka-brokers", type=int, default=None, metavar="N",
+                   help="up: run Kafka as a KRaft cluster of N nodes (3: replication factor 3, min.insync.replicas "
+                        "2); node i listens on the bootstrap and controller ports + 2·(i-1) (default "
+                        "stack.kafka_brokers, env APT_ENERGY_STACK_KAFKA_BROKERS, 1). Set the same in the "
+                        "environment of the clients so they bootstrap from every node. status and down follow "
+                        "what runs")
     p.set_defaults(func=run)
+
+
+def with_brokers(settings: Settings, brokers: int) -> Settings:
+    return dataclasses.replace(settings, stack=dataclasses.replace(settings.stack, kafka_brokers=brokers))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +71,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"ready: roles, database, migrations ({', '.join(f'{v:04d}' for v in applied) or 'up to date'}), "
               "seed and Kafka topics")
         return 0
-    stack = NativeStack(config.load())
+    settings = config.load()
+    if args.kafka_brokers is not None:
+        settings = with_brokers(settings, args.kafka_brokers)
+    running = running_brokers(settings)
+    if running is not None and running != settings.stack.kafka_brokers:
+        if args.action == "up":
+            raise ServiceError(f"a Kafka of {running} broker(s) runs from {settings.run_dir}; stop it first "
+                               "(`apt-energy stack down`)", service="kafka")
+        settings = with_brokers(settings, running)
+    stack = NativeStack(settings)
     if args.action == "fetch":
         stack.fetch()
         return 0

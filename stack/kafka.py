@@ -1,4 +1,7 @@
-"""Apache Kafka in KRaft mode (one combined broker + controller) from the official Maven Central jars.
+"""Apache Kafka in KRaft mode (combined broker + controller nodes) from the official Maven Central jars.
+
+One node by default; with ``stack.kafka_brokers`` > 1 each :class:`Kafka` is one node of the cluster
+that :mod:`apt_energy.stack.kafka_cluster` runs (node ``i`` on the bootstrap / controller port + 2·(i-1)).
 
 Main class ``kafka.Kafka``; storage formatted once with ``kafka.tools.StorageTool``; log4j2 writes to a
 file under the run dir. Topics are created with confluent-kafka's AdminClient.
@@ -7,6 +10,7 @@ file under the run dir. Topics are created with confluent-kafka's AdminClient.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import shutil
@@ -26,18 +30,27 @@ from apt_energy.kafka import SPARK_GROUP_PREFIX, KafkaClient, kafka_client
 logger = logging.getLogger(__name__)
 
 
-def render_server_properties(*, host: str, port: int, controller_port: int, log_dir: Path, admin: KafkaClient) -> str:
-    """One combined broker + controller. Clients authenticate with SASL/SCRAM on the one client listener
-    and are authorised by ACLs (nothing is allowed without one); the controller listener takes SASL/PLAIN
-    from this node only (SCRAM users live in the metadata the controller serves, so it cannot use them).
-    The file holds the admin's password: it is written 0600 under the run directory."""
+def min_insync(replicas: int) -> int:
+    """Replicas that must have a write before it is acknowledged (``acks=all``): 2 of 3, so one broker may
+    be down without stopping writes or losing an acknowledged one; 1 without replication."""
+    return max(1, min(2, replicas - 1))
+
+
+def render_server_properties(*, host: str, port: int, controller_port: int, log_dir: Path, admin: KafkaClient,
+                             node_id: int = 1, voters: str | None = None, replicas: int = 1) -> str:
+    """One combined broker + controller (node ``node_id`` of the quorum ``voters``, ``id@host:port,…``;
+    default: this node alone), its topics replicated ``replicas`` times. Clients authenticate with
+    SASL/SCRAM on the one client listener and are authorised by ACLs (nothing is allowed without one); the
+    controller listener takes SASL/PLAIN from the cluster's nodes (SCRAM users live in the metadata the
+    controller serves, so it cannot use them). The file holds the admin's password: it is written 0600
+    under the run directory."""
     user, password = (_jaas(x) for x in (admin.username, admin.password.reveal()))
     scram = admin.mechanism.lower()
     return "\n".join([
         "# written by `apt-energy stack up`; edit config/pipeline.yaml instead",
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@{host}:{controller_port}",
+        f"node.id={node_id}",
+        f"controller.quorum.voters={voters or f'{node_id}@{host}:{controller_port}'}",
         f"listeners=CLIENT://{host}:{port},CONTROLLER://{host}:{controller_port}",
         f"advertised.listeners=CLIENT://{host}:{port}",
         "controller.listener.names=CONTROLLER",
@@ -56,12 +69,14 @@ def render_server_properties(*, host: str, port: int, controller_port: int, log_
         "allow.everyone.if.no.acl.found=false",
         f"log.dirs={log_dir}",
         "num.partitions=1",
-        # A single node: every internal topic has one replica.
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        # Internal topics as replicated as the pipeline's own (one replica on a single node).
+        f"default.replication.factor={replicas}",
+        f"min.insync.replicas={min_insync(replicas)}",
+        f"offsets.topic.replication.factor={replicas}",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_insync(replicas)}",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={min_insync(replicas)}",
         "group.initial.rebalance.delay.ms=0",
         "auto.create.topics.enable=false",
         "log.retention.hours=168",
@@ -117,11 +132,18 @@ def java_binary() -> str:
 
 
 class Kafka:
-    name = "kafka"
+    """One Kafka node: the whole single-broker stack, or node ``node`` of a ``stack.kafka_brokers`` cluster
+    (its data under ``<run dir>/kafka-cluster/node-<node>``, formatted with the cluster's ``cluster_id``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, node: int = 1, cluster_id: str | None = None) -> None:
         self.settings = settings
-        self.dir = settings.run_dir / "kafka"
+        self.node = node
+        self.cluster_id = cluster_id
+        self.brokers = settings.stack.kafka_brokers
+        if self.brokers == 1:
+            self.name, self.dir = "kafka", settings.run_dir / "kafka"
+        else:
+            self.name, self.dir = f"kafka-{node}", settings.run_dir / "kafka-cluster" / f"node-{node}"
         self.pid_file = self.dir / "pid"
 
     @property
@@ -131,22 +153,45 @@ class Kafka:
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.settings.kafka.bootstrap.rpartition(":")
-        return host, int(port)
+        return host, int(port) + 2 * (self.node - 1)
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.host_port
+        return f"{host}:{port}"
+
+    @property
+    def controller_port(self) -> int:
+        return self.settings.stack.kafka_controller_port + 2 * (self.node - 1)
+
+    def voters(self) -> str:
+        """The controller quorum: every node of the cluster (``id@host:port``)."""
+        host, _ = self.host_port
+        base = self.settings.stack.kafka_controller_port
+        return ",".join(f"{i}@{host}:{base + 2 * (i - 1)}" for i in range(1, self.brokers + 1))
 
     def up(self) -> None:
-        pid = read_pid(self.pid_file)
-        if not is_ours(pid, str(self.dir)):
-            pid = self._start()
-        assert pid is not None
-        wait_until(self._healthy, timeout=90, what="kafka", log_file=self.log_file, alive=lambda: alive(pid))
+        self.wait_healthy(self.start())
         ensure_principals(self.settings)
         self.create_topics()
         logger.info("kafka up bootstrap=%s", self.settings.kafka.bootstrap)
 
+    def start(self) -> int:
+        """Start this node unless it runs already; its pid. (A cluster node is healthy only once a
+        majority of the quorum runs, so a cluster starts every node before it waits for any.)"""
+        pid = read_pid(self.pid_file)
+        if not is_ours(pid, str(self.dir)):
+            pid = self._start()
+        assert pid is not None
+        return pid
+
+    def wait_healthy(self, pid: int) -> None:
+        wait_until(self._healthy, timeout=120, what=self.name, log_file=self.log_file, alive=lambda: alive(pid))
+
     def _start(self) -> int:
         java = java_binary()
         host, port = self.host_port
-        controller_port = self.settings.stack.kafka_controller_port
+        controller_port = self.controller_port
         for p in (port, controller_port):
             if port_open(host, p):
                 raise ServiceError(f"port {p} is in use by another process; set APT_ENERGY_KAFKA_BOOTSTRAP / "
@@ -157,7 +202,8 @@ class Kafka:
         admin = kafka_client(self.settings, "admin")
         props = self.dir / "server.properties"
         write_private(props, render_server_properties(host=host, port=port, controller_port=controller_port,
-                                                      log_dir=data, admin=admin))
+                                                      log_dir=data, admin=admin, node_id=self.node,
+                                                      voters=self.voters(), replicas=min(self.brokers, 3)))
         log4j = self.dir / "log4j2.properties"
         log4j.write_text(render_log4j2(self.log_file))
         jvm = [java, f"-Xmx{self.settings.stack.kafka_heap}", f"-Xms{self.settings.stack.kafka_heap}",
@@ -178,7 +224,7 @@ class Kafka:
     def _format(self, jvm: list[str], props: Path) -> None:
         """Format the storage with the cluster's SCRAM users. The StorageTool takes them only as arguments,
         so they go through a java @argfile (0600, deleted after) and never appear on a command line."""
-        args = storage_format_args(self.settings, cluster_id=new_cluster_id(), config=props)
+        args = storage_format_args(self.settings, cluster_id=self.cluster_id or new_cluster_id(), config=props)
         argfile = self.dir / "format.args"
         write_private(argfile, "\n".join(f'"{a}"' for a in args) + "\n")
         try:
@@ -191,7 +237,11 @@ class Kafka:
                                service="kafka")
 
     def _healthy(self) -> bool:
-        return port_open(*self.host_port) and broker_reachable(kafka_client(self.settings, "admin"))
+        if not port_open(*self.host_port):
+            return False
+        # Ask this node itself, and require that it has joined the cluster (is a registered broker).
+        own = dataclasses.replace(kafka_client(self.settings, "admin"), bootstrap=self.endpoint)
+        return broker_reachable(own, node_id=self.node)
 
     def create_topics(self, names: dict[str, dict[str, str]] | None = None, partitions: int | None = None) -> None:
         ensure_topics(self.settings, names, partitions)
@@ -206,7 +256,7 @@ class Kafka:
     def status(self) -> ServiceStatus:
         pid = read_pid(self.pid_file)
         running = is_ours(pid, str(self.dir))
-        return ServiceStatus(self.name, running, running and self._healthy(), self.settings.kafka.bootstrap,
+        return ServiceStatus(self.name, running, running and self._healthy(), self.endpoint,
                              pid=pid if running else None)
 
 
@@ -221,20 +271,22 @@ def storage_format_args(settings: Settings, *, cluster_id: str, config: Path) ->
     return args
 
 
-def broker_reachable(client: KafkaClient, *, timeout_s: float = 3) -> bool:
-    """A broker answers ``client``'s (authenticated) metadata request."""
+def broker_reachable(client: KafkaClient, *, timeout_s: float = 3, node_id: int | None = None) -> bool:
+    """A broker answers ``client``'s (authenticated) metadata request (naming broker ``node_id`` among the
+    cluster's live brokers, if given)."""
     from confluent_kafka.admin import AdminClient
 
     try:
         md = AdminClient(client.config()).list_topics(timeout=timeout_s)
     except Exception:  # noqa: BLE001 - any client error simply means "not reachable yet"
         return False
-    return len(md.brokers) >= 1
+    return len(md.brokers) >= 1 if node_id is None else node_id in md.brokers
 
 
 def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = None,
                   partitions: int | None = None) -> None:
-    """Create the pipeline's topics if missing: readings, devices (compacted), dead letters."""
+    """Create the pipeline's topics if missing: readings, devices (compacted), dead letters; on a cluster
+    with 3 replicas each and ``min.insync.replicas`` 2 (the bridge produces with ``acks=all``)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -246,7 +298,10 @@ def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = 
     }
     admin = AdminClient(kafka_client(settings, "admin").config())
     existing = set(admin.list_topics(timeout=10).topics)
-    new = [NewTopic(name, num_partitions=partitions or k.partitions, replication_factor=1, config=cfg)
+    replicas = min(settings.stack.kafka_brokers, 3)
+    durable = {"min.insync.replicas": str(min_insync(replicas))}
+    new = [NewTopic(name, num_partitions=partitions or k.partitions, replication_factor=replicas,
+                    config={**durable, **cfg})
            for name, cfg in wanted.items() if name not in existing]
     for name, future in (admin.create_topics(new) if new else {}).items():
         try:

@@ -1,4 +1,5 @@
-"""The whole native stack: Mosquitto, PostgreSQL (migrated and seeded) and Kafka, up, down, status."""
+"""The whole native stack: Mosquitto, PostgreSQL (migrated and seeded) and Kafka (one broker, or a KRaft
+cluster of ``stack.kafka_brokers``), up, down, status."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from apt_energy.config import Settings
 from apt_energy.database import connect, migrate, roles, seed
 from apt_energy.stack.jars import kafka_jars, spark_kafka_jars
 from apt_energy.stack.kafka import Kafka
+from apt_energy.stack.kafka_cluster import KafkaCluster
 from apt_energy.stack.mosquitto import Mosquitto
 from apt_energy.stack.postgres import Postgres, provision
 from apt_energy.stack.service import Service, ServiceStatus
@@ -22,7 +24,8 @@ class NativeStack:
         self.settings = settings
         self.mosquitto = Mosquitto(settings)
         self.postgres = Postgres(settings)
-        self.kafka = Kafka(settings)
+        self.kafka: Kafka | KafkaCluster = Kafka(settings) if settings.stack.kafka_brokers == 1 else KafkaCluster(
+            settings)
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -55,4 +58,6 @@ class NativeStack:
             logger.info("%s stopped", service.name)
 
     def status(self) -> list[ServiceStatus]:
-        return [service.status() for service in self.services]
+        """One row per service, and one per Kafka node of a cluster."""
+        rows = [self.mosquitto.status(), self.postgres.status()]
+        return rows + (self.kafka.node_statuses() if isinstance(self.kafka, KafkaCluster) else [self.kafka.status()])

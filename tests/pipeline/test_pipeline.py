@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -10,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from apt_energy.config import Settings
+from apt_energy.bridge.bridge import part_client_id
+from apt_energy.bridge.partition import Part
+from apt_energy.config import Household, Settings
 from apt_energy.stack.process import alive
 
 from apt_energy.pipeline import PipelineOptions, service_specs
@@ -28,11 +31,14 @@ def test_one_bridge_uses_the_configured_client_id_and_the_notifier_runs_on_its_o
 
 
 @pytest.mark.unit
-def test_several_bridges_get_distinct_client_ids_stats_and_logs(tmp_path: Path) -> None:
+def test_several_bridges_each_run_their_own_part_with_distinct_client_ids_stats_and_logs(tmp_path: Path) -> None:
     specs = service_specs(PipelineOptions(directory=tmp_path, bridges=2, bridge_client_id="b", notifier=False,
                                           spark=False), python="py")
     assert [s.name for s in specs] == ["bridge-1", "bridge-2"]
-    assert [s.argv[s.argv.index("--client-id") + 1] for s in specs] == ["b-1", "b-2"]
+    assert [s.argv[s.argv.index("--part") + 1] for s in specs] == ["0/2", "1/2"]
+    parts = [Part.parse(s.argv[s.argv.index("--part") + 1]) for s in specs]
+    client_ids = [part_client_id(s.argv[s.argv.index("--client-id") + 1], p) for s, p in zip(specs, parts, strict=True)]
+    assert client_ids == ["b-0of2", "b-1of2"]
     assert len({s.argv[s.argv.index("--stats-file") + 1] for s in specs}) == 2
     assert len({s.log_file for s in specs}) == 2
 
@@ -108,3 +114,58 @@ def test_down_stops_the_services_of_a_supervisor_that_was_killed(pipeline_settin
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not any(alive(p) for p in pids if p)
     assert {r.state for r in read_state(d / "state.json")[1]} == {"stopped"}
+
+
+@pytest.mark.integration
+def test_two_bridges_under_the_pipeline_forward_every_building_exactly_once(pipeline_settings: Settings,
+                                                                             tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from confluent_kafka import Consumer
+
+    from apt_energy.contract import Reading
+    from apt_energy.kafka import kafka_client
+    from apt_energy.pipeline import down, up, wait_bridges_subscribed
+    from apt_energy.reset import forget_bridge_session, mqtt_session
+    from apt_energy.topics import reading_topic
+
+    s = pipeline_settings
+    options = PipelineOptions(directory=tmp_path / "pipeline", bridges=2, bridge_client_id=s.bridge.client_id,
+                              spark=False, notifier=False, stop_timeout_s=30)
+    buildings: dict[int, Household] = {}
+    for h in s.complex.households():
+        buildings.setdefault(h.building, h)
+    households = list(buildings.values())[:4]      # buildings 1-4: parts 0, 1, 0, 1
+    try:
+        up(options, env=env_for(s))
+        wait_bridges_subscribed(options, timeout_s=120)
+        with mqtt_session(s, f"pub-{s.bridge.client_id}", "admin") as client:
+            for h in households:
+                reading = Reading(h.device_id, "electricity", 1, datetime(2024, 1, 1, tzinfo=UTC), 3600, 0.5, 0.5,
+                                  "kWh")
+                client.publish(reading_topic(s.mqtt.topic_prefix, h, "electricity"), reading.to_json(),
+                               qos=1).wait_for_publish(10)
+        consumer = Consumer(kafka_client(s, "admin").config(**{"group.id": f"g-{s.bridge.client_id}",
+                                                                "auto.offset.reset": "earliest"}))
+        consumer.subscribe([s.kafka.readings_topic])
+        keys: list[bytes] = []
+        try:
+            quiet = 0
+            for _ in range(120):   # until all arrived, then 5 s more for a duplicate
+                msg = consumer.poll(1.0)
+                if msg is not None and not msg.error():
+                    keys.append(msg.key() or b"")
+                elif len(keys) >= len(households):
+                    quiet += 1
+                    if quiet >= 5:
+                        break
+        finally:
+            consumer.close()
+        assert sorted(keys) == sorted(h.device_id.encode() for h in households)
+        stats = [json.loads((options.directory / f"bridge-{i}-stats.json").read_text()) for i in (1, 2)]
+        assert all(st["forwarded"] >= 1 for st in stats), stats   # both parts carried buildings
+    finally:
+        down(options.directory, timeout_s=30)
+        for i in range(2):
+            forget_bridge_session(dataclasses.replace(s, bridge=dataclasses.replace(
+                s.bridge, client_id=part_client_id(s.bridge.client_id, Part(i, 2)))))
