@@ -136,9 +136,10 @@ def _first_line(exc: BaseException) -> str:
 class StreamJob:
     """Two streaming queries (readings, devices) feeding the PostgreSQL sink.
 
-    Readings scale with the executors: each partition of a micro-batch is formatted as CSV in the JVM and
-    COPYed by its executor into ``reading_staging`` under the batch's key; the driver then runs one
-    short merge transaction per batch. Devices (a few records per batch) go through the driver."""
+    Readings scale with the executors: each partition of a micro-batch reaches a Python worker as Arrow
+    batches of raw Kafka records, which it judges by the contract and COPYs into ``reading_staging``
+    under the batch's key in the same pass (``staging.PartitionStager``); the driver then runs one short
+    merge transaction per batch. Devices (a few records per batch) go through the driver."""
 
     def __init__(self, settings: Settings, spark: SparkSession, *, checkpoint_dir: Path | None = None) -> None:
         self.settings = settings

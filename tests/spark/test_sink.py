@@ -252,3 +252,32 @@ def test_a_merge_finding_fewer_staged_rows_than_were_staged_writes_nothing(setti
     finally:
         sink.close()
     assert usage(settings) == {(dev, "electricity"): (Decimal(6), 4)}
+
+
+def test_a_reading_of_a_meter_the_database_does_not_know_is_quarantined_not_stored(settings: Settings) -> None:
+    """meter_readings has no foreign keys (migration 0008): the merge's joins are its checks."""
+    from apt_energy.database import conninfo
+    from apt_energy.spark.job import record_check, sink_options
+    from apt_energy.spark.sink import PostgresSink
+    from apt_energy.spark.staging import BatchKey, PartitionStager
+
+    dev = settings.complex.households()[0].device_id
+    ts = datetime(2024, 4, 1, 1, tzinfo=UTC)
+    key = BatchKey(stream_id=43, batch_id=1)
+
+    def row(meter: str, device: str, offset: int) -> tuple[object, ...]:
+        return (key.stream_id, key.batch_id, device, meter, 0, offset, ts, 3600, 1.25, 1.25, "kWh",
+                usage_month(ts, settings.complex.tz), "t", 0, offset, None, f"raw{offset}", None)
+
+    dsn = conninfo(settings)
+    sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
+    try:
+        PartitionStager(dsn, record_check(settings)).stage(
+            [row("electricity", dev, 0), row("gas", dev, 1), row("electricity", "nobody-99-999", 2)])
+        result = sink.merge(key, staged=3)
+        assert result is not None and (result.inserted, result.quarantined) == (1, 2)
+    finally:
+        sink.close()
+    assert quarantine(settings) == {"raw1": "unknown meter gas", "raw2": "unknown device nobody-99-999"}
+    assert usage(settings) == {(dev, "electricity"): (Decimal("1.25"), 1)}
+    assert stored_count(settings) == 1
