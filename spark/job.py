@@ -148,8 +148,8 @@ class StreamJob:
         self.sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
         self.checkpoint_dir = checkpoint_dir or settings.path(settings.spark.checkpoint_dir)
         self.stream_id = stream_id(str(self.checkpoint_dir.resolve() / "readings"))
-        self.stager = PartitionStager(dsn, record_check(settings))
-        self.stage_tasks = max(1, spark.sparkContext.defaultParallelism)
+        self.dsn = dsn
+        self.record_check = record_check(settings)
         self.stats = JobStats()
         self.queries: list[StreamingQuery] = []
         self.stop_event = threading.Event()
@@ -188,10 +188,12 @@ class StreamJob:
     def _readings_batch(self, df: DataFrame, batch_id: int) -> None:
         key = BatchKey(self.stream_id, batch_id)
         what = f"readings batch {batch_id}"
-        stager = self.stager.for_batch(key, datetime.now(UTC))
+        stager = PartitionStager(self.dsn, self.record_check, key, datetime.now(UTC))
         # One staging task per core, not per Kafka partition: each task costs a Python hand-off and a
-        # COPY transaction, so on 2 cores 6 partitions meant 3 rounds of them per batch.
-        counts = df.select(*KAFKA_COLUMNS).coalesce(self.stage_tasks).mapInArrow(stager, COUNT_SCHEMA)
+        # COPY transaction, so on 2 cores 6 partitions meant 3 rounds of them per batch. Asked per batch:
+        # a cluster's executors (and so its cores) come and go.
+        tasks = max(1, self.spark.sparkContext.defaultParallelism)
+        counts = df.select(*KAFKA_COLUMNS).coalesce(tasks).mapInArrow(stager, COUNT_SCHEMA)
         for attempt in itertools.count(1):
             with_retries(lambda: self.sink.clear(key), what=what, stop=self.stop_event)   # a retry's leftovers
             began = time.monotonic()

@@ -15,7 +15,6 @@ pass for the COPY. Here every record crosses into Python once, as Arrow columns,
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
@@ -134,25 +133,19 @@ class Retry:
 
 @dataclass(frozen=True)
 class PartitionStager:
-    """Picklable: Spark ships it to the executors (``DataFrame.mapInArrow``) with each partition's
-    Kafka records (:data:`KAFKA_COLUMNS`); it judges and COPYs them and yields how many rows it
-    staged (:data:`COUNT_SCHEMA`), so the driver can tell a complete batch from one PostgreSQL lost.
-    :meth:`for_batch` binds the batch's key and clock."""
+    """Picklable: Spark ships it to the executors (``DataFrame.mapInArrow``) with each partition of
+    one micro-batch (``key``) as Kafka records (:data:`KAFKA_COLUMNS`); it judges them (the clock
+    window around ``now``), COPYs them and yields how many rows it staged (:data:`COUNT_SCHEMA`), so
+    the driver can tell a complete batch from one PostgreSQL lost."""
 
     conninfo: str = field(repr=False)   # holds the password
     check: RecordCheck
+    key: BatchKey
+    now: datetime
     retry: Retry = Retry()
-    key: BatchKey | None = None
-    now: datetime | None = None
-
-    def for_batch(self, key: BatchKey, now: datetime) -> PartitionStager:
-        """This stager for one micro-batch: its key, and the ``now`` its clock window is judged by."""
-        return dataclasses.replace(self, key=key, now=now)
 
     def rows(self, batches: Iterable[Any]) -> list[tuple[Any, ...]]:
         """Arrow record batches of Kafka records → staged rows."""
-        if self.key is None or self.now is None:
-            raise ValueError("PartitionStager.for_batch() was not called")
         stream, batch, row = self.key.stream_id, self.key.batch_id, self.check.judge(self.now).row
         out: list[tuple[Any, ...]] = []
         for b in batches:

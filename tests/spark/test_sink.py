@@ -236,7 +236,7 @@ def test_a_merge_finding_fewer_staged_rows_than_were_staged_writes_nothing(setti
                 usage_month(ts, settings.complex.tz), "t", 0, seq, None, "{}", None)
 
     dsn = conninfo(settings)
-    stager = PartitionStager(dsn, record_check(settings))
+    stager = PartitionStager(dsn, record_check(settings), key, datetime.now(UTC))
     sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
     try:
         assert stager.stage([row(i) for i in range(4)]) == 0
@@ -272,7 +272,7 @@ def test_a_reading_of_a_meter_the_database_does_not_know_is_quarantined_not_stor
     dsn = conninfo(settings)
     sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
     try:
-        PartitionStager(dsn, record_check(settings)).stage(
+        PartitionStager(dsn, record_check(settings), key, datetime.now(UTC)).stage(
             [row("electricity", dev, 0), row("gas", dev, 1), row("electricity", "nobody-99-999", 2)])
         result = sink.merge(key, staged=3)
         assert result is not None and (result.inserted, result.quarantined) == (1, 2)

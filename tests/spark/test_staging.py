@@ -76,16 +76,11 @@ def test_a_partition_arrives_as_arrow_batches_and_leaves_as_staged_rows() -> Non
     batch = pa.record_batch([pa.array(records, pa.binary()), pa.array(["readings"] * 3),
                              pa.array([0, 0, 1], pa.int32()), pa.array([5, 6, 7], pa.int64()),
                              pa.array([None, 1, 2], pa.int64())], names=list(KAFKA_COLUMNS))
-    stager = PartitionStager("", CHECK).for_batch(BatchKey(7, 8), NOW)
+    stager = PartitionStager("", CHECK, BatchKey(7, 8), NOW)
     rows = stager.rows([batch, batch.slice(0, 1)])
     assert [(r[0], r[1], r[14], r[15] is None) for r in rows] == [(7, 8, 5, True), (7, 8, 6, False),
                                                                  (7, 8, 7, False), (7, 8, 5, True)]
     assert rows[2][STAGED_COLUMNS.index("raw")] is None
-
-
-def test_a_stager_not_bound_to_a_batch_refuses_to_run() -> None:
-    with pytest.raises(ValueError, match="for_batch"):
-        PartitionStager("", CHECK).rows([])
 
 
 def test_a_refused_row_keeps_only_its_key_coordinates_payload_and_a_reason() -> None:
