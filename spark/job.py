@@ -11,6 +11,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -128,9 +129,16 @@ def query_failure(query: WatchedQuery, *, stopping: bool = False) -> str | None:
     return None if stopping else "stopped without an error"
 
 
+# The line of a (Java-wrapped Python) traceback that names the error: ``psycopg.OperationalError: ...``.
+_ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception)\w*: \S")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    """One line for the log: the innermost ``SomeError: message`` of a traceback the JVM wrapped
+    (a failed foreachBatch reads "An exception was raised by the Python Proxy ..."), else the first."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    named = [line for line in lines if _ERROR_LINE.match(line)]
+    return (named[-1] if named else lines[0] if lines else type(exc).__name__)[:300]
 
 
 class StreamJob:

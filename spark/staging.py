@@ -168,9 +168,8 @@ class PartitionStager:
         deadline = time.monotonic() + self.retry.give_up_after_s
         delay = self.retry.first_delay_s
         while True:
-            conn = _connection(self.conninfo)
             try:
-                return _stage(conn, rows)
+                return _stage(_connection(self.conninfo), rows)
             except psycopg.OperationalError as exc:
                 _drop(self.conninfo)
                 if time.monotonic() + delay > deadline:

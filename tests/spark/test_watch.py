@@ -44,3 +44,14 @@ def test_a_query_that_ended_without_an_error_is_dead_unless_the_job_is_stopping(
 
 def test_an_unreachable_jvm_counts_as_a_dead_query() -> None:
     assert query_failure(Gone()) == "unreachable (ConnectionError: Answer from Java side is empty)"
+
+
+def test_a_wrapped_python_traceback_is_reported_by_its_innermost_error_line() -> None:
+    wrapped = RuntimeError(
+        "An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):\n"
+        '  File "spark/job.py", line 200, in _readings_batch\n'
+        "pyspark.errors.exceptions.captured.PythonException: An exception was thrown from the Python worker:\n"
+        "Traceback (most recent call last):\n"
+        "psycopg.OperationalError: connection failed: Connection refused\n"
+        "\tIs the server running on that host and accepting TCP/IP connections?")
+    assert query_failure(Query(False, wrapped)) == "psycopg.OperationalError: connection failed: Connection refused"
