@@ -3,7 +3,7 @@ the ratios against the previous write path measured in the same run on the same 
 
 * sustained: N readings waiting in Kafka; rate = rows / wall time from the end of the first batch
   (JVM warm) to the end of the last, then the database is checked against what was produced. Run
-  twice on the same topic into two fresh databases: the executor path (each partition judged and
+  four times on the same topic, A-B-B-A, each into a fresh database: the executor path (each partition judged and
   COPYed into ``reading_staging`` in one Arrow pass, one merge transaction per batch) and the previous
   collect() path (Python UDF validation, every row through the driver, COPY from there), kept here as
   the same-run baseline;
@@ -28,7 +28,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from apt_energy.config import Settings
@@ -174,14 +174,20 @@ def fresh_settings(base: Settings, stack: NativeStack, tag: str, *, database: st
     return s
 
 
+class Phase(NamedTuple):
+    rows: int          # measured: those after the first batch
+    seconds: float
+    exact: bool
+
+
 def sustained(spark: Any, settings: Settings, n: int, workdir: Path, *, job_type: type[StreamJob] = StreamJob,
-              produced: bool = False) -> tuple[float, bool]:
+              produced: bool = False) -> Phase:
     batch = readings(settings, n, datetime(2024, 3, 1, tzinfo=UTC))
     if not produced:
         produce(settings, batch)
     # Batches of 20k: the rate is taken from the end of the first batch (JVM warm) to the end of the last.
     settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, max_offsets_per_trigger=20_000))
-    job = job_type(settings, spark, checkpoint_dir=workdir / f"sustained-{job_type.__name__}")
+    job = job_type(settings, spark, checkpoint_dir=workdir / f"sustained-{settings.postgres.database}")
     job.start()
     first: tuple[float, int] | None = None
     while job.stats.inserted < n:
@@ -202,7 +208,7 @@ def sustained(spark: Any, settings: Settings, n: int, workdir: Path, *, job_type
         got = {(d, m): Decimal(a) for d, m, a in conn.execute(
             """SELECT h.device_id, et.key, sum(u.amount_exact) FROM energy_usage u JOIN households h
                ON h.id = u.household_id JOIN energy_types et ON et.label_ko = u.energy_type GROUP BY 1, 2""")}
-    return rows / busy, got == expected
+    return Phase(rows, busy, got == expected)
 
 
 def freshness(spark: Any, settings: Settings, rate: int, seconds: int, workdir: Path, *,
@@ -269,25 +275,33 @@ class Results:
     load: list[float]
 
 
-def run(*, n: int = 150_000, rate: int = 5000, seconds: int = 15, original_rows: int = 300) -> Results:
+def run(*, n: int = 100_000, rate: int = 5000, seconds: int = 15, original_rows: int = 300) -> Results:
     """Every phase, on fresh databases and topics of the running native stack."""
     base = stack_settings()
     stack = NativeStack(base)
     tag = uuid.uuid4().hex[:8]
     settings = fresh_settings(base, stack, tag)
-    old_settings = fresh_settings(settings, stack, tag, database=f"bench_{tag}_collect")
+    # A-B-B-A on the same topic, each phase into its own fresh database: the machine is shared, and its
+    # load drifts during a run; the order spreads that drift over both paths.
+    order: list[tuple[type[StreamJob], Settings]] = [
+        (StreamJob, settings), (CollectJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_c1")),
+        (CollectJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_c2")),
+        (StreamJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_e2"))]
     fresh = fresh_settings(base, stack, f"{tag}f")
     old_fresh = fresh_settings(base, stack, f"{tag}g")
     workdir = Path(tempfile.mkdtemp(prefix="bench-spark-"))
     spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
     load = [os.getloadavg()[0]]
+    phases: dict[type[StreamJob], list[Phase]] = {StreamJob: [], CollectJob: []}
     try:
-        new, new_exact = sustained(spark, settings, n, workdir)
-        print(f"sustained (executors): {new:,.0f} readings/s, exact: {new_exact}", flush=True)
-        load.append(os.getloadavg()[0])
-        old, old_exact = sustained(spark, old_settings, n, workdir, job_type=CollectJob, produced=True)
-        print(f"sustained (collect() baseline): {old:,.0f} readings/s, exact: {old_exact}", flush=True)
-        load.append(os.getloadavg()[0])
+        for i, (job_type, phase_settings) in enumerate(order):
+            phase = sustained(spark, phase_settings, n, workdir, job_type=job_type, produced=i > 0)
+            phases[job_type].append(phase)
+            print(f"sustained ({job_type.__name__}): {phase.rows / phase.seconds:,.0f} readings/s, "
+                  f"exact: {phase.exact}", flush=True)
+            load.append(os.getloadavg()[0])
+        new, old = (sum(p.rows for p in phases[t]) / sum(p.seconds for p in phases[t]) for t in (StreamJob, CollectJob))
+        exact = all(p.exact for ps in phases.values() for p in ps)
         delays = freshness(spark, fresh, rate, seconds, workdir)
         print(f"freshness p95 (executors): {percentile(delays, 95):.2f} s", flush=True)
         old_delays = freshness(spark, old_fresh, rate, seconds, workdir, job_type=CollectJob)
@@ -297,7 +311,7 @@ def run(*, n: int = 150_000, rate: int = 5000, seconds: int = 15, original_rows:
     finally:
         spark.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    return Results(n, new, old, new_exact and old_exact, delays, old_delays, rate, original, original_rows, load)
+    return Results(n, new, old, exact, delays, old_delays, rate, original, original_rows, load)
 
 
 def figures_of(r: Results) -> list[Figure]:
@@ -307,7 +321,7 @@ def figures_of(r: Results) -> list[Figure]:
     return [
         Figure("stream job: sustained readings/s into PostgreSQL (executors)", r.rate, "readings/s",
                "collect() + driver COPY, same run", r.old_rate, goal=2.0, target=25_000,
-               note=f"{r.readings:,} readings; {exact_note}; {load}"),
+               note=f"{r.readings:,} readings per phase, A-B-B-A; {exact_note}; {load}"),
         Figure(f"stream job: p95 freshness at {r.freshness_rate}/s (publish → row)", percentile(r.fresh, 95), "s",
                "collect() path's p95, same run", percentile(r.old_fresh, 95), higher_is_better=False, target=2.0,
                note=f"p50 {percentile(r.fresh, 50):.2f} s vs {percentile(r.old_fresh, 50):.2f} s; 1 s trigger"),
@@ -323,7 +337,7 @@ def figures() -> list[Figure]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--readings", type=int, default=150_000)
+    ap.add_argument("--readings", type=int, default=100_000, help="readings per sustained phase (4 phases)")
     ap.add_argument("--rate", type=int, default=5000, help="readings/s for the freshness phase")
     ap.add_argument("--seconds", type=int, default=15, help="length of the freshness phase")
     ap.add_argument("--baseline-rows", type=int, default=300)
@@ -331,7 +345,7 @@ def main() -> None:
     r = run(n=args.readings, rate=args.rate, seconds=args.seconds, original_rows=args.baseline_rows)
     figs = figures_of(r)
     report("spark", {
-        "readings (sustained phase)": float(r.readings),
+        "readings per sustained phase (4 phases, A-B-B-A)": float(r.readings),
         "database equals what was produced": "yes" if r.exact else "NO",
         **{f"{f.name} ({f.unit})": f.value for f in figs[:1]},
         "same run, previous collect() path (readings/s)": r.old_rate,
@@ -342,7 +356,7 @@ def main() -> None:
         "ratio p95 collect() / executors": figs[1].ratio,
         f"original design: foreach + connection per row (rows/s, {r.original_rows} rows)": r.original,
         "ratio ours / original": figs[2].ratio,
-        "load average 1 min (start, after new, after old, end)": " ".join(f"{x:.1f}" for x in r.load),
+        "load average 1 min (start, after each sustained phase, end)": " ".join(f"{x:.1f}" for x in r.load),
     })
 
 

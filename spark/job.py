@@ -74,7 +74,7 @@ class JobStats:
     quarantined: int = 0
     alerts: int = 0
     last: BatchResult | None = None
-    staging_s: float = 0.0      # time in Spark: read, parse, format and COPY by the executors
+    staging_s: float = 0.0      # time in Spark: read, judge and COPY by the executors
     merge_s: float = 0.0        # time in the driver's merge transactions
     errors: list[str] = field(default_factory=list)
 
