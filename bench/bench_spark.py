@@ -1,17 +1,19 @@
 """Stream job: sustained readings/s into PostgreSQL with exact results, freshness at a 1 s trigger, and
-the ratios against earlier write paths measured in the same run on the same data.
+the ratios against the previous write path measured in the same run on the same data.
 
 * sustained: N readings waiting in Kafka; rate = rows / wall time from the end of the first batch
   (JVM warm) to the end of the last, then the database is checked against what was produced. Run
-  twice on the same topic into two fresh databases: the executor path (each partition COPYs into
-  ``reading_staging``, one merge transaction per batch) and the previous collect() path (every row
-  through the driver, COPY from there), kept here as the same-run baseline;
-* freshness: readings produced at a steady rate; each one's delay from produce() to the commit of the
-  batch that stored it; p50/p95;
-* baseline: the original design, a Spark ``foreach`` writer opening one connection and running one
-  INSERT per row, over the first readings of the same topic.
-Goals (issues): ≥ 25k readings/s sustained, ≥ 2 × the collect() path, p95 ≤ 3 s, ≥ 100 × the row-at-a-time
-approach. The machine's load average is printed: other processes share its cores.
+  four times on the same topic, A-B-B-A, each into a fresh database: the executor path (each partition judged and
+  COPYed into ``reading_staging`` in one Arrow pass, one merge transaction per batch) and the previous
+  collect() path (Python UDF validation, every row through the driver, COPY from there), kept here as
+  the same-run baseline. Both paths' per-record work runs once over the topic before, untimed (JIT,
+  Python workers);
+* freshness: readings produced at a steady rate into a fresh topic; each one's delay from produce() to
+  the commit of the batch that stored it; p50/p95, for both paths;
+* original design: a Spark ``foreach`` writer opening one connection and running one INSERT per row,
+  over the first readings of the same topic.
+Goals (issue 15): ≥ 25k readings/s sustained, ≥ 2 × the collect() path, p95 ≤ 2 s at 5k/s. The
+machine's load average is printed: other processes share its cores.
 """
 
 from __future__ import annotations
@@ -27,24 +29,28 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from apt_energy.config import Settings
 from apt_energy.database import connect, conninfo, migrate, roles, seed
 from apt_energy.database.roles import harden_database
 from apt_energy.spark.job import StreamJob, build_session, sink_options, with_retries
-from apt_energy.spark.sink import BatchResult, PostgresSink
+from apt_energy.spark.sink import BatchResult, PostgresSink, StagedReading
 from apt_energy.spark.staging import BatchKey
+from apt_energy.spark.transforms import parse_readings
 from apt_energy.stack import NativeStack
 from apt_energy.stack.jars import spark_kafka_jars
 from apt_energy.stack.kafka import ensure_acls
 from confluent_kafka import Producer
 from psycopg import sql
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from apt_energy.contract import Reading, exact
 from apt_energy.kafka import kafka_client
 from bench.common import percentile, report, stack_settings
+from bench.figure import Figure
 
 
 def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list[Reading]:
@@ -98,13 +104,25 @@ class TimedSink(PostgresSink):
             self.commits.append((time.time(), keys))
         return result
 
+    def write_readings(self, batch_id: int, rows: Any) -> BatchResult:
+        keys = [(r[0], r[1], int(r[3])) for r in rows if r[13] is None]
+        result = super().write_readings(batch_id, rows)
+        self.commits.append((time.time(), keys))
+        return result
+
 
 class CollectJob(StreamJob):
-    """The previous write path, kept as the same-run baseline: each batch collect()ed to the driver,
-    every row turned into a tuple there and COPYed into a temp table, then the same SQL."""
+    """The previous write path, kept as the same-run baseline: validation in a row-at-a-time Python UDF
+    (``transforms.parse_readings``), each batch collect()ed to the driver, every row turned into a
+    tuple there and COPYed into a temp table, then the same SQL."""
 
-    def _readings_output(self, staged: Any) -> Any:
-        return staged
+    def _readings_output(self, kafka: DataFrame) -> DataFrame:
+        s = self.settings
+        parsed = parse_readings(kafka, units={k: e.unit for k, e in s.energy.items()}, timezone=s.complex.timezone,
+                                max_future_s=s.spark.max_future_s, max_past_days=s.spark.max_past_days)
+        return (parsed.withColumn("life", F.coalesce(F.col("life").cast("long"), F.lit(0).cast("long")))
+                .withColumn("ts", F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ssXXX"))
+                .select(*StagedReading._fields))
 
     def _readings_batch(self, df: Any, batch_id: int) -> None:
         began = time.monotonic()
@@ -157,14 +175,20 @@ def fresh_settings(base: Settings, stack: NativeStack, tag: str, *, database: st
     return s
 
 
+class Phase(NamedTuple):
+    rows: int          # measured: those after the first batch
+    seconds: float
+    exact: bool
+
+
 def sustained(spark: Any, settings: Settings, n: int, workdir: Path, *, job_type: type[StreamJob] = StreamJob,
-              produced: bool = False) -> tuple[float, bool]:
+              produced: bool = False) -> Phase:
     batch = readings(settings, n, datetime(2024, 3, 1, tzinfo=UTC))
     if not produced:
         produce(settings, batch)
     # Batches of 20k: the rate is taken from the end of the first batch (JVM warm) to the end of the last.
     settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, max_offsets_per_trigger=20_000))
-    job = job_type(settings, spark, checkpoint_dir=workdir / f"sustained-{job_type.__name__}")
+    job = job_type(settings, spark, checkpoint_dir=workdir / f"sustained-{settings.postgres.database}")
     job.start()
     first: tuple[float, int] | None = None
     while job.stats.inserted < n:
@@ -185,18 +209,18 @@ def sustained(spark: Any, settings: Settings, n: int, workdir: Path, *, job_type
         got = {(d, m): Decimal(a) for d, m, a in conn.execute(
             """SELECT h.device_id, et.key, sum(u.amount_exact) FROM energy_usage u JOIN households h
                ON h.id = u.household_id JOIN energy_types et ON et.label_ko = u.energy_type GROUP BY 1, 2""")}
-    return rows / busy, got == expected
+    return Phase(rows, busy, got == expected)
 
 
-def freshness(spark: Any, settings: Settings, rate: int, seconds: int, workdir: Path) -> list[float]:
-    job = StreamJob(settings, spark, checkpoint_dir=workdir / "fresh")
+def freshness(spark: Any, settings: Settings, rate: int, seconds: int, workdir: Path, *,
+              job_type: type[StreamJob] = StreamJob) -> list[float]:
+    """``settings`` name an empty topic: the job starts idle, then readings arrive at ``rate``."""
+    job = job_type(settings, spark, checkpoint_dir=workdir / f"fresh-{job_type.__name__}")
     sink = TimedSink(settings)
     job.sink = sink
     job.start()
-    # The topic still holds the sustained phase's readings (a new checkpoint reads them again): wait
-    # for that backlog, then let the queries settle into their trigger rhythm.
-    deadline = time.monotonic() + 300
-    while not (job.stats.batches and job.idle()) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while not job.idle() and time.monotonic() < deadline:   # the queries settle into their trigger rhythm
         time.sleep(0.5)
         job.check()
     time.sleep(3)
@@ -208,7 +232,9 @@ def freshness(spark: Any, settings: Settings, rate: int, seconds: int, workdir: 
     deadline = time.monotonic() + 60
     while sum(len(k) for _, k in sink.commits) < len(batch) and time.monotonic() < deadline:
         time.sleep(0.2)
+        job.check()
     job.stop()
+    sink.close()
     return [t - sent[k] for t, keys in sink.commits for k in keys if k in sent]
 
 
@@ -236,46 +262,129 @@ def row_at_a_time(spark: Any, settings: Settings, n: int, workdir: Path) -> floa
     return n / elapsed
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--readings", type=int, default=300_000)
-    ap.add_argument("--rate", type=int, default=5000, help="readings/s for the freshness phase")
-    ap.add_argument("--baseline-rows", type=int, default=300)
-    args = ap.parse_args()
+def warm_up(spark: Any, settings: Settings) -> None:
+    """Both paths' per-record work once over the topic, untimed: the first timed phase would otherwise
+    pay the JVM's JIT and the Python workers' start for the phases after it."""
+    from apt_energy.spark.job import record_check
+    from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager
+    from apt_energy.spark.transforms import received_ms
+
+    kafka = (spark.read.format("kafka").options(**kafka_client(settings, "spark").spark_options())
+             .option("subscribe", settings.kafka.readings_topic).option("startingOffsets", "earliest")
+             .option("includeHeaders", "true").load())
+    judge = PartitionStager(conninfo(settings), record_check(settings), BatchKey(0, 0), datetime.now(UTC))
+
+    def judged(batches: Any) -> Any:   # nested: cloudpickle ships it by value
+        import pyarrow as pa
+
+        yield pa.RecordBatch.from_pydict({"staged": [len(judge.rows(batches))]})
+
+    records = kafka.select(*KAFKA_COLUMNS[:-1], received_ms(kafka).alias("received_ms"))
+    records.coalesce(spark.sparkContext.defaultParallelism).mapInArrow(judged, COUNT_SCHEMA).collect()
+    s = settings
+    parsed = parse_readings(kafka, units={k: e.unit for k, e in s.energy.items()}, timezone=s.complex.timezone,
+                            max_future_s=s.spark.max_future_s, max_past_days=s.spark.max_past_days)
+    parsed.agg(F.count("reason"), F.count("device_id")).collect()
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    readings: int
+    rate: float
+    old_rate: float
+    exact: bool
+    fresh: list[float]
+    old_fresh: list[float]
+    freshness_rate: int
+    original: float
+    original_rows: int
+    load: list[float]
+
+
+def run(*, n: int = 100_000, rate: int = 5000, seconds: int = 15, original_rows: int = 300) -> Results:
+    """Every phase, on fresh databases and topics of the running native stack."""
     base = stack_settings()
     stack = NativeStack(base)
     tag = uuid.uuid4().hex[:8]
     settings = fresh_settings(base, stack, tag)
+    # A-B-B-A on the same topic, each phase into its own fresh database: the machine is shared, and its
+    # load drifts during a run; the order spreads that drift over both paths.
+    order: list[tuple[type[StreamJob], Settings]] = [
+        (StreamJob, settings), (CollectJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_c1")),
+        (CollectJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_c2")),
+        (StreamJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_e2"))]
+    fresh = fresh_settings(base, stack, f"{tag}f")
+    old_fresh = fresh_settings(base, stack, f"{tag}g")
     workdir = Path(tempfile.mkdtemp(prefix="bench-spark-"))
     spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
-    old_settings = fresh_settings(settings, stack, tag, database=f"bench_{tag}_collect")
     load = [os.getloadavg()[0]]
+    phases: dict[type[StreamJob], list[Phase]] = {StreamJob: [], CollectJob: []}
     try:
-        rate, exact_ok = sustained(spark, settings, args.readings, workdir)
-        print(f"sustained (executors): {rate:,.0f} readings/s, exact: {exact_ok}", flush=True)
+        produce(settings, readings(settings, n, datetime(2024, 3, 1, tzinfo=UTC)))
+        warm_up(spark, settings)
+        for job_type, phase_settings in order:
+            phase = sustained(spark, phase_settings, n, workdir, job_type=job_type, produced=True)
+            phases[job_type].append(phase)
+            print(f"sustained ({job_type.__name__}): {phase.rows / phase.seconds:,.0f} readings/s, "
+                  f"exact: {phase.exact}", flush=True)
+            load.append(os.getloadavg()[0])
+        new, old = (sum(p.rows for p in phases[t]) / sum(p.seconds for p in phases[t]) for t in (StreamJob, CollectJob))
+        exact = all(p.exact for ps in phases.values() for p in ps)
+        delays = freshness(spark, fresh, rate, seconds, workdir)
+        print(f"freshness p95 (executors): {percentile(delays, 95):.2f} s", flush=True)
+        old_delays = freshness(spark, old_fresh, rate, seconds, workdir, job_type=CollectJob)
+        print(f"freshness p95 (collect() baseline): {percentile(old_delays, 95):.2f} s", flush=True)
+        original = row_at_a_time(spark, settings, original_rows, workdir)
         load.append(os.getloadavg()[0])
-        old_rate, old_exact = sustained(spark, old_settings, args.readings, workdir, job_type=CollectJob,
-                                        produced=True)
-        print(f"sustained (collect() baseline): {old_rate:,.0f} readings/s, exact: {old_exact}", flush=True)
-        load.append(os.getloadavg()[0])
-        delays = freshness(spark, settings, args.rate, 20, workdir)
-        print(f"freshness p95: {percentile(delays, 95):.2f} s", flush=True)
-        baseline = row_at_a_time(spark, settings, args.baseline_rows, workdir)
     finally:
         spark.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    return Results(n, new, old, exact, delays, old_delays, rate, original, original_rows, load)
+
+
+def figures_of(r: Results) -> list[Figure]:
+    """The bench report's rows for one run."""
+    load = "load average " + " ".join(f"{x:.1f}" for x in r.load)
+    exact_note = "database equals what was produced" if r.exact else "DATABASE DIFFERS FROM WHAT WAS PRODUCED"
+    return [
+        Figure("stream job: sustained readings/s into PostgreSQL (executors)", r.rate, "readings/s",
+               "collect() + driver COPY, same run", r.old_rate, goal=2.0, target=25_000,
+               note=f"{r.readings:,} readings per phase, A-B-B-A; {exact_note}; {load}"),
+        Figure(f"stream job: p95 freshness at {r.freshness_rate}/s (publish → row)", percentile(r.fresh, 95), "s",
+               "collect() path's p95, same run", percentile(r.old_fresh, 95), higher_is_better=False, target=2.0,
+               note=f"p50 {percentile(r.fresh, 50):.2f} s vs {percentile(r.old_fresh, 50):.2f} s; 1 s trigger"),
+        Figure("stream job vs the original design", r.rate, "readings/s",
+               f"foreach + connection per row ({r.original_rows} rows)", r.original, goal=100.0),
+    ]
+
+
+def figures() -> list[Figure]:
+    """The stream job's figures (``bench/report.py``): one run with the defaults."""
+    return figures_of(run())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--readings", type=int, default=100_000, help="readings per sustained phase (4 phases)")
+    ap.add_argument("--rate", type=int, default=5000, help="readings/s for the freshness phase")
+    ap.add_argument("--seconds", type=int, default=15, help="length of the freshness phase")
+    ap.add_argument("--baseline-rows", type=int, default=300)
+    args = ap.parse_args()
+    r = run(n=args.readings, rate=args.rate, seconds=args.seconds, original_rows=args.baseline_rows)
+    figs = figures_of(r)
     report("spark", {
-        "readings (sustained phase)": float(args.readings),
-        "sustained readings/s into PostgreSQL": rate,
-        "database equals what was produced": "yes" if exact_ok and old_exact else "NO",
-        "same run, previous collect() path (readings/s)": old_rate,
-        "ratio executors / collect()": rate / old_rate,
-        "load average 1 min (start, after new, after old, end)": " ".join(f"{x:.1f}" for x in
-                                                                       [*load, os.getloadavg()[0]]),
-        f"freshness p50 at {args.rate}/s, 1 s trigger (s)": percentile(delays, 50),
-        f"freshness p95 at {args.rate}/s, 1 s trigger (s)": percentile(delays, 95),
-        f"original design: foreach + connection per row (rows/s, {args.baseline_rows} rows)": baseline,
-        "ratio ours / original": rate / baseline,
+        "readings per sustained phase (4 phases, A-B-B-A)": float(r.readings),
+        "database equals what was produced": "yes" if r.exact else "NO",
+        **{f"{f.name} ({f.unit})": f.value for f in figs[:1]},
+        "same run, previous collect() path (readings/s)": r.old_rate,
+        "ratio executors / collect()": figs[0].ratio,
+        f"freshness p50 at {r.freshness_rate}/s (s)": percentile(r.fresh, 50),
+        f"freshness p95 at {r.freshness_rate}/s (s)": percentile(r.fresh, 95),
+        f"same run, collect() path p95 at {r.freshness_rate}/s (s)": percentile(r.old_fresh, 95),
+        "ratio p95 collect() / executors": figs[1].ratio,
+        f"original design: foreach + connection per row (rows/s, {r.original_rows} rows)": r.original,
+        "ratio ours / original": figs[2].ratio,
+        "load average 1 min (start, after each sustained phase, end)": " ".join(f"{x:.1f}" for x in r.load),
     })
 
 

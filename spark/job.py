@@ -11,22 +11,23 @@ import functools
 import itertools
 import logging
 import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import psycopg
 from apt_energy.config import Settings
 from apt_energy.database import conninfo
-from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions, StagedReading
-from apt_energy.spark.staging import CSV_OPTIONS, BatchKey, PartitionStager, stream_id
-from apt_energy.spark.transforms import parse_devices, parse_readings
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions
+from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager, RecordCheck, stream_id
+from apt_energy.spark.transforms import parse_devices, received_ms
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from apt_energy.errors import ServiceError
@@ -59,12 +60,10 @@ def sink_options(settings: Settings) -> SinkOptions:
                        devices_topic=settings.kafka.devices_topic)
 
 
-def life_column(parsed: DataFrame) -> Column:
-    """The reading's ``life`` (a gateway that lost its seq state starts a new one), 0 when the parsed
-    readings do not carry it (a contract without ``life``) or the record left it out."""
-    if "life" not in parsed.columns:
-        return F.lit(0).cast("long")
-    return F.coalesce(F.col("life").cast("long"), F.lit(0).cast("long"))
+def record_check(settings: Settings) -> RecordCheck:
+    """How the executors judge readings records, from the settings."""
+    return RecordCheck(units={k: e.unit for k, e in settings.energy.items()}, timezone=settings.complex.timezone,
+                       max_future_s=settings.spark.max_future_s, max_past_days=settings.spark.max_past_days)
 
 
 @dataclass
@@ -75,7 +74,7 @@ class JobStats:
     quarantined: int = 0
     alerts: int = 0
     last: BatchResult | None = None
-    staging_s: float = 0.0      # time in Spark: read, parse, format and COPY by the executors
+    staging_s: float = 0.0      # time in Spark: read, judge and COPY by the executors
     merge_s: float = 0.0        # time in the driver's merge transactions
     errors: list[str] = field(default_factory=list)
 
@@ -107,12 +106,48 @@ def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | 
             delay = min(delay * 2, 10)
 
 
+class WatchedQuery(Protocol):
+    """What :func:`query_failure` reads of a ``StreamingQuery``."""
+
+    @property
+    def isActive(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
+
+
+def query_failure(query: WatchedQuery, *, stopping: bool = False) -> str | None:
+    """Why ``query`` is dead (its error's first line), or None while it runs (or ended because the job
+    is ``stopping``). A JVM that is gone, or an error pyspark cannot translate, counts as dead too."""
+    try:
+        if query.isActive:
+            return None
+        exc = query.exception()
+    except Exception as err:  # noqa: BLE001 (py4j, or pyspark failing to translate: the JVM or its gateway is gone)
+        return f"unreachable ({type(err).__name__}: {_first_line(err)})"
+    if exc is not None:
+        return _first_line(exc)
+    return None if stopping else "stopped without an error"
+
+
+# The line of a (Java-wrapped Python) traceback that names the error: ``psycopg.OperationalError: ...``.
+_ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception)\w*: \S")
+
+
+def _first_line(exc: BaseException) -> str:
+    """One line for the log: the innermost ``SomeError: message`` of a traceback the JVM wrapped
+    (a failed foreachBatch reads "An exception was raised by the Python Proxy ..."), else the first."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    named = [line for line in lines if _ERROR_LINE.match(line)]
+    return (named[-1] if named else lines[0] if lines else type(exc).__name__)[:300]
+
+
 class StreamJob:
     """Two streaming queries (readings, devices) feeding the PostgreSQL sink.
 
-    Readings scale with the executors: each partition of a micro-batch is formatted as CSV in the JVM and
-    COPYed by its executor into ``reading_staging`` under the batch's key; the driver then runs one
-    short merge transaction per batch. Devices (a few records per batch) go through the driver."""
+    Readings scale with the executors: each partition of a micro-batch reaches a Python worker as Arrow
+    batches of raw Kafka records, which it judges by the contract and COPYs into ``reading_staging``
+    under the batch's key in the same pass (``staging.PartitionStager``); the driver then runs one short
+    merge transaction per batch. Devices (a few records per batch) go through the driver."""
 
     def __init__(self, settings: Settings, spark: SparkSession, *, checkpoint_dir: Path | None = None,
                  options: SinkOptions | None = None) -> None:
@@ -122,7 +157,8 @@ class StreamJob:
         self.sink = PostgresSink(lambda: psycopg.connect(dsn), options=options or sink_options(settings))
         self.checkpoint_dir = checkpoint_dir or settings.path(settings.spark.checkpoint_dir)
         self.stream_id = stream_id(str(self.checkpoint_dir.resolve() / "readings"))
-        self.stager = PartitionStager(dsn)
+        self.dsn = dsn
+        self.record_check = record_check(settings)
         self.stats = JobStats()
         self.queries: list[StreamingQuery] = []
         self.stop_event = threading.Event()
@@ -139,16 +175,10 @@ class StreamJob:
 
     def start(self) -> None:
         s = self.settings
-        units = {k: e.unit for k, e in s.energy.items()}
-        parsed = parse_readings(self._kafka(s.kafka.readings_topic), units=units, timezone=s.complex.timezone,
-                                max_future_s=s.spark.max_future_s, max_past_days=s.spark.max_past_days)
-        # Timestamps leave Spark as UTC text (with their zone), whatever reads them next.
-        staged = (parsed.withColumn("life", life_column(parsed))
-                  .withColumn("ts", F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ssXXX"))
-                  .select(*StagedReading._fields))
         trigger = f"{s.spark.trigger_s} seconds"
         self.queries.append(
-            self._readings_output(staged).writeStream.queryName("readings").foreachBatch(self._readings_batch)
+            self._readings_output(self._kafka(s.kafka.readings_topic)).writeStream.queryName("readings")
+            .foreachBatch(self._readings_batch)
             .option("checkpointLocation", str(self.checkpoint_dir / "readings"))
             .trigger(processingTime=trigger).start())
         devices = parse_devices(self._kafka(s.kafka.devices_topic))
@@ -159,19 +189,24 @@ class StreamJob:
         logger.info("stream job started master=%s trigger=%s checkpoint=%s readings=%s", s.spark.master, trigger,
                     self.checkpoint_dir, s.kafka.readings_topic)
 
-    def _readings_output(self, staged: DataFrame) -> DataFrame:
-        """What each readings micro-batch carries: one CSV line per record (formatted in the JVM), in
-        ``reading_staging``'s column order after the batch key."""
-        return staged.select(F.to_csv(F.struct(*StagedReading._fields), CSV_OPTIONS).alias("line"))
+    def _readings_output(self, kafka: DataFrame) -> DataFrame:
+        """What each readings micro-batch carries: the raw Kafka records (:data:`staging.KAFKA_COLUMNS`);
+        the executors judge and stage them in one Python pass (``staging.PartitionStager``)."""
+        return kafka.select("value", "topic", "partition", "offset", received_ms(kafka).alias("received_ms"))
 
     def _readings_batch(self, df: DataFrame, batch_id: int) -> None:
         key = BatchKey(self.stream_id, batch_id)
         what = f"readings batch {batch_id}"
-        lines = df.select(F.concat(F.lit(f"{key.stream_id},{key.batch_id},"), F.col("line")))
+        stager = PartitionStager(self.dsn, self.record_check, key, datetime.now(UTC))
+        # One staging task per core, not per Kafka partition: each task costs a Python hand-off and a
+        # COPY transaction, so on 2 cores 6 partitions meant 3 rounds of them per batch. Asked per batch:
+        # a cluster's executors (and so its cores) come and go.
+        tasks = max(1, self.spark.sparkContext.defaultParallelism)
+        counts = df.select(*KAFKA_COLUMNS).coalesce(tasks).mapInArrow(stager, COUNT_SCHEMA)
         for attempt in itertools.count(1):
             with_retries(lambda: self.sink.clear(key), what=what, stop=self.stop_event)   # a retry's leftovers
             began = time.monotonic()
-            staged = int(lines.rdd.mapPartitions(self.stager).sum())    # the executors COPY; each counts its rows
+            staged = sum(int(r.staged) for r in counts.collect())   # the executors COPY; each counts its rows
             self.stats.staging_s += time.monotonic() - began
             if not staged:
                 return
@@ -212,10 +247,13 @@ class StreamJob:
         return True
 
     def check(self) -> None:
+        """Raise :class:`ServiceError` naming the query and its error when either query has died (an
+        error, or ended while the job was not stopping): the job must then exit, so that its supervisor
+        restarts it from the checkpoint, rather than live on with half its work stopped."""
         for q in self.queries:
-            exc = q.exception()
-            if exc is not None:
-                raise ServiceError(f"query {q.name} failed: {str(exc).splitlines()[0][:300]}")
+            why = query_failure(q, stopping=self.stop_event.is_set())
+            if why is not None:
+                raise ServiceError(f"query {q.name} died: {why}", service="spark")
 
     def run_until_stopped(self) -> None:
         try:

@@ -46,10 +46,11 @@ CREATE TEMP TABLE staging (
 _QUARANTINE = """
 WITH bad AS (
     SELECT s.topic, s.kafka_partition, s.kafka_offset,
-           COALESCE(s.reason, 'unknown device ' || left(s.device_id, 64)) AS reason, left(s.device_id, 64) AS device_id,
-           s.raw
-    FROM staging s LEFT JOIN households h ON h.device_id = s.device_id
-    WHERE s.reason IS NOT NULL OR h.id IS NULL
+           COALESCE(s.reason, CASE WHEN h.id IS NULL THEN 'unknown device ' || left(s.device_id, 64)
+                                   ELSE 'unknown meter ' || left(s.meter, 20) END) AS reason,
+           left(s.device_id, 64) AS device_id, s.raw
+    FROM staging s LEFT JOIN households h ON h.device_id = s.device_id LEFT JOIN energy_types t ON t.key = s.meter
+    WHERE s.reason IS NOT NULL OR h.id IS NULL OR t.key IS NULL
 ), ins AS (
     INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
     SELECT * FROM bad
@@ -112,6 +113,7 @@ _APPLY = """
 WITH good AS (
     SELECT DISTINCT ON (s.device_id, s.meter, s.life, s.seq) s.*, h.id AS household_id
     FROM staging s JOIN households h ON h.device_id = s.device_id
+    JOIN energy_types t ON t.key = s.meter  -- meter_readings has no foreign keys: these joins are its checks
     WHERE s.reason IS NULL
     ORDER BY s.device_id, s.meter, s.life, s.seq, s.kafka_partition, s.kafka_offset
 ), new AS (

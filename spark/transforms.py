@@ -1,6 +1,10 @@
 """Pure DataFrame transforms: Kafka records → validated readings and device records with a reason.
 
-No I/O here: the job wires these to Kafka and the sink; tests run them on static DataFrames.
+No I/O here: the job wires these to Kafka and the sink; tests run them on static DataFrames. The
+stream job's readings no longer go through :func:`parse_readings`: the executors judge them with the
+same contract function in the pass that stages them (``staging.PartitionStager``, one Python pass
+instead of a UDF round trip plus a COPY pass); :func:`parse_readings` stays the DataFrame form of that
+verdict (``bench/bench_spark.py``'s previous path, and the tests that pin both to the contract).
 
 Validation is the contract's own (:func:`apt_energy.contract.validate_reading`), run in a Python UDF,
 not a second implementation in Spark expressions: the checks that make hostile input safe (strict UTF-8,

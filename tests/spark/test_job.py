@@ -194,3 +194,19 @@ def test_job_killed_mid_stream_and_restarted_stays_exact(settings: Settings, tmp
         expected[key] = (total + exact(r.value), n + 1)
     assert db_totals(settings) == normalised(expected)
     assert second.returncode == 0  # SIGTERM stops it cleanly
+
+
+def test_the_job_exits_non_zero_naming_the_query_when_its_readings_query_dies(settings: Settings,
+                                                                            tmp_path: Path) -> None:
+    with connect(settings, role="owner") as conn:   # every readings batch now fails outright
+        conn.execute("DROP TABLE reading_staging")
+        conn.commit()
+    h = settings.complex.households()[0]
+    produce(settings, [(h.device_id.encode(),
+                        reading(h.device_id, "electricity", 0, datetime(2024, 3, 1, 1, tzinfo=UTC), 0.5).to_json())])
+    env = {**env_for(settings), "APT_ENERGY_SPARK_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+           "APT_ENERGY_SPARK_TRIGGER_S": "0.5"}
+    job = subprocess.run([sys.executable, "-m", "apt_energy.spark", "--no-notifier"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert job.returncode == 1
+    assert "query readings died" in job.stderr

@@ -221,11 +221,8 @@ def test_a_new_life_counts_its_readings_from_seq_0(settings: Settings) -> None:
 
 def test_a_merge_finding_fewer_staged_rows_than_were_staged_writes_nothing(settings: Settings) -> None:
     """PostgreSQL empties UNLOGGED tables after a crash: the merge must notice, not commit a short batch."""
-    import csv
-    import io
-
     from apt_energy.database import conninfo
-    from apt_energy.spark.job import sink_options
+    from apt_energy.spark.job import record_check, sink_options
     from apt_energy.spark.sink import PostgresSink
     from apt_energy.spark.staging import BatchKey, PartitionStager
 
@@ -233,28 +230,54 @@ def test_a_merge_finding_fewer_staged_rows_than_were_staged_writes_nothing(setti
     start = datetime(2024, 4, 1, tzinfo=UTC)
     key = BatchKey(stream_id=42, batch_id=7)
 
-    def line(seq: int) -> str:
+    def row(seq: int) -> tuple[object, ...]:
         ts = start + timedelta(hours=seq + 1)
-        out = io.StringIO()
-        csv.writer(out).writerow([key.stream_id, key.batch_id, dev, "electricity", 0, seq, ts.isoformat(), 3600,
-                                  "1.5", "1.5", "kWh", usage_month(ts, settings.complex.tz).isoformat(), "t", 0, seq,
-                                  None, "{}", None])
-        return out.getvalue().replace("\r\n", "\n")
+        return (key.stream_id, key.batch_id, dev, "electricity", 0, seq, ts, 3600, 1.5, 1.5, "kWh",
+                usage_month(ts, settings.complex.tz), "t", 0, seq, None, "{}", None)
 
     dsn = conninfo(settings)
-    stager = PartitionStager(dsn)
+    stager = PartitionStager(dsn, record_check(settings), key, datetime.now(UTC))
     sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
     try:
-        assert list(stager([(line(i),) for i in range(4)])) == [4]
+        assert stager.stage([row(i) for i in range(4)]) == 0
         with psycopg.connect(dsn) as conn:
             conn.execute("DELETE FROM reading_staging WHERE kafka_offset = 2")
         assert sink.merge(key, staged=4) is None
         assert stored_count(settings) == 0
         sink.clear(key)                                      # the job stages the batch again
-        stager.stage([line(i) for i in range(4)])
+        stager.stage([row(i) for i in range(4)])
         result = sink.merge(key, staged=4)
         assert result is not None and result.inserted == 4
         assert sink.merge(key, staged=0) is not None         # its staged rows went with the merge
     finally:
         sink.close()
     assert usage(settings) == {(dev, "electricity"): (Decimal(6), 4)}
+
+
+def test_a_reading_of_a_meter_the_database_does_not_know_is_quarantined_not_stored(settings: Settings) -> None:
+    """meter_readings has no foreign keys (migration 0008): the merge's joins are its checks."""
+    from apt_energy.database import conninfo
+    from apt_energy.spark.job import record_check, sink_options
+    from apt_energy.spark.sink import PostgresSink
+    from apt_energy.spark.staging import BatchKey, PartitionStager
+
+    dev = settings.complex.households()[0].device_id
+    ts = datetime(2024, 4, 1, 1, tzinfo=UTC)
+    key = BatchKey(stream_id=43, batch_id=1)
+
+    def row(meter: str, device: str, offset: int) -> tuple[object, ...]:
+        return (key.stream_id, key.batch_id, device, meter, 0, offset, ts, 3600, 1.25, 1.25, "kWh",
+                usage_month(ts, settings.complex.tz), "t", 0, offset, None, f"raw{offset}", None)
+
+    dsn = conninfo(settings)
+    sink = PostgresSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
+    try:
+        PartitionStager(dsn, record_check(settings), key, datetime.now(UTC)).stage(
+            [row("electricity", dev, 0), row("gas", dev, 1), row("electricity", "nobody-99-999", 2)])
+        result = sink.merge(key, staged=3)
+        assert result is not None and (result.inserted, result.quarantined) == (1, 2)
+    finally:
+        sink.close()
+    assert quarantine(settings) == {"raw1": "unknown meter gas", "raw2": "unknown device nobody-99-999"}
+    assert usage(settings) == {(dev, "electricity"): (Decimal("1.25"), 1)}
+    assert stored_count(settings) == 1
