@@ -2,8 +2,13 @@
 
 paho 2.x reads each packet's fixed header one byte per ``recv()`` call; at thousands of messages a
 second those system calls dominate the bridge's and the fleet's CPU. This subclass fills a 64 KiB
-buffer per ``recv()`` and serves paho's small reads from it. It overrides paho's private
-``_sock_recv``/``_sock_close`` (stable across 2.x); ``tests/apt_energy/test_mqtt.py`` pins the behaviour.
+buffer per ``recv()`` and serves paho's small reads from it. Two more per-message costs that profiles of
+the fleet showed (py-spy, bench/bench_edge.py): paho writes every queued packet with its own ``send()``
+(over TLS, its own record and system call), so queued packets are coalesced into one write; and paho
+decodes every MQTT v5 PUBACK into fresh ``ReasonCode`` and ``Properties`` objects, so the common
+2-byte PUBACK (success, no properties) takes a short path with shared ones. It overrides paho's private
+``_sock_recv``/``_sock_close``/``_packet_write``/``_handle_pubackcomp`` (stable across 2.x);
+``tests/apt_energy/test_mqtt.py`` pins the behaviour.
 
 Whoever drives the network loop must call ``loop_read()`` again while :attr:`has_buffered` is true:
 bytes already in the buffer no longer make the socket readable for select/epoll.
@@ -20,11 +25,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from apt_energy.config import Secret, Settings
 from apt_energy.errors import ConfigError
 
 CHUNK = 65536
+COALESCE_BYTES = 65536     # at most this much of queued packets joined into one write
+
+# Shared by every plain PUBACK: callbacks only read them.
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
 MqttRole = Literal["device", "bridge", "operator", "admin"]
@@ -99,6 +112,39 @@ class BufferedClient(mqtt.Client):
         self._rbuf, self._rpos = b"", 0
         super()._sock_close()
 
+    def _packet_write(self) -> mqtt.MQTTErrorCode:
+        if len(self._out_packet) > 1:
+            self._coalesce()
+        return super()._packet_write()
+
+    def _coalesce(self) -> None:
+        """Join the queued packets paho does nothing with after writing them (all but QoS 0 PUBLISH, whose
+        on_publish fires on write, and DISCONNECT, which closes the socket) into one, so one ``send()``
+        writes them all. paho resumes a partial write from ``pos`` as for any packet."""
+        out = self._out_packet
+        parts: list[bytes] = []
+        size = 0
+        while out and size < COALESCE_BYTES and _plain(out[0]):
+            head = out.popleft()
+            part = bytes(head["packet"][head["pos"]:])
+            parts.append(part)
+            size += len(part)
+        if not parts:
+            return
+        data = b"".join(parts)
+        out.appendleft({"command": mqtt.PUBLISH | 2, "mid": 0, "qos": 1, "pos": 0, "to_process": len(data),
+                        "packet": data, "info": None})
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) != 2:   # a reason code or properties: paho decodes them
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
     @property
     def has_buffered(self) -> bool:
         """Bytes already read that a select/epoll on the socket would not report: our buffer, and over
@@ -107,3 +153,8 @@ class BufferedClient(mqtt.Client):
             return True
         sock = self._sock
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+
+def _plain(packet: Any) -> bool:
+    kind = packet["command"] & 0xF0
+    return not (kind == mqtt.DISCONNECT or (kind == mqtt.PUBLISH and packet["qos"] == 0))

@@ -39,3 +39,29 @@ def test_small_reads_come_from_one_recv_in_order_and_eof_passes_through() -> Non
     theirs.close()
     assert client._sock_recv(1) == b""
     client._sock_close()
+
+
+def _queue(client: BufferedClient, command: int, data: bytes, qos: int) -> None:
+    client._out_packet.append({"command": command, "mid": 1, "qos": qos, "pos": 0, "to_process": len(data),
+                               "packet": data, "info": None})
+
+
+def test_queued_packets_go_out_in_one_send_in_order_but_a_disconnect_stays_apart() -> None:
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    _queue(client, mqtt.PUBLISH | 2, b"one", 1)
+    _queue(client, mqtt.PUBACK, b"two", 0)
+    _queue(client, mqtt.DISCONNECT, b"end", 0)
+    client._coalesce()
+    packets = list(client._out_packet)
+    assert [p["packet"] for p in packets] == [b"onetwo", b"end"]
+    assert packets[0]["qos"] == 1 and packets[1]["command"] == mqtt.DISCONNECT
+
+
+def test_a_plain_puback_acknowledges_its_publish_with_a_success_reason() -> None:
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    acked: list[tuple[int, bool]] = []
+    client.on_publish = lambda c, u, mid, reason, props: acked.append((mid, reason.is_failure))
+    info = client.publish("t/x", b"x", qos=1)   # not connected: queued for the session
+    client._in_packet["packet"] = bytes([info.mid >> 8, info.mid & 0xFF])
+    client._handle_pubackcomp("PUBACK")
+    assert acked == [(info.mid, False)] and info.mid not in client._out_messages
