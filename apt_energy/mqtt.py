@@ -5,10 +5,11 @@ second those system calls dominate the bridge's and the fleet's CPU. This subcla
 buffer per ``recv()`` and serves paho's small reads from it. Two more per-message costs that profiles of
 the fleet showed (py-spy, bench/bench_edge.py): paho writes every queued packet with its own ``send()``
 (over TLS, its own record and system call), so queued packets are coalesced into one write; and paho
-decodes every MQTT v5 PUBACK into fresh ``ReasonCode`` and ``Properties`` objects, so the common
-2-byte PUBACK (success, no properties) takes a short path with shared ones. It overrides paho's private
-``_sock_recv``/``_sock_close``/``_packet_write``/``_handle_pubackcomp`` (stable across 2.x);
-``tests/apt_energy/test_mqtt.py`` pins the behaviour.
+decodes every MQTT v5 PUBACK and QoS 1 PUBLISH with fresh ``ReasonCode``/``Properties`` objects, so the
+common ones without properties (a 2-byte PUBACK, a PUBLISH whose property length is 0) take a short
+path with shared empty ones. It overrides paho's private ``_sock_recv``/``_sock_close``/``_packet_write``/
+``_handle_pubackcomp``/``_handle_publish`` (stable across 2.x); ``tests/apt_energy/test_mqtt.py`` pins
+the behaviour.
 
 Whoever drives the network loop must call ``loop_read()`` again while :attr:`has_buffered` is true:
 bytes already in the buffer no longer make the socket readable for select/epoll.
@@ -21,6 +22,7 @@ import functools
 import hashlib
 import hmac
 import ssl
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +40,7 @@ COALESCE_BYTES = 65536     # at most this much of queued packets joined into one
 # Shared by every plain PUBACK: callbacks only read them.
 _PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_NO_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 
 
 MqttRole = Literal["device", "bridge", "operator", "admin"]
@@ -144,6 +147,25 @@ class BufferedClient(mqtt.Client):
             if mid in self._out_messages:
                 return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        if self._protocol != mqtt.MQTTv5 or (header & 0x06) != 0x02:    # v5 QoS 1 only
+            return super()._handle_publish()
+        at = 2 + ((packet[0] << 8) | packet[1])                          # after the topic
+        if len(packet) < at + 3 or packet[at + 2] != 0:                  # properties (or malformed): paho
+            return super()._handle_publish()
+        message = mqtt.MQTTMessage(mid=(packet[at] << 8) | packet[at + 1], topic=bytes(packet[2:at]))
+        message.dup = bool(header & 0x08)
+        message.qos = 1
+        message.retain = bool(header & 0x01)
+        message.properties = _NO_PUBLISH_PROPERTIES   # shared: readers only
+        message.payload = bytes(packet[at + 3:])
+        message.timestamp = time.monotonic()
+        self._handle_on_message(message)
+        if self._manual_ack:
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._send_puback(message.mid)
 
     @property
     def has_buffered(self) -> bool:

@@ -65,3 +65,24 @@ def test_a_plain_puback_acknowledges_its_publish_with_a_success_reason() -> None
     client._in_packet["packet"] = bytes([info.mid >> 8, info.mid & 0xFF])
     client._handle_pubackcomp("PUBACK")
     assert acked == [(info.mid, False)] and info.mid not in client._out_messages
+
+
+def _publish_packet(topic: bytes, mid: int, properties: bytes, payload: bytes) -> bytes:
+    return len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big") + properties + payload
+
+
+@pytest.mark.parametrize("properties", [b"\x00", b"\x02\x01\x01"])   # none; Payload Format Indicator = 1
+@pytest.mark.parametrize("manual", [True, False])
+def test_a_qos1_publish_reaches_on_message_the_same_with_or_without_properties(properties: bytes,
+                                                                               manual: bool) -> None:
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    client.manual_ack_set(manual)
+    got: list[mqtt.MQTTMessage] = []
+    client.on_message = lambda c, u, m: got.append(m)
+    client._in_packet["command"] = mqtt.PUBLISH | 0x02 | 0x08 | 0x01   # QoS 1, dup, retain
+    client._in_packet["packet"] = _publish_packet(b"a/b", 513, properties, b'{"x":1}')
+    client._handle_publish()
+    (m,) = got
+    assert (m.topic, m.mid, m.qos, m.dup, m.retain, m.payload) == ("a/b", 513, 1, True, True, b'{"x":1}')
+    puback = [p["packet"] for p in client._out_packet]
+    assert (puback == []) if manual else (puback[0][:4] == b"\x40\x02\x02\x01")
