@@ -86,3 +86,30 @@ def test_a_qos1_publish_reaches_on_message_the_same_with_or_without_properties(p
     assert (m.topic, m.mid, m.qos, m.dup, m.retain, m.payload) == ("a/b", 513, 1, True, True, b'{"x":1}')
     puback = [p["packet"] for p in client._out_packet]
     assert (puback == []) if manual else (puback[0][:4] == b"\x40\x02\x02\x01")
+
+
+@pytest.mark.parametrize(("tail", "failure", "name"), [
+    (b"", False, "Success"), (b"\x10", False, "No matching subscribers"),
+    (b"\x10\x00", False, "No matching subscribers"), (b"\x87\x00", True, "Not authorized")])
+def test_a_puback_with_a_reason_code_reports_that_code(tail: bytes, failure: bool, name: str) -> None:
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    acked: list[tuple[bool, str]] = []
+    client.on_publish = lambda c, u, mid, reason, props: acked.append((reason.is_failure, reason.getName()))
+    info = client.publish("t/x", b"x", qos=1)
+    client._in_packet["packet"] = bytes([info.mid >> 8, info.mid & 0xFF]) + tail
+    client._handle_pubackcomp("PUBACK")
+    assert acked == [(failure, name)]
+
+
+def test_a_lean_publish_is_queued_like_paho_and_its_info_completes_on_puback() -> None:
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    lean = client.publish("t/x", b"payload", qos=1)
+    plain = client.publish("t/x", "text", qos=1)          # not bytes: paho's own path
+    assert lean.mid != plain.mid and not lean._published     # not connected: is_published() would raise
+    message = client._out_messages[lean.mid]
+    assert (message.topic, message.payload, message.qos, message.retain) == ("t/x", b"payload", 1, False)
+    client._in_packet["packet"] = bytes([lean.mid >> 8, lean.mid & 0xFF])
+    client._handle_pubackcomp("PUBACK")
+    assert lean._published and not plain._published and lean.mid not in client._out_messages
+    with pytest.raises(ValueError):
+        client.publish("t/#", b"x", qos=1)
