@@ -139,7 +139,7 @@ def figures(households: int = 840, months: int = 1) -> list[Figure]:
         Figure(f"end to end at 6 h, {households} households × {months} mo, exact", rate, "readings/s",
                "fleet alone into Mosquitto", alone, target=10_000.0,
                note=f"{readings:,} readings; {detail}"),
-        Figure("database equals the ledger", 1.0 if exact_ok else 0.0, "bool", "—", float("nan"), target=1.0),
+        Figure("database equals the ledger", 1.0 if exact_ok else 0.0, "1 = yes", "—", float("nan"), target=1.0),
         Figure("projected 840 × 12 months at 6 h", FULL_READINGS / rate / 60, "min", "—", float("nan"),
                target=6.0, higher_is_better=False),
     ]
