@@ -180,8 +180,10 @@ class BufferedClient(mqtt.Client):
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
         packet = self._in_packet["packet"]
         # mid, then optionally a reason code, then optionally the property length: 0 is the short path
+        if cmd != "PUBACK" or not 2 <= len(packet) <= 4 or (len(packet) == 4 and packet[3] != 0):
+            return super()._handle_pubackcomp(cmd)     # properties, PUBCOMP or malformed: paho decides
         reason = _puback_reason(packet[2] if len(packet) > 2 else 0)
-        if cmd != "PUBACK" or len(packet) > 4 or (len(packet) == 4 and packet[3] != 0) or reason is None:
+        if reason is None:
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
         with self._out_message_mutex:

@@ -6,6 +6,7 @@ import socket
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.exception import MalformedPacket
 
 from apt_energy.mqtt import BufferedClient
 
@@ -113,3 +114,10 @@ def test_a_lean_publish_is_queued_like_paho_and_its_info_completes_on_puback() -
     assert lean._published and not plain._published and lean.mid not in client._out_messages
     with pytest.raises(ValueError):
         client.publish("t/#", b"x", qos=1)
+
+
+def test_a_malformed_puback_is_left_to_paho_which_reports_it() -> None:
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    client._in_packet["packet"] = b"\x01"
+    with pytest.raises(MalformedPacket):
+        client._handle_pubackcomp("PUBACK")
