@@ -142,13 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help=f"run only this module (repeatable): {', '.join(MODULES)}")
     ap.add_argument("--no-save", action="store_true", help="print the table, do not append to bench/results")
     args = ap.parse_args(argv)
-    began = time.time()
+    began, commit = time.time(), git_commit()   # the code measured is the code at the start
     outcomes = [collect(m) for m in (args.only or MODULES)]
     print()
     print(table(outcomes))
     print(f"\nload average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; {time.time() - began:.0f} s")
     if not args.no_save:
-        append(record(outcomes, at=began, commit=git_commit(), load=os.getloadavg()))
+        append(record(outcomes, at=began, commit=commit, load=os.getloadavg()))
         print(f"appended to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
     return 1 if any(o.note.startswith("failed") for o in outcomes) else 0
 
