@@ -140,6 +140,15 @@ class BufferedClient(mqtt.Client):
                 message.info.rc = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
             return message.info
 
+    def puback_many(self, mids: list[int]) -> None:
+        """Queue the QoS 1 PUBACKs of ``mids`` (manual acknowledgement), in order, as one write: what
+        ``ack(mid, 1)`` queues for each (a success PUBACK is its 2-byte mid), without paho's per-packet
+        bookkeeping."""
+        if not mids:
+            return
+        data = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
+        self._packet_queue(mqtt.PUBACK, data, 0, 1)
+
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rpos >= len(self._rbuf):
             data = super()._sock_recv(CHUNK)   # raises BlockingIOError when nothing is there

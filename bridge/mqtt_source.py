@@ -178,6 +178,11 @@ class MqttSource:
         if self.connected:
             self.client.ack(mid, 1)
 
+    def ack_many(self, mids: list[int]) -> None:
+        """Queue the PUBACKs of ``mids``, in this order, as one packet write."""
+        if self.connected:
+            self.client.puback_many(mids)
+
     def close(self) -> None:
         """Write what is queued (PUBACKs included) and leave the session."""
         self.closing = True

@@ -121,3 +121,13 @@ def test_a_malformed_puback_is_left_to_paho_which_reports_it() -> None:
     client._in_packet["packet"] = b"\x01"
     with pytest.raises(MalformedPacket):
         client._handle_pubackcomp("PUBACK")
+
+
+def test_many_pubacks_are_queued_as_paho_would_send_them_one_by_one() -> None:
+    ours = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    for mid in (1, 300, 65535):
+        paho._send_puback(mid)
+    ours.puback_many([1, 300, 65535])
+    ours.puback_many([])
+    assert [p["packet"] for p in ours._out_packet] == [b"".join(p["packet"] for p in paho._out_packet)]
