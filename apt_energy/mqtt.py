@@ -207,7 +207,8 @@ class BufferedClient(mqtt.Client):
         at = 2 + ((packet[0] << 8) | packet[1])                          # after the topic
         if len(packet) < at + 3 or packet[at + 2] != 0:                  # properties (or malformed): paho
             return super()._handle_publish()
-        message = mqtt.MQTTMessage(mid=(packet[at] << 8) | packet[at + 1], topic=bytes(packet[2:at]))
+        mid = (packet[at] << 8) | packet[at + 1]
+        message = _LeanMessage(mid, bytes(packet[2:at]), _LeanInfo(mid, self._published))
         message.dup = bool(header & 0x08)
         message.qos = 1
         message.retain = bool(header & 0x01)
