@@ -39,8 +39,8 @@ down: ## stop the native stack
 status: ## health of each native service
 	$(VENV)/apt-energy stack status
 
-bench: bootstrap ## run the benchmarks in bench/ (ratios against same-run baselines)
-	@for b in edge bridge spark; do $(VENV)/python -m bench.bench_$$b || exit 1; done
+bench: bootstrap ## one table of every bench figure against its same-run baseline; ARGS="--only edge" for one
+	$(VENV)/python -m bench.report $(ARGS)
 
 clean: down ## stop the stack and delete .run/ (data, logs)
 	rm -rf .run

@@ -2,8 +2,16 @@
 
 paho 2.x reads each packet's fixed header one byte per ``recv()`` call; at thousands of messages a
 second those system calls dominate the bridge's and the fleet's CPU. This subclass fills a 64 KiB
-buffer per ``recv()`` and serves paho's small reads from it. It overrides paho's private
-``_sock_recv``/``_sock_close`` (stable across 2.x); ``tests/apt_energy/test_mqtt.py`` pins the behaviour.
+buffer per ``recv()`` and serves paho's small reads from it. Two more per-message costs that profiles of
+the fleet showed (py-spy, bench/bench_edge.py): paho writes every queued packet with its own ``send()``
+(over TLS, its own record and system call), so queued packets are coalesced into one write; and paho
+decodes every MQTT v5 PUBACK and QoS 1 PUBLISH with fresh ``ReasonCode``/``Properties`` objects, so the
+common ones without properties (a PUBACK with at most a reason code, a PUBLISH whose property length is
+0) take a short path with shared ones. And paho gives every QoS 1 publish its own ``threading.Condition``
+(for ``wait_for_publish``), which was a quarter of the fleet's CPU: a QoS 1 publish without properties
+gets a message whose info shares one condition per client. It overrides paho's private
+``_sock_recv``/``_sock_close``/``_packet_write``/``_handle_pubackcomp``/``_handle_publish`` and
+``publish`` (stable across 2.x); ``tests/apt_energy/test_mqtt.py`` pins the behaviour.
 
 Whoever drives the network loop must call ``loop_read()`` again while :attr:`has_buffered` is true:
 bytes already in the buffer no longer make the socket readable for select/epoll.
@@ -16,15 +24,27 @@ import functools
 import hashlib
 import hmac
 import ssl
+import threading
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from apt_energy.config import Secret, Settings
 from apt_energy.errors import ConfigError
 
 CHUNK = 65536
+COALESCE_BYTES = 65536     # at most this much of queued packets joined into one write
+
+# Shared by every plain PUBACK: callbacks only read them.
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_PUBACK_REASONS: dict[int, ReasonCode] = {0: _PUBACK_SUCCESS}
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_NO_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 
 
 MqttRole = Literal["device", "bridge", "operator", "admin"]
@@ -84,6 +104,50 @@ class BufferedClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._rbuf = b""
         self._rpos = 0
+        self._published = threading.Condition()   # shared by the infos of lean publishes
+
+    def publish(self, topic: str, payload: mqtt.PayloadType = None, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        """paho's ``publish``; a QoS 1 publish of bytes without properties skips the per-message
+        condition (what paho does for it is repeated here, in the same order and under the same lock)."""
+        if qos != 1 or properties is not None or type(payload) is not bytes or self._max_queued_messages:
+            return super().publish(topic, payload, qos, retain, properties)
+        topic_bytes = topic.encode("utf-8")
+        self._raise_for_invalid_topic(topic_bytes)
+        if len(payload) > 268435455:
+            raise ValueError("Payload too large.")
+        mid = self._mid_generate()
+        message = _LeanMessage(mid, topic_bytes, _LeanInfo(mid, self._published))
+        message.timestamp = time.monotonic()
+        message.payload = payload
+        message.qos = 1
+        message.retain = retain
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                message.info.rc = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+                return message.info
+            self._out_messages[mid] = message
+            if self._max_inflight_messages == 0 or self._inflight_messages < self._max_inflight_messages:
+                self._inflight_messages += 1
+                message.state = mqtt.mqtt_ms_wait_for_puback
+                rc = self._send_publish(mid, topic_bytes, payload, 1, retain, False, message.info, None)
+                if rc == mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN:
+                    self._inflight_messages -= 1
+                    message.state = mqtt.mqtt_ms_publish
+                message.info.rc = rc
+            else:
+                message.state = mqtt.mqtt_ms_queued
+                message.info.rc = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+            return message.info
+
+    def puback_many(self, mids: list[int]) -> None:
+        """Queue the QoS 1 PUBACKs of ``mids`` (manual acknowledgement), in order, as one write: what
+        ``ack(mid, 1)`` queues for each (a success PUBACK is its 2-byte mid), without paho's per-packet
+        bookkeeping."""
+        if not mids:
+            return
+        data = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
+        self._packet_queue(mqtt.PUBACK, data, 0, 1)
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rpos >= len(self._rbuf):
@@ -99,6 +163,63 @@ class BufferedClient(mqtt.Client):
         self._rbuf, self._rpos = b"", 0
         super()._sock_close()
 
+    def _packet_write(self) -> mqtt.MQTTErrorCode:
+        if len(self._out_packet) > 1:
+            self._coalesce()
+        return super()._packet_write()
+
+    def _coalesce(self) -> None:
+        """Join the queued packets paho does nothing with after writing them (all but QoS 0 PUBLISH, whose
+        on_publish fires on write, and DISCONNECT, which closes the socket) into one, so one ``send()``
+        writes them all. paho resumes a partial write from ``pos`` as for any packet."""
+        out = self._out_packet
+        parts: list[bytes] = []
+        size = 0
+        while out and size < COALESCE_BYTES and _plain(out[0]):
+            head = out.popleft()
+            part = bytes(head["packet"][head["pos"]:])
+            parts.append(part)
+            size += len(part)
+        if not parts:
+            return
+        data = b"".join(parts)
+        out.appendleft({"command": mqtt.PUBLISH | 2, "mid": 0, "qos": 1, "pos": 0, "to_process": len(data),
+                        "packet": data, "info": None})
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        # mid, then optionally a reason code, then optionally the property length: 0 is the short path
+        if cmd != "PUBACK" or not 2 <= len(packet) <= 4 or (len(packet) == 4 and packet[3] != 0):
+            return super()._handle_pubackcomp(cmd)     # properties, PUBCOMP or malformed: paho decides
+        reason = _puback_reason(packet[2] if len(packet) > 2 else 0)
+        if reason is None:
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, reason, _NO_PROPERTIES)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        if self._protocol != mqtt.MQTTv5 or (header & 0x06) != 0x02:    # v5 QoS 1 only
+            return super()._handle_publish()
+        at = 2 + ((packet[0] << 8) | packet[1])                          # after the topic
+        if len(packet) < at + 3 or packet[at + 2] != 0:                  # properties (or malformed): paho
+            return super()._handle_publish()
+        mid = (packet[at] << 8) | packet[at + 1]
+        message = _LeanMessage(mid, bytes(packet[2:at]), _LeanInfo(mid, self._published))
+        message.dup = bool(header & 0x08)
+        message.qos = 1
+        message.retain = bool(header & 0x01)
+        message.properties = _NO_PUBLISH_PROPERTIES   # shared: readers only
+        message.payload = bytes(packet[at + 3:])
+        message.timestamp = time.monotonic()
+        self._handle_on_message(message)
+        if self._manual_ack:
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._send_puback(message.mid)
+
     @property
     def has_buffered(self) -> bool:
         """Bytes already read that a select/epoll on the socket would not report: our buffer, and over
@@ -107,3 +228,54 @@ class BufferedClient(mqtt.Client):
             return True
         sock = self._sock
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+
+class _LeanInfo(mqtt.MQTTMessageInfo):
+    """A publish's info whose condition is the client's shared one (waiters re-check their own flag)."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int, condition: threading.Condition) -> None:  # no super(): it makes a Condition
+        self.mid = mid
+        self._published = False
+        self._condition = condition
+        self.rc = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def _set_as_published(self) -> None:
+        with self._condition:
+            self._published = True
+            self._condition.notify_all()   # shared: wake every waiter, each checks its own flag
+
+
+class _LeanMessage(mqtt.MQTTMessage):
+    __slots__ = ()
+
+    def __init__(self, mid: int, topic: bytes, info: _LeanInfo) -> None:  # no super(): it makes an info
+        self.timestamp = 0.0
+        self.state = mqtt.mqtt_ms_invalid
+        self.dup = False
+        self.mid = mid
+        self._topic = topic
+        self.payload = b""
+        self.qos = 0
+        self.retain = False
+        self.info = info
+        self.properties = None
+
+
+def _puback_reason(code: int) -> ReasonCode | None:
+    """The shared ReasonCode of a PUBACK reason ``code``; None for a code paho itself should judge."""
+    reason = _PUBACK_REASONS.get(code)
+    if reason is None:
+        try:
+            reason = ReasonCode(PacketTypes.PUBACK, identifier=code)  # type: ignore[no-untyped-call]
+        except KeyError:   # a code PUBACK does not have: paho's own path reports it
+            return None
+        _PUBACK_REASONS[code] = reason
+    return reason
+
+
+def _plain(packet: Any) -> bool:
+    kind = packet["command"] & 0xF0
+    return not (kind == mqtt.DISCONNECT or (kind == mqtt.PUBLISH and packet["qos"] == 0))

@@ -5,7 +5,10 @@ messages are published into it by `mosquitto_pub --repeat`, then the consumer co
 until the last one is in (the bare subscriber only counts; the bridge must also have Kafka confirm
 every message and acknowledge it). Added latency is measured separately at a steady rate: Kafka's
 log-append time minus the bridge's MQTT receive time (header ``bridge.received_ms``).
-Goals (issue): ≥ 10k msg/s per process, ≥ 0.8 × the bare subscriber, p99 added latency ≤ 50 ms.
+The baseline, stated: plain paho (its own network thread, automatic PUBACKs) with the bridge's identity,
+TLS, Receive Maximum and persistent session, draining the same number of the same messages; it does
+nothing with them, the bridge routes, produces with ``acks=all`` and acknowledges after delivery.
+Goals (issue #15): ≥ 1.0 × the bare subscriber, 0 missing, p99 added latency ≤ 50 ms.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ import paho.mqtt.client as mqtt
 from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
 from apt_energy.stack.kafka import Kafka, ensure_acls
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from apt_energy.kafka import kafka_client
 from apt_energy.mqtt import login
 from bench.common import TEST_PREFIX_ROOT, mosquitto_client_env, percentile, report, stack_settings
+from bench.figure import Figure
 
 
 def payload(i: int) -> bytes:
@@ -126,8 +130,12 @@ def added_latency(settings: Settings, rate: int, seconds: int) -> list[float]:
     bridge.stop()
     t.join()
     consumer = Consumer(kafka_client(settings, "admin").config(**{"group.id": uuid.uuid4().hex,
-                                                                  "auto.offset.reset": "earliest"}))
-    consumer.subscribe([settings.kafka.readings_topic])
+                                                                  "enable.auto.commit": False}))
+    # Partitions assigned directly, from the beginning: a group join on a busy machine has kept a
+    # subscribing consumer empty past the deadline here, leaving the latency unmeasured.
+    topic = settings.kafka.readings_topic
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     out: list[float] = []
     deadline = time.monotonic() + 60
     while len(out) < rate * seconds and time.monotonic() < deadline:
@@ -153,27 +161,47 @@ def isolated(base: Settings, tag: str, kafka: Kafka) -> Settings:
     return settings
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--messages", type=int, default=100_000)
-    ap.add_argument("--latency-rate", type=int, default=2000, help="msg/s for the latency phase")
-    args = ap.parse_args()
+def figures(messages: int = 60_000, latency_rate: int = 2000, rounds: int = 2) -> list[Figure]:
+    """The bridge against a bare paho subscriber draining the same backlog, then its added latency.
+    Rounds alternate (bare, bridge, bare, bridge, …) and each side keeps its best, so a load swing on a
+    shared machine does not decide the ratio."""
     base = stack_settings()
     kafka = Kafka(base)
-    bare = bare_subscriber_rate(isolated(base, uuid.uuid4().hex[:6], kafka), args.messages)
-    s = isolated(base, uuid.uuid4().hex[:6], kafka)
-    rate, bridge = bridge_rate(s, args.messages)
-    lost = args.messages - bridge.stats.forwarded
-    lat = added_latency(isolated(base, uuid.uuid4().hex[:6], kafka), args.latency_rate, 10)
+    bare = rate = 0.0
+    lost = 0
+    for _ in range(rounds):
+        bare = max(bare, bare_subscriber_rate(isolated(base, uuid.uuid4().hex[:6], kafka), messages))
+        this, bridge = bridge_rate(isolated(base, uuid.uuid4().hex[:6], kafka), messages)
+        rate = max(rate, this)
+        lost += messages - bridge.stats.forwarded
+    lat = added_latency(isolated(base, uuid.uuid4().hex[:6], kafka), latency_rate, 10)
     report("bridge", {
-        "messages": float(args.messages),
+        "messages (per round)": float(messages),
+        "rounds (best of each)": float(rounds),
         "bare paho subscriber (msg/s)": bare,
         "bridge MQTT → Kafka, acked after delivery (msg/s)": rate,
         "ratio bridge / bare subscriber": rate / bare,
         "messages missing in Kafka": float(lost),
-        f"added latency p50 at {args.latency_rate} msg/s (ms)": percentile(lat, 50),
-        f"added latency p99 at {args.latency_rate} msg/s (ms)": percentile(lat, 99),
+        f"added latency p50 at {latency_rate} msg/s (ms)": percentile(lat, 50),
+        f"added latency p99 at {latency_rate} msg/s (ms)": percentile(lat, 99),
     })
+    return [
+        Figure("MQTT → Kafka, acked after delivery", rate, "msg/s", "bare paho subscriber", bare, goal=1.0),
+        Figure("messages missing in Kafka", float(lost), "msgs", "—", float("nan"), target=0.0,
+               higher_is_better=False),
+        Figure(f"p99 added latency at {latency_rate} msg/s", percentile(lat, 99), "ms", "—", float("nan"),
+               target=50.0, higher_is_better=False, note=f"p50 {percentile(lat, 50):.0f} ms"),
+    ]
+
+
+def main() -> None:
+    from bench.report import Outcome, table
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--messages", type=int, default=60_000)
+    ap.add_argument("--latency-rate", type=int, default=2000, help="msg/s for the latency phase")
+    args = ap.parse_args()
+    print(table([Outcome("bridge", tuple(figures(args.messages, args.latency_rate)))]))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
 from apt_energy.config import Settings
@@ -13,9 +11,6 @@ from apt_energy.stack.secrets import ensure_dotenv, write_private
 
 from apt_energy import config
 from apt_energy.mqtt import MqttRole, credentials
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
 
 # Benchmarks isolate their MQTT traffic under test/<tag>/…, which the broker grants every role when
 # mqtt.test_prefix_root is set (as the test session does).
@@ -61,9 +56,7 @@ def rss_kb() -> int:
 
 
 def report(name: str, figures: dict[str, float | str]) -> None:
-    """Print the figures and keep them (git-ignored) for comparing runs."""
+    """Print a bench's detail lines (bench/report.py keeps the figures of a run in bench/results/)."""
     print(f"\n== {name}")
     for key, value in figures.items():
         print(f"  {key:<44} {value:,.3f}" if isinstance(value, float) else f"  {key:<44} {value}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"at": time.time(), **figures}, indent=1))

@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from apt_energy.bridge.acks import AckQueue
@@ -76,14 +76,16 @@ def part_client_id(base: str, part: Part) -> str:
     return base if part.count == 1 else f"{base}-{part.index}of{part.count}"
 
 
-@dataclass(frozen=True)
-class _Outgoing:
+class _Outgoing(NamedTuple):
+    """One record on its way to Kafka (a NamedTuple: one is made per message, and a frozen dataclass's
+    ``__init__`` costs a ``object.__setattr__`` per field)."""
+
     token: int                         # -1: QoS 0, nothing to acknowledge
     kind: Kind
     key: bytes
     value: bytes
     headers: list[Header]              # mqtt.* and bridge.*
-    errors: list[Header] = field(default_factory=list)   # error.* of a dead letter
+    errors: tuple[Header, ...] = ()    # error.* of a dead letter
 
 
 def _reason(text: str) -> Header:
@@ -102,6 +104,7 @@ class Bridge:
         self.stats = BridgeStats()
         self.stats_path = stats_path
         self.acks = AckQueue()
+        self.ready_acks: list[int] = []    # mids acknowledged in this pass, in receipt order
         self.epoch = 0
         self.failed: list[_Outgoing] = []
         self.fatal: ServiceError | None = None
@@ -142,6 +145,7 @@ class Bridge:
     def _on_connected(self) -> None:
         self.epoch += 1
         self.acks.forget()
+        self.ready_acks.clear()   # mids of the lost connection: the broker redelivers those messages
         if self.epoch > 1:
             self.stats.reconnects += 1
 
@@ -183,7 +187,7 @@ class Bridge:
         if r.kind == DEAD:
             logger.debug("dead letter key=%r reason=%s", r.key, r.reason)
             value, cut = dead_letter_value(payload, keep=limit)
-            self._produce(_Outgoing(token, DEAD, r.key, value, headers, [*cut, _reason(r.reason)]))
+            self._produce(_Outgoing(token, DEAD, r.key, value, headers, (*cut, _reason(r.reason))))
         else:
             self._produce(_Outgoing(token, r.kind, r.key, payload, headers))
 
@@ -195,11 +199,12 @@ class Bridge:
             value, cut = b"", kept or dead_letter_value(out.value, keep=0)[1]
         else:
             value, cut = dead_letter_value(out.value, keep=self.options.max_payload_bytes)
-        return _Outgoing(out.token, DEAD, out.key, value, out.headers, [*cut, _reason(reason)])
+        return _Outgoing(out.token, DEAD, out.key, value, out.headers, (*cut, _reason(reason)))
 
     def _produce(self, out: _Outgoing) -> None:
         try:
-            self.sink.produce(self.topic_for[out.kind], key=out.key, value=out.value, headers=out.headers + out.errors,
+            headers = [*out.headers, *out.errors] if out.errors else out.headers   # the sink copies them
+            self.sink.produce(self.topic_for[out.kind], key=out.key, value=out.value, headers=headers,
                               on_delivery=partial(self._delivered, out))
         except InvalidInput as exc:   # Kafka refuses this record itself: it is input, not an outage
             if out.kind == DEAD and not out.value:
@@ -231,10 +236,16 @@ class Bridge:
             self._ack_ready(self.acks.delivered(out.token))
 
     def _ack_ready(self, tokens: list[int]) -> None:
+        """Collect the PUBACKs now due; :meth:`_flush_acks` queues them to the broker as one write."""
         for token in tokens:
             if token >> 32 == self.epoch:
-                self.source.ack(token & 0xFFFFFFFF)
+                self.ready_acks.append(token & 0xFFFFFFFF)
                 self.stats.acked += 1
+
+    def _flush_acks(self) -> None:
+        if self.ready_acks:
+            mids, self.ready_acks = self.ready_acks, []
+            self.source.ack_many(mids)
 
     def _retry_failed(self) -> None:
         retry, self.failed = self.failed, []
@@ -255,6 +266,7 @@ class Bridge:
             while not self.stop_event.is_set():
                 self.source.poll(0.005 if len(self.sink) else 0.05, read=len(self.acks) < limit)
                 self.sink.poll(0)
+                self._flush_acks()
                 if self.fatal is not None:
                     raise self.fatal
                 if self.failed:
@@ -277,7 +289,9 @@ class Bridge:
             self.sink.poll(0.05)
             if self.failed:
                 self._retry_failed()
+            self._flush_acks()
             self.source.poll(0, read=False)
+        self._flush_acks()
         self.source.poll(0, read=False)
         self.source.close()
         self._report(True)

@@ -12,6 +12,7 @@ NaN). A rejected message is never dropped; it goes to the dead-letter topic with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -70,27 +71,10 @@ def _clip(key: bytes) -> bytes:
 
 
 def _route(prefix: str, topic: str | bytes, payload: bytes, max_bytes: int) -> Route:
-    raw = topic_bytes(topic)
-    if len(raw) > MAX_TOPIC_BYTES:
-        return Route(DEAD, _clip(raw), f"bad_topic: {len(raw)} bytes > {MAX_TOPIC_BYTES}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return Route(DEAD, _clip(raw), "bad_topic: not UTF-8")
-    if any(c in text for c in "+#\x00"):
-        return Route(DEAD, _clip(raw), "bad_topic: wildcard or NUL in a topic name")
-    try:
-        parsed = topics.parse(prefix, text)
-        key = parsed.device_id.encode()
-    except InvalidInput as exc:
-        return Route(DEAD, _clip(raw), f"bad_topic: {exc}")
-    except Exception as exc:  # topics.parse promises InvalidInput; if it breaks that promise, still a dead letter
-        logger.warning("topic parser raised topic=%r error=%r", raw[:MAX_KEY_BYTES], exc, exc_info=True)
-        return Route(DEAD, _clip(raw), f"bad_topic: {type(exc).__name__}")
-    if len(key) > MAX_KEY_BYTES:
-        return Route(DEAD, _clip(raw), f"bad_topic: device id of {len(key)} bytes")
-    if parsed.kind == "cmd":
-        return Route(SKIP, key)
+    judged = _judge_topic(prefix, topic)
+    if isinstance(judged, Route):
+        return judged
+    parsed, key = judged
     # The contract's own strict JSON (one validation for the bridge and the stream job, same reason codes):
     # size, UTF-8, depth, duplicate keys, NaN/Infinity, what jsonb would refuse. The fields themselves are
     # judged by the stream job with the same contract, so its quarantine keeps the raw record and offsets.
@@ -112,6 +96,42 @@ def _route(prefix: str, topic: str | bytes, payload: bytes, max_bytes: int) -> R
     # status and meta share the compacted devices topic: the key names both, so one never
     # compacts the other away
     return Route(DEVICE, f"{parsed.device_id}/{parsed.kind}".encode())
+
+
+def _judge_topic(prefix: str, topic: str | bytes) -> Route | tuple[topics.DeviceTopic, bytes]:
+    """The topic's verdict: a Route when the topic alone decides (dead, skip), else (parsed, Kafka key).
+    A fleet repeats a few thousand topics, so text topics are judged once (bounded cache)."""
+    return _judge_text_topic(prefix, topic) if isinstance(topic, str) else _judge_raw_topic(prefix, topic)
+
+
+@functools.lru_cache(maxsize=16384)
+def _judge_text_topic(prefix: str, topic: str) -> Route | tuple[topics.DeviceTopic, bytes]:
+    return _judge_raw_topic(prefix, topic)
+
+
+def _judge_raw_topic(prefix: str, topic: str | bytes) -> Route | tuple[topics.DeviceTopic, bytes]:
+    raw = topic_bytes(topic)
+    if len(raw) > MAX_TOPIC_BYTES:
+        return Route(DEAD, _clip(raw), f"bad_topic: {len(raw)} bytes > {MAX_TOPIC_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Route(DEAD, _clip(raw), "bad_topic: not UTF-8")
+    if any(c in text for c in "+#\x00"):
+        return Route(DEAD, _clip(raw), "bad_topic: wildcard or NUL in a topic name")
+    try:
+        parsed = topics.parse(prefix, text)
+        key = parsed.device_id.encode()
+    except InvalidInput as exc:
+        return Route(DEAD, _clip(raw), f"bad_topic: {exc}")
+    except Exception as exc:  # topics.parse promises InvalidInput; if it breaks that promise, still a dead letter
+        logger.warning("topic parser raised topic=%r error=%r", raw[:MAX_KEY_BYTES], exc, exc_info=True)
+        return Route(DEAD, _clip(raw), f"bad_topic: {type(exc).__name__}")
+    if len(key) > MAX_KEY_BYTES:
+        return Route(DEAD, _clip(raw), f"bad_topic: device id of {len(key)} bytes")
+    if parsed.kind == "cmd":
+        return Route(SKIP, key)
+    return parsed, key
 
 
 def _show(value: object, limit: int) -> str:

@@ -123,6 +123,8 @@ class Fleet:
         self.hwm: dict[str, dict[str, int]] = {
             d.device_id: {m: r.seq for m, r in d.registers.items()} for d in self.devices}
         self.selector = selectors.DefaultSelector()
+        self.want_write: list[Device] = []          # queued packets to write in this pass
+        self.waiting_writable: set[str] = set()     # devices whose socket was full: epoll says when to go on
         for device in self.devices:
             self._wire(device)
         self.max_pending = self.options.max_pending or max(20_000, 8 * len(self.devices))
@@ -146,6 +148,7 @@ class Fleet:
             sel.register(sock, selectors.EVENT_READ, device)
 
         def on_close(c: mqtt.Client, userdata: object, sock: mqtt.SocketLike) -> None:
+            self.waiting_writable.discard(device.device_id)
             try:
                 sel.unregister(sock)
             except (KeyError, ValueError):
@@ -153,16 +156,17 @@ class Fleet:
             self._schedule_reconnect(device)
 
         def on_want_write(c: mqtt.Client, userdata: object, sock: mqtt.SocketLike) -> None:
-            try:
-                sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, device)
-            except (KeyError, ValueError):
-                pass
+            # Written in this pass (see _write_wanted); epoll is asked only when the socket is full. Asking
+            # it for every device's every write cost two epoll_ctl calls and an event per device and pass.
+            self.want_write.append(device)
 
         def on_done_write(c: mqtt.Client, userdata: object, sock: mqtt.SocketLike) -> None:
-            try:
-                sel.modify(sock, selectors.EVENT_READ, device)
-            except (KeyError, ValueError):
-                pass
+            if device.device_id in self.waiting_writable:
+                self.waiting_writable.discard(device.device_id)
+                try:
+                    sel.modify(sock, selectors.EVENT_READ, device)
+                except (KeyError, ValueError):
+                    pass
 
         client.on_socket_open = on_open
         client.on_socket_close = on_close
@@ -254,6 +258,7 @@ class Fleet:
             if not device.buffer:
                 drained.append(i)
         self.with_buffer.difference_update(drained)
+        self._write_wanted()
         buffered, self.buffered = self.buffered, []
         for device in buffered:  # bytes already read into a client's buffer make no epoll event
             if device.client.socket() is not None:
@@ -264,6 +269,21 @@ class Fleet:
                 continue
             if mask & selectors.EVENT_WRITE and device.client.socket() is not None:
                 device.client.loop_write()
+
+    def _write_wanted(self) -> None:
+        wanted, self.want_write = self.want_write, []
+        for device in wanted:
+            client = device.client
+            sock = client.socket()
+            if sock is None or device.device_id in self.waiting_writable:
+                continue
+            client.loop_write()
+            if client.socket() is not None and client.want_write():   # the socket took part: wait for epoll
+                self.waiting_writable.add(device.device_id)
+                try:
+                    self.selector.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, device)
+                except (KeyError, ValueError):
+                    pass
 
     def _read(self, device: Device) -> bool:
         rc = device.client.loop_read()

@@ -11,6 +11,7 @@ import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,9 +31,15 @@ class Ledger:
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
         self.entries: dict[tuple[str, str, int, str], Entry] = defaultdict(Entry)
+        self._months: dict[datetime, str] = {}   # a fleet's readings share a few interval ends
 
     def record(self, reading: Reading) -> None:
-        key = (reading.device_id, reading.meter, reading.life, usage_month(reading.ts, self.tz).isoformat())
+        month = self._months.get(reading.ts)
+        if month is None:
+            if len(self._months) > 4096:
+                self._months.clear()
+            month = self._months[reading.ts] = usage_month(reading.ts, self.tz).isoformat()
+        key = (reading.device_id, reading.meter, reading.life, month)
         entry = self.entries[key]
         entry.total += exact(reading.value)
         entry.count += 1

@@ -84,13 +84,17 @@ def test_commands_to_devices_are_skipped_not_dead_lettered() -> None:
 
 def test_a_topic_parser_that_raises_something_unexpected_gives_a_dead_letter(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from apt_energy.bridge import routing
+
     from apt_energy import topics
 
     def broken(prefix: str, topic: str) -> None:
         raise KeyError("surprise")
 
     monkeypatch.setattr(topics, "parse", broken)
+    routing._judge_text_topic.cache_clear()   # topic verdicts are cached: this one must meet the broken parser
     routed = r(GOOD_TOPIC, GOOD)
+    routing._judge_text_topic.cache_clear()
     assert (routed.kind, routed.reason) == (DEAD, "bad_topic: KeyError")
 
 
