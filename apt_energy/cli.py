@@ -44,7 +44,6 @@ environment (secrets live in .env, 0600; `apt-energy stack secrets` generates an
   APT_ENERGY_MQTT_DEVICE_SECRET      derives each gateway's own broker password
   APT_ENERGY_MQTT_{BRIDGE,OPERATOR,ADMIN}_PASSWORD
                                      the other broker identities
-  APT_ENERGY_MQTT_PASSWORD           with mqtt.username: one shared broker login (compose)
   SLACK_BOT_TOKEN                    Slack bot token (chat.postMessage to slack.channel)
   SLACK_WEBHOOK_URL                  or a Slack incoming webhook
   APT_ENERGY_LOG_LEVEL               DEBUG, INFO (default), WARNING

@@ -62,8 +62,6 @@ def device_password(secret: Secret, device_id: str) -> Secret:
 def credentials(settings: Settings, role: MqttRole, *, device_id: str = "") -> tuple[str, Secret]:
     """(username, password) of ``role``; a device logs in as its device id."""
     mq, s = settings.mqtt, settings.secrets
-    if mq.username:  # a broker with one shared login (see pipeline.yaml)
-        return mq.username, s.mqtt_password
     secret = {"device": s.mqtt_device_secret, "bridge": s.mqtt_bridge_password,
               "operator": s.mqtt_operator_password, "admin": s.mqtt_admin_password}[role]
     if not secret:

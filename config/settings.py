@@ -294,9 +294,6 @@ class MqttSettings:
     # Tests only: every role also gets its rights under "<this>/<any one level>/..." so that each test
     # can isolate itself under a prefix of its own. Empty (the default) grants nothing extra.
     test_prefix_root: str = ""
-    # Set only for a broker with one shared device login (compose until it provisions per-device
-    # identities): every client then logs in as this user with APT_ENERGY_MQTT_PASSWORD.
-    username: str = ""
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", "an integer 1-65535", self.port)
@@ -411,7 +408,6 @@ class Secrets:
     db_reader_password: Secret = NO_SECRET
     slack_bot_token: Secret = NO_SECRET
     slack_webhook_url: Secret = NO_SECRET
-    mqtt_password: Secret = NO_SECRET
     mqtt_device_secret: Secret = NO_SECRET
     mqtt_bridge_password: Secret = NO_SECRET
     mqtt_operator_password: Secret = NO_SECRET
@@ -427,7 +423,6 @@ class Secrets:
         "db_reader_password": "APT_ENERGY_DB_READER_PASSWORD",
         "slack_bot_token": "SLACK_BOT_TOKEN",
         "slack_webhook_url": "SLACK_WEBHOOK_URL",
-        "mqtt_password": "APT_ENERGY_MQTT_PASSWORD",
         "mqtt_device_secret": "APT_ENERGY_MQTT_DEVICE_SECRET",
         "mqtt_bridge_password": "APT_ENERGY_MQTT_BRIDGE_PASSWORD",
         "mqtt_operator_password": "APT_ENERGY_MQTT_OPERATOR_PASSWORD",
