@@ -132,7 +132,7 @@ def compute(conn: psycopg.Connection, tariffs: Tariffs, *, month: date | None = 
             for line in lines:
                 copy.write_row(line)
         cur.execute(_UPSERT_BILLS)
-    logger.info("bills computed count=%d skipped_no_tariff=%d month=%s", written, skipped, month)
+    logger.debug("bills computed count=%d skipped_no_tariff=%d month=%s", written, skipped, month)
     return written
 
 
@@ -178,7 +178,7 @@ def project(conn: psycopg.Connection, tariffs: Tariffs, month: date, *, tz: Zone
         cur.executemany(
             "INSERT INTO bill_projections (household_id, energy_type, usage_month, so_far, days_elapsed, forecast, "
             "model, forecast_issued_at, projected, tier, total_krw) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)
-    logger.info("bill projections month=%s count=%d", month, len(rows))
+    logger.debug("bill projections month=%s count=%d", month, len(rows))
     return len(rows)
 
 

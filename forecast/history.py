@@ -48,5 +48,5 @@ def import_months(conn: psycopg.Connection, *, device_ids: Sequence[str], meters
                INSERT INTO usage_imports (household_id, energy_type, usage_date, source, batch)
                SELECT ins.household_id, t.key, ins.usage_date, %s, %s FROM ins
                JOIN energy_types t ON t.label_ko = ins.energy_type""", (source, batch)).rowcount
-    logger.info("history imported rows=%d months=%d batch=%s", inserted, len(months), batch)
+    logger.debug("history imported rows=%d months=%d batch=%s", inserted, len(months), batch)
     return inserted
