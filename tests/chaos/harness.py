@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from apt_energy.alerts.notifier import NotifierOptions
 from apt_energy.config import Household, Settings
 from apt_energy.database import connect
 from apt_energy.edge.fleet import Fleet, FleetOptions
@@ -32,10 +33,13 @@ DAYS = 3
 INTERVAL_S = 3600
 RUN_S = 8.0                # real seconds the fleet takes for DAYS, so a fault lands mid-run
 QUIET_S = 20.0             # no progress for this long (and no service restart) → the scenario has settled
+# ... but while the readings are all in and alerts still wait, the notifier may be in its backoff after
+# Slack failures (up to max_backoff_s between passes): a quiet spell that long is not yet "settled"
+NOTIFY_QUIET_S = NotifierOptions().max_backoff_s + 20.0
 RESTART_GRACE_S = 90.0     # ... and no service started this recently: a JVM under load takes a while
 READY_TIMEOUT_S = 300.0
 GIVE_UP_RESTARTS = 2
-SETTLE_TIMEOUT_S = 180.0
+SETTLE_TIMEOUT_S = 240.0      # six ambiguous Slack failures alone take ~2 min of notifier backoff
 
 
 @dataclass
@@ -201,7 +205,8 @@ def settle(chaos: Chaos, ledger: dict[tuple[str, str, str], object], restarts_be
             last, last_change = state, now
         newest_start = max((r.started_at or 0.0 for r in services), default=0.0)
         since_start = time.time() - newest_start
-        if (now - last_change > QUIET_S and since_start > RESTART_GRACE_S) or now > deadline:
+        quiet_s = NOTIFY_QUIET_S if truth.ok and pending else QUIET_S
+        if (now - last_change > quiet_s and since_start > RESTART_GRACE_S) or now > deadline:
             return truth
         time.sleep(1.0)
 
