@@ -55,8 +55,8 @@ def with_brokers(settings: Settings, brokers: int) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "secrets":
-        changed = ensure_dotenv()
-        print(f"{PROJECT_ROOT / '.env'}: generated {', '.join(changed)}" if changed else ".env: every secret is set")
+        if not ensure_dotenv():  # what it generates, it logs (as it does for `stack up`)
+            print(f"{PROJECT_ROOT / '.env'}: every secret is set")
         return 0
     if args.action == "up":
         ensure_dotenv()
