@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -70,10 +70,7 @@ class ElectricityTariff:
 
     def tier_table(self, month: date) -> ElectricityTier:
         """The tier table in force on the month's first day."""
-        found = [t for t in self.tiers if t.valid_from <= month]
-        if not found:
-            raise ConfigError(f"tariffs: electricity.tiers: none in force on {month}")
-        return found[-1]
+        return _in_force(self.tiers, month, "electricity.tiers")
 
 
 @dataclass(frozen=True)
@@ -98,10 +95,24 @@ class WaterTariff:
     tables: tuple[WaterTable, ...]
 
     def table(self, month: date) -> WaterTable:
-        found = [t for t in self.tables if t.valid_from <= month]
-        if not found:
-            raise ConfigError(f"tariffs: water.tariffs: none in force on {month}")
-        return found[-1]
+        """The table in force on the month's first day."""
+        return _in_force(self.tables, month, "water.tariffs")
+
+
+class _Dated(Protocol):
+    @property
+    def valid_from(self) -> date: ...
+
+
+_T = TypeVar("_T", bound=_Dated)
+
+
+def _in_force(tables: tuple[_T, ...], day: date, key: str) -> _T:
+    """The last of ``tables`` (sorted by ``valid_from``) in force on ``day``."""
+    found = [t for t in tables if t.valid_from <= day]
+    if not found:
+        raise ConfigError(f"tariffs: {key}: none in force on {day}")
+    return found[-1]
 
 
 @dataclass(frozen=True)
