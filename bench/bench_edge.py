@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apt_energy.config.settings import BuildingGroup, Household, Settings
-from apt_energy.edge.device import reading_payload
 from apt_energy.edge.fleet import Fleet, FleetOptions
 from apt_energy.stack.mosquitto import Mosquitto
 from apt_energy.stack.secrets import write_private
@@ -42,8 +41,8 @@ def native_rate(settings: Settings, household: Household, count: int) -> float:
     every PUBACK; ``-l`` (stdin) does not: it exits with messages unsent (34k of 100k arrived here), so it
     would flatter the baseline."""
     meter = next(iter(settings.energy))
-    payload = reading_payload(Reading(household.device_id, meter, 1, datetime(2024, 7, 1, 1, tzinfo=UTC), 3600,
-                                      0.0213, 1.2345, settings.energy[meter].unit, life=1_700_000_000_000))
+    payload = Reading(household.device_id, meter, 1, datetime(2024, 7, 1, 1, tzinfo=UTC), 3600,
+                                      0.0213, 1.2345, settings.energy[meter].unit, life=1_700_000_000_000).to_json()
     username, password = credentials(settings, "device", device_id=household.device_id)
     with tempfile.TemporaryDirectory() as tmp:  # the options file keeps the password off the command line
         write_private(Path(tmp) / "mosquitto_pub",

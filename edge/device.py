@@ -8,8 +8,6 @@ up to the bound and nothing else; on reconnect the buffer drains in order.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import random
 from collections import deque
@@ -27,7 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from apt_energy import topics
 from apt_energy.backoff import Backoff
-from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, format_ts
+from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading
 from apt_energy.mqtt import BufferedClient, login
 
 logger = logging.getLogger(__name__)
@@ -151,7 +149,7 @@ class Device:
         sent = 0
         while self.connected and self.buffer and len(self.inflight) < window:
             reading = self.buffer[0]
-            info = self.client.publish(self.reading_topics[reading.meter], reading_payload(reading), qos=1)
+            info = self.client.publish(self.reading_topics[reading.meter], reading.to_json(), qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # lost the connection just now; keep it buffered
             self.buffer.popleft()
@@ -242,34 +240,6 @@ class Device:
     @property
     def pending(self) -> int:
         return len(self.buffer) + len(self.inflight)
-
-
-def reading_payload(reading: Reading) -> bytes:
-    """``reading.to_json()``, byte for byte, without the generic encoder: a fleet publishes thousands a
-    second and ``json.dumps`` of the dict was a tenth of its CPU (py-spy). Anything but plain floats goes
-    through ``to_json`` itself; ``tests/edge/test_device.py`` pins the equality."""
-    value, total = reading.value, reading.total
-    if type(value) is not float or type(total) is not float or not (_finite(value) and _finite(total)):
-        return reading.to_json()
-    return (f'{{"v":{reading.v},"device_id":{_text(reading.device_id)},"meter":{_text(reading.meter)},'
-            f'"life":{reading.life},"seq":{reading.seq},"ts":"{_ts_text(reading.ts)}",'
-            f'"interval_s":{reading.interval_s},"value":{value!r},"total":{total!r},'
-            f'"unit":{_text(reading.unit)}}}').encode()
-
-
-@functools.lru_cache(maxsize=4096)
-def _text(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _ts_text(ts: datetime) -> str:
-    # a fleet's readings share their interval's end: one strftime per tick, not per reading
-    return format_ts(ts)
-
-
-def _finite(x: float) -> bool:
-    return x - x == 0.0
 
 
 def _utcnow() -> datetime:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -147,3 +148,23 @@ def test_the_fast_path_decides_exactly_as_the_field_by_field_checks(data: dict[s
                                                                     units: dict[str, str] | None) -> None:
     assert outcome(lambda: Reading.from_dict(data, units=units)) == outcome(
         lambda: Reading._explain(data, units))
+
+
+@given(seq=st.integers(0, 2**40), life=st.integers(0, 2**45), value=st.floats(allow_nan=False, allow_infinity=False),
+       total=st.floats(allow_nan=False, allow_infinity=False),
+       ts=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+       unit=st.sampled_from(["kWh", "m³", 'a"b\\c']))
+def test_reading_to_json_is_the_generic_encoders_json_byte_for_byte(seq: int, life: int, value: float, total: float,
+                                                                   ts: datetime, unit: str) -> None:
+    reading = Reading("hanbit-01-101", "water", seq, ts, 3600, value, total, unit, life=life)
+    assert reading.to_json() == reading._generic_json()
+
+
+def test_reading_to_json_falls_back_to_the_generic_encoder_for_odd_numbers() -> None:
+    for value in (1, float("nan"), np.float64(0.1)):
+        reading = Reading("hanbit-01-101", "water", 1, datetime(2024, 7, 1, tzinfo=UTC), 3600, value, 0.5, "m³")
+        try:
+            expected = reading._generic_json()
+        except (TypeError, ValueError):
+            continue
+        assert reading.to_json() == expected

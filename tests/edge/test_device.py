@@ -5,12 +5,10 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from apt_energy.edge.device import Backoff, Device, Register, reading_payload
-from hypothesis import given
-from hypothesis import strategies as st
+from apt_energy.edge.device import Backoff, Device, Register
 
 from apt_energy import config
-from apt_energy.contract import Reading, exact
+from apt_energy.contract import exact
 
 pytestmark = pytest.mark.unit
 
@@ -87,23 +85,3 @@ def test_hostile_commands_are_counted_by_the_device_and_never_raise() -> None:
     for payload in (b"[" * 3000 + b"]" * 3000, b"\xff\xfe", b'{"inject": "leak", "hours": 1e400}', b"x" * 100_000):
         d.handle_command(payload, T0)
     assert d.counters.bad_commands == 4 and d.counters.commands == 0
-
-
-@given(seq=st.integers(0, 2**40), life=st.integers(0, 2**45), value=st.floats(allow_nan=False, allow_infinity=False),
-       total=st.floats(allow_nan=False, allow_infinity=False),
-       ts=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
-       unit=st.sampled_from(["kWh", "m³", 'a"b\\c']))
-def test_reading_payload_is_the_contract_json_byte_for_byte(seq: int, life: int, value: float, total: float,
-                                                            ts: datetime, unit: str) -> None:
-    reading = Reading("hanbit-01-101", "water", seq, ts, 3600, value, total, unit, life=life)
-    assert reading_payload(reading) == reading.to_json()
-
-
-def test_reading_payload_falls_back_to_the_contract_for_odd_numbers() -> None:
-    for value in (1, float("nan"), np.float64(0.1)):
-        reading = Reading("hanbit-01-101", "water", 1, datetime(2024, 7, 1, tzinfo=UTC), 3600, value, 0.5, "m³")
-        try:
-            expected = reading.to_json()
-        except (TypeError, ValueError):
-            continue
-        assert reading_payload(reading) == expected
