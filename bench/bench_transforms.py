@@ -67,7 +67,7 @@ def rates(frames: dict[str, DataFrame], n: int, runs: int) -> dict[str, float]:
 def figures(rows: int = 200_000, runs: int = 3) -> list[Figure]:
     """The contract UDF against Spark's native JSON parsing, same rows, same run."""
     settings = config.load()
-    spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir), app="bench-transforms")
+    spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir), app="bench-transforms", quiet=True)
     try:
         data = kafka_rows(spark, rows)
         assert data.count() == rows

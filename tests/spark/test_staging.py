@@ -4,8 +4,9 @@ month — the same as ``transforms.parse_readings`` gives (pure: no JVM, no data
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -15,11 +16,16 @@ from apt_energy.spark.staging import (
     BatchKey,
     PartitionStager,
     RecordCheck,
+    StagedRow,
+    as_tuple,
     quarantined,
     raw_text,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from apt_energy.contract import Reading, exact, validate_reading
+from tests.apt_energy.test_canonical import mutated, renumbered
 from tests.spark.test_transforms import EDGES, GOOD, HOSTILE, NOW, UNITS, with_
 
 pytestmark = pytest.mark.unit
@@ -77,10 +83,66 @@ def test_a_partition_arrives_as_arrow_batches_and_leaves_as_staged_rows() -> Non
                              pa.array([0, 0, 1], pa.int32()), pa.array([5, 6, 7], pa.int64()),
                              pa.array([None, 1, 2], pa.int64())], names=list(KAFKA_COLUMNS))
     stager = PartitionStager("", CHECK, BatchKey(7, 8), NOW)
-    rows = stager.rows([batch, batch.slice(0, 1)])
-    assert [(r[0], r[1], r[14], r[15] is None) for r in rows] == [(7, 8, 5, True), (7, 8, 6, False),
-                                                                 (7, 8, 7, False), (7, 8, 5, True)]
-    assert rows[2][STAGED_COLUMNS.index("raw")] is None
+    rows = [typed(r) for r in stager.rows([batch, batch.slice(0, 1)])]
+    assert [(r["stream_id"], r["batch_id"], r["kafka_offset"], r["reason"] is None) for r in rows] == [
+        (7, 8, 5, True), (7, 8, 6, False), (7, 8, 7, False), (7, 8, 5, True)]
+    assert rows[2]["raw"] is None
+
+
+_INTEGERS = {"stream_id", "batch_id", "life", "seq", "interval_s", "kafka_partition", "kafka_offset", "received_ms"}
+
+
+def typed(staged: StagedRow) -> dict[str, Any]:
+    """A staged row as the values PostgreSQL stores (a COPY line's cells are text)."""
+    out: dict[str, Any] = {}
+    for name, v in zip(STAGED_COLUMNS, as_tuple(staged), strict=True):
+        if v is None or not isinstance(v, str) or name in ("device_id", "meter", "unit", "topic", "reason", "raw"):
+            out[name] = Decimal(repr(v)) if isinstance(v, float) else v
+        elif name in _INTEGERS:
+            out[name] = int(v)
+        elif name == "ts":
+            out[name] = datetime.fromisoformat(v)
+        elif name == "usage_month":
+            out[name] = date.fromisoformat(v)
+        else:
+            out[name] = Decimal(v)
+    return out
+
+
+def test_a_canonical_reading_becomes_a_copy_line_others_a_row() -> None:
+    judge = CHECK.judge(NOW)
+    assert type(judge.line(1, 2, GOOD.to_json(), "readings", 0, 1, None)) is bytes
+    assert type(judge.line(1, 2, GOOD.to_json(), "read\tings", 0, 1, None)) is tuple   # a topic COPY must escape
+    assert type(judge.line(1, 2, GOOD.to_json().replace(b",", b", "), "readings", 0, 1, None)) is tuple
+
+
+# canonical readings at and just past both edges of the clock window (3600 s ahead, 3650 days back)
+WINDOW_EDGES = [dataclasses.replace(GOOD, ts=NOW + delta).to_json() for delta in (
+    timedelta(seconds=3600), timedelta(seconds=3600, microseconds=1), -timedelta(days=3650),
+    -timedelta(days=3650, microseconds=1))]
+
+
+@pytest.mark.parametrize("payload", WINDOW_EDGES)
+def test_a_copy_line_judges_the_clock_windows_edges_as_the_row_does(payload: bytes) -> None:
+    judge = CHECK.judge(NOW)
+    line = judge.line(5, 6, payload, "readings", 0, 1, None)
+    assert type(line) is bytes and typed(line) == typed(judge.row(5, 6, payload, "readings", 0, 1, None))
+
+
+STAGE_ANY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@STAGE_ANY
+@given(st.one_of(mutated, renumbered, st.sampled_from([*HOSTILE, *EDGES, *WINDOW_EDGES, GOOD.to_json(), None])),
+       st.sampled_from(["readings", "apt.readings", "bad\ttopic"]), st.integers(0, 2**31 - 1),
+       st.integers(0, 2**63 - 1), st.none() | st.integers(0, 2**62), st.sampled_from([NOW, datetime(2100, 1, 1,
+                                                                                           tzinfo=NOW.tzinfo)]))
+def test_a_copy_line_stores_exactly_what_the_validators_row_stores(payload: bytes | None, topic: str, partition: int,
+                                                                   offset: int, received: int | None,
+                                                                   now: datetime) -> None:
+    judge = CHECK.judge(now)
+    assert typed(judge.line(5, 6, payload, topic, partition, offset, received)) == typed(
+        judge.row(5, 6, payload, topic, partition, offset, received))
 
 
 def test_a_refused_row_keeps_only_its_key_coordinates_payload_and_a_reason() -> None:
