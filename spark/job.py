@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.config.settings import DEFAULT_CONFIG_DIR
+from apt_energy.config.settings import DEFAULT_CONFIG_DIR, JIT_OPTIONS
 from apt_energy.database import conninfo
 from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions
 from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager, RecordCheck, stream_id
@@ -46,11 +46,12 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
     """A SparkSession with the Kafka connector ``jars`` (``apt_energy.stack.jars.spark_kafka_jars``).
     ``quiet``: only errors from the JVM (its log goes to a terminal: benchmarks), else warnings too."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder
-    if quiet:
-        builder = builder.config("spark.driver.extraJavaOptions",
-                                 f"-Dlog4j2.configurationFile={DEFAULT_CONFIG_DIR / 'spark-log4j2.properties'}")
-    spark = (builder.master(settings.spark.master).appName(app)
+    java = JIT_OPTIONS[settings.spark.jit]
+    log4j = f"-Dlog4j2.configurationFile={DEFAULT_CONFIG_DIR / 'spark-log4j2.properties'}"
+    driver_java = f"{java} {log4j}" if quiet else java
+    spark = (SparkSession.builder.master(settings.spark.master).appName(app)
+             .config("spark.driver.extraJavaOptions", driver_java.strip())
+             .config("spark.executor.extraJavaOptions", java)
              .config("spark.jars", ",".join(str(j) for j in jars))
              .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
              .config("spark.sql.session.timeZone", "UTC")

@@ -97,6 +97,13 @@ def test_unknown_time_zone(config_dir: Path) -> None:
         config.load(config_dir, environ={})
 
 
+def test_the_spark_jit_is_quick_or_full(config_dir: Path) -> None:
+    assert config.load(config_dir, environ={}).spark.jit == "quick"
+    assert config.load(config_dir, environ={"APT_ENERGY_SPARK_JIT": "full"}).spark.jit == "full"
+    with pytest.raises(ConfigError, match=r"spark.jit: expected quick or full"):
+        config.load(config_dir, environ={"APT_ENERGY_SPARK_JIT": "fast"})
+
+
 def test_environment_overrides_yaml_and_bad_env_value_names_the_variable(config_dir: Path) -> None:
     assert config.load(config_dir, environ={"APT_ENERGY_MQTT_PORT": "1999"}).mqtt.port == 1999
     assert config.load(config_dir, environ={"APT_ENERGY_RULES_THRESHOLDS_ELECTRICITY_WARNING": "450"}
