@@ -34,7 +34,7 @@ from apt_energy.contract import (
     validate_reading,
 )
 
-__all__ = ["Canonical", "CanonicalReader", "instant"]
+__all__ = ["Canonical", "CanonicalReader", "instant", "names"]
 
 _NUMBER = rb"((?:0|[1-9][0-9]{0,8})\.[0-9]{1,6})"    # < 1e9, 1-6 decimals: at most 15 significant digits
 _INTEGER = rb"(0|[1-9][0-9]{0,18})"                   # BIGINT_MAX has 19 digits: the range is checked after
@@ -72,6 +72,21 @@ def instant(ts: bytes) -> datetime | None:
         return parse_ts(ts.decode("ascii"))
     except ContractError:
         return None
+
+
+def names(payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> tuple[bytes, bytes] | None:
+    """``(device_id, meter)`` of a canonical reading, any unit, that :func:`apt_energy.contract.load_json`
+    accepts (the bridge's check: strict JSON naming its device and meter), else ``None`` (ask load_json)."""
+    if len(payload) > max_bytes:
+        return None
+    m = _READING.fullmatch(payload)
+    if m is None:
+        return None
+    try:
+        m.group(9).decode("utf-8")   # the unit is the one group that may hold any byte but ", \ and controls
+    except UnicodeDecodeError:
+        return None
+    return m.group(1), m.group(2)
 
 
 def _acceptable(meter: str, unit: str, units: Mapping[str, str]) -> bool:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from apt_energy.canonical import CanonicalReader, instant
-from apt_energy.contract import BIGINT_MAX, INT_MAX, Reading, exact, validate_reading
+from apt_energy.canonical import CanonicalReader, instant, names
+from apt_energy.contract import BIGINT_MAX, INT_MAX, ContractError, Reading, exact, load_json, validate_reading
 from tests.apt_energy.test_contract_properties import amounts, payloads, valid_readings
 
 pytestmark = pytest.mark.unit
@@ -79,6 +79,32 @@ def assert_same_as_validator(payload: bytes) -> None:
 @example(GOOD.to_json().replace(b'"unit":"m\xc2\xb3"', b'"unit":"kWh"'))
 def test_whatever_it_accepts_the_validator_accepts_with_the_same_fields(payload: bytes) -> None:
     assert_same_as_validator(payload)
+
+
+# any unit, even bytes that are not UTF-8: the bridge's names() reads readings of every meter
+odd_units = st.builds(lambda r, unit: r.to_json().replace(b'"unit":"%s"' % r.unit.encode(), b'"unit":"%s"' % unit),
+                      fleet_readings, st.binary(min_size=1, max_size=12))
+
+
+@MANY
+@given(st.one_of(mutated, renumbered, odd_units, payloads, fleet_readings.map(Reading.to_json)),
+       st.sampled_from([64, 200, 4096]))
+def test_the_names_it_reads_are_those_load_json_reads(payload: bytes, max_bytes: int) -> None:
+    named = names(payload, max_bytes=max_bytes)
+    if named is None:
+        return
+    try:
+        data = load_json(payload, max_bytes=max_bytes)
+    except ContractError as exc:
+        raise AssertionError(f"names() read {named} where load_json refuses: {exc}") from None
+    assert (data["device_id"].encode(), data["meter"].encode()) == named
+
+
+def test_names_reads_a_reading_of_any_meter_and_unit() -> None:
+    odd = Reading("hanbit-01-101", "gas", 1, GOOD.ts, 3600, 1.5, 1.5, "m³/h").to_json()
+    assert names(odd) == (b"hanbit-01-101", b"gas")
+    assert names(odd.replace("m³".encode(), b"m\xb3")) is None          # the unit is not UTF-8
+    assert names(odd, max_bytes=len(odd) - 1) is None
 
 
 @MANY

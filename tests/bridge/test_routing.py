@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 
 import pytest
 from apt_energy.bridge.acks import AckQueue
@@ -19,6 +20,8 @@ from apt_energy.bridge.routing import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from apt_energy.contract import Reading
 
 pytestmark = pytest.mark.unit
 
@@ -154,3 +157,19 @@ def test_acks_are_released_in_receipt_order_only() -> None:
     q.received(8)
     q.forget()
     assert q.delivered(8) == [] and len(q) == 0
+
+
+CANONICAL = Reading("hanbit-01-101", "water", 1, datetime(2024, 1, 1, tzinfo=UTC), 3600, 0.5, 10.5, "m³").to_json()
+
+
+@pytest.mark.parametrize(("topic", "payload", "kind", "reason"), [
+    (GOOD_TOPIC, CANONICAL, READING, ""),
+    ("apt/hanbit/01/102/water/reading", CANONICAL, DEAD, "device_mismatch"),
+    ("apt/hanbit/01/101/heating/reading", CANONICAL, DEAD, "meter_mismatch"),
+    (GOOD_TOPIC, CANONICAL.replace("m³".encode(), b"m\xb3"), DEAD, "not_utf8"),   # canonical in form only
+    (GOOD_TOPIC, CANONICAL + b" " * 9000, DEAD, "too_large"),
+])
+def test_a_reading_as_the_edge_writes_it_is_routed_as_the_full_check_routes_it(topic: str, payload: bytes,
+                                                                                  kind: str, reason: str) -> None:
+    routed = r(topic, payload)
+    assert (routed.kind, routed.reason.split(":")[0] if routed.reason else "") == (kind, reason)
