@@ -134,6 +134,7 @@ class Fleet:
         self.buffered: list[Device] = []
         self.connect_queue: list[tuple[float, int]] = [(0.0, i) for i in range(len(self.devices))]
         self.started = time.monotonic()
+        self.drained_at: float | None = None        # monotonic: every reading of the run acknowledged
         self.stop_event = threading.Event()
         self.last_progress = 0.0
         self.progress: Callable[[FleetStats], None] | None = None
@@ -336,6 +337,7 @@ class Fleet:
                     for device in self.devices:
                         device.offline_until = None  # simulated outages end with the simulation
                 if self.pending() == 0:
+                    self.drained_at = now
                     break
                 if now - done_since > self.options.drain_timeout_s:
                     logger.error("gave up draining after %.0fs pending=%d", self.options.drain_timeout_s,

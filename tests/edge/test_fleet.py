@@ -42,6 +42,7 @@ def test_every_device_leaves_retained_meta_and_status_and_the_ledger_matches_wha
     rec = Recorder(settings)
     try:
         fleet = run_fleet(settings, 12, 6, tmp_path)
+        assert fleet.drained_at is not None and fleet.started <= fleet.drained_at   # every reading was acked
         wait_for(lambda: sum(len(s) for s in rec.readings().values()) >= 12 * 6 * 3, 20, "all readings")
     finally:
         rec.close()
