@@ -158,3 +158,11 @@ def test_a_refused_row_keeps_only_its_key_coordinates_payload_and_a_reason() -> 
 def test_raw_text_is_storable() -> None:
     assert raw_text(b"a\x00\xffb") == "a\ufffd\ufffdb"
     assert raw_text(None) is None
+
+
+def test_a_refused_copy_line_becomes_the_same_quarantine_entry_as_its_row() -> None:
+    judge = CHECK.judge(NOW)
+    line = judge.line(1, 2, GOOD.to_json(), "readings", 3, 4, 5)
+    assert type(line) is bytes
+    assert typed(quarantined(line, "db said no")) == typed(quarantined(
+        judge.row(1, 2, GOOD.to_json(), "readings", 3, 4, 5), "db said no"))
