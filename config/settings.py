@@ -29,6 +29,8 @@ from apt_energy.errors import ConfigError
 ENV_PREFIX = "APT_ENERGY_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent
+# log4j2 for a Spark driver whose log goes to the user's terminal (the forecast job, benchmarks): errors only
+SPARK_QUIET_LOG4J2 = DEFAULT_CONFIG_DIR / "spark-log4j2.properties"
 CONFIG_FILES = ("complex.yaml", "pipeline.yaml", "messages.yaml")
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 import psycopg
-from apt_energy.config.settings import DEFAULT_CONFIG_DIR
+from apt_energy.config.settings import SPARK_QUIET_LOG4J2
 from apt_energy.forecast.backtest import Error, metrics, rolling_origin
 from apt_energy.forecast.models import Model, fit_forecast
 from pyspark.sql import DataFrame, SparkSession
@@ -31,9 +31,6 @@ BACKTEST_SCHEMA = ("level string, series_id string, energy_type string, model st
                    "actual double, point double, lo80 double, hi80 double, lo95 double, hi95 double, scale double")
 
 
-_LOG4J2 = DEFAULT_CONFIG_DIR / "spark-log4j2.properties"
-
-
 def build_session(master: str, *, shuffle_partitions: int = 4) -> SparkSession:
     """A local SparkSession for the batch job (no connector jars needed). Workers run this interpreter,
     which has pandas and pyarrow (the system python may not)."""
@@ -43,7 +40,7 @@ def build_session(master: str, *, shuffle_partitions: int = 4) -> SparkSession:
     return (SparkSession.builder.master(master).appName("apt-energy-forecast")
             .config("spark.pyspark.python", sys.executable)
             # the driver runs in this process: its log goes to the user's terminal, so only errors
-            .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J2}")
+            .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={SPARK_QUIET_LOG4J2}")
             .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")

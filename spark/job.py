@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.config.settings import DEFAULT_CONFIG_DIR, JIT_OPTIONS
+from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2
 from apt_energy.database import conninfo
 from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions
 from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager, RecordCheck, stream_id
@@ -47,8 +47,7 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
     ``quiet``: only errors from the JVM (its log goes to a terminal: benchmarks), else warnings too."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     java = JIT_OPTIONS[settings.spark.jit]
-    log4j = f"-Dlog4j2.configurationFile={DEFAULT_CONFIG_DIR / 'spark-log4j2.properties'}"
-    driver_java = f"{java} {log4j}" if quiet else java
+    driver_java = f"{java} -Dlog4j2.configurationFile={SPARK_QUIET_LOG4J2}" if quiet else java
     spark = (SparkSession.builder.master(settings.spark.master).appName(app)
              .config("spark.driver.extraJavaOptions", driver_java.strip())
              .config("spark.executor.extraJavaOptions", java)

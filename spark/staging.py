@@ -119,14 +119,17 @@ class RecordJudge:
                     offset, str(r), raw, received)
         ts = r.ts
         reason = self._future if ts > self._latest else self._old if ts < self._earliest else None
+        # value and total go as their shortest repr, the decimal the JSON wrote (contract.exact).
+        return (stream, batch, r.device_id, r.meter, r.life, r.seq, ts, r.interval_s, r.value, r.total, r.unit,
+                self._month(ts), topic, partition, offset, reason, raw, received)
+
+    def _month(self, ts: datetime) -> date:
         month = self._months.get(ts)
         if month is None:
             if len(self._months) > 10_000:
                 self._months.clear()
             month = self._months[ts] = usage_month(ts, self._tz)
-        # value and total go as their shortest repr, the decimal the JSON wrote (contract.exact).
-        return (stream, batch, r.device_id, r.meter, r.life, r.seq, ts, r.interval_s, r.value, r.total, r.unit,
-                month, topic, partition, offset, reason, raw, received)
+        return month
 
     def line(self, stream: int, batch: int, payload: bytes | None, topic: str, partition: int, offset: int,
              received: int | None) -> StagedRow:
@@ -151,7 +154,7 @@ class RecordJudge:
             return None
         if len(self._ts_cells) > 10_000:
             self._ts_cells.clear()
-        cell = self._ts_cells[text] = (ts, usage_month(ts, self._tz).isoformat().encode())
+        cell = self._ts_cells[text] = (ts, self._month(ts).isoformat().encode())
         return cell
 
     def _plain_topic(self, topic: str) -> bytes | None:
