@@ -18,6 +18,7 @@ from psycopg.rows import class_row
 
 from apt_energy import config
 from apt_energy.cliutil import on_stop_signals
+from apt_energy.table import table
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +84,11 @@ def list_alerts(args: argparse.Namespace) -> int:
                    LIMIT %(limit)s""", {"rule": args.rule, "limit": args.limit}).fetchall()
         with conn.cursor(row_factory=class_row(RuleCount)) as cur:
             counts = cur.execute("SELECT rule, count(*) AS n FROM alerts GROUP BY rule ORDER BY rule").fetchall()
-    print(f"{'raised (UTC)':<17} {'bldg':>4} {'unit':>5} {'energy':<11} {'period':<10} {'rule':<18} "
-          f"{'severity':<8} {'observed':>10} {'reference':>10} {'uom':<4} {'state':<8} delivery")
-    for r in rows:
-        print(f"{r.raised_at:%Y-%m-%d %H:%M} {r.building:>4} {r.door:>5} {r.energy_type:<11} {r.period!s:<10} "
-              f"{r.rule:<18} {r.severity:<8} {r.observed:>10.2f} {r.reference:>10.2f} {r.unit:<4} {r.state:<8} "
-              f"{r.delivery or '-'}")
+    print("\n".join(table(
+        [(f"{r.raised_at:%Y-%m-%d %H:%M}", r.building, r.door, r.energy_type, r.period, r.rule, r.severity,
+          f"{r.observed:.2f}", f"{r.reference:.2f}", r.unit, r.state, r.delivery or "-") for r in rows],
+        headers=("raised (UTC)", "bldg", "unit", "energy", "period", "rule", "severity", "observed", "reference",
+                 "uom", "state", "delivery"), align="<>><<<<>><<<", sep=" ")))
     print("totals: " + (", ".join(f"{c.rule} {c.n}" for c in counts) or "no alerts"))
     print(f"delivery: {destination(settings)}")
     return 0

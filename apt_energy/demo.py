@@ -190,13 +190,15 @@ def bills_and_next_month(settings: Settings, args: argparse.Namespace) -> float:
     took = time.monotonic() - began
     print(f"forecast: {after:%Y-%m} and the 2 months after, from {HISTORY_MONTHS} imported + the streamed months, "
           f"in {took:.0f} s", flush=True)
-    rates, areas = tariffs.load(), contract_areas(settings)
+    rates, areas = tariffs.for_settings(settings), contract_areas(settings)
+    reading_day = settings.billing.reading_day
     written, month, billing_began = 0, first, time.monotonic()
     with connect(settings) as conn:
         while month < after:
-            written += bills.compute(conn, rates, month=month, contract_areas=areas)
+            written += bills.compute(conn, rates, month=month, contract_areas=areas, reading_day=reading_day,
+                                     tz=settings.complex.tz)
             bills.project(conn, rates, month, tz=settings.complex.tz, model=settings.rules.projection.model,
-                          contract_areas=areas)
+                          contract_areas=areas, reading_day=reading_day)
             month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
         print(f"bills: {written:,} computed for {first:%Y-%m}..{last:%Y-%m}, with projections, "
               f"in {time.monotonic() - billing_began:.0f} s")

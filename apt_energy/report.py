@@ -9,6 +9,7 @@ from pathlib import Path
 from apt_energy.config import Settings
 from apt_energy.database import connect
 from apt_energy.progress import Progress
+from apt_energy.table import table
 from apt_energy.truth import TruthResult
 
 __all__ = ["next_steps", "summary"]
@@ -41,30 +42,35 @@ def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[s
         devices = conn.execute("SELECT count(*) FROM devices").fetchone()
 
     print("\nYearly usage and emissions per building")
-    print(f"{'building':>8}  {'energy':<12} {'usage':>16} {'emissions':>14}  {'peak month':<10} {'households':>10}")
+    rows: list[tuple[object, ...]] = []
     totals: dict[str, tuple[Decimal, float]] = {}
     for building, key, amount, emission, n in per_building:
         e = energy[key]
-        print(f"{building:>8}  {e.label_ko + ' ' + e.label_en:<12} {float(amount):>12,.1f} {e.unit:<3} "
-              f"{emission / 1000:>10,.2f} t CO2e  {peaks[(building, key)]:%Y-%m}    {n:>10}")
+        rows.append((building, f"{e.label_ko} {e.label_en}", f"{float(amount):,.1f} {e.unit}",
+                     f"{emission / 1000:,.2f} t CO2e", f"{peaks[(building, key)]:%Y-%m}", n))
         so_far = totals.get(key, (Decimal(0), 0.0))
         totals[key] = (so_far[0] + Decimal(amount), so_far[1] + float(emission))
     for key, (total, co2) in totals.items():
         e = energy[key]
-        print(f"{'all':>8}  {e.label_ko + ' ' + e.label_en:<12} {float(total):>12,.1f} {e.unit:<3} "
-              f"{co2 / 1000:>10,.2f} t CO2e")
+        rows.append(("all", f"{e.label_ko} {e.label_en}", f"{float(total):,.1f} {e.unit}", f"{co2 / 1000:,.2f} t CO2e",
+                     "", ""))
+    print("\n".join(table(rows, headers=("building", "energy", "usage", "emissions", "peak month", "households"),
+                          align="><>><>")))
 
     months = int(household_months[0]) if household_months else 0
     print(f"\nAlerts by rule and energy type ({months:,} household-months per energy type)")
+    rule_rows = []
     for rule, key, n, resolved in by_rule:
         rate = 100 * n / months if months else 0.0
         extra = f", {resolved} resolved" if resolved else ""
-        print(f"  {rule:<20} {key:<12} {n:>6}  ({rate:.2f} % of household-months{extra})")
+        rule_rows.append((rule, key, n, f"({rate:.2f} % of household-months{extra})"))
+    print("\n".join(table(rule_rows, align="<<><", indent="  ")))
     if not by_rule:
         print("  none")
-    for rule, building, door, key, period, observed, reference, unit in examples:
-        print(f"    e.g. {rule:<18} {building}동 {door}호  {key:<11} {period}  {observed:,.2f} vs {reference:,.2f} "
-              f"{'h' if rule == 'night_flow' else unit}")
+    example_rows = [(f"e.g. {rule}", f"{building}동 {door}호", key, period, f"{observed:,.2f} vs {reference:,.2f}",
+                     "h" if rule == "night_flow" else unit)
+                    for rule, building, door, key, period, observed, reference, unit in examples]
+    print("\n".join(table(example_rows, align="<><<><", indent="    ")))
 
     differ, unknown = truth.differ, truth.unknown
     count = truth.readings

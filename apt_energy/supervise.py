@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from apt_energy.table import table
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["RestartPolicy", "ServiceRecord", "ServiceSpec", "ServiceState", "Supervisor", "describe_exit",
@@ -113,8 +115,7 @@ def format_table(records: Sequence[ServiceRecord], now: float) -> str:
         up = _uptime(now - r.started_at) if r.state == "running" and r.started_at else "-"
         rows.append((r.name, str(r.pid) if r.pid and r.state in ("running", "stopping") else "-", r.state,
                      str(r.restarts), up, r.last_exit or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = table(rows[1:], headers=header)
     lines += [f"{r.name}: {r.note}" for r in records if r.note]
     return "\n".join(lines)
 

@@ -15,13 +15,21 @@ from datetime import date
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Literal
 
-from apt_energy.billing.tariffs import ElectricityTariff, HeatingTariff, Tariffs, WaterTariff
+from apt_energy.billing.tariffs import (
+    ElectricityTariff,
+    FlatTariff,
+    HeatingTariff,
+    NoTariffInForce,
+    Tariffs,
+    WaterTariff,
+)
 
 from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-EnergyType = Literal["electricity", "heating", "water"]
+# The three with a tariff form of their own; any other key is billed by a `kind: flat` tariff.
+EnergyType = Literal["electricity", "heating", "water"] | str
 WON = Decimal(1)
 TEN = Decimal(10)
 
@@ -82,7 +90,7 @@ def tier_limits(tariff: ElectricityTariff, months: Iterable[date]) -> dict[date,
     for month in months:
         try:
             out[month] = tariff.tier_table(month).bands_for(month)
-        except ConfigError:
+        except NoTariffInForce:
             continue
     return out
 
@@ -92,13 +100,19 @@ def electricity_bill(tariff: ElectricityTariff, month: date, usage: Decimal) -> 
     table = tariff.tier_table(month)
     kwh = cut(usage)
     b1, b2 = table.bands_for(month)
-    quantities = (min(kwh, Decimal(b1)), max(min(kwh, Decimal(b2)) - b1, Decimal(0)), max(kwh - b2, Decimal(0)))
+    # The super-user band takes the kWh above its line out of tier 3 (the base charge stays tier 3's).
+    above = table.super_user_above(month)
+    top = kwh if above is None else min(kwh, Decimal(above))
+    quantities = (min(kwh, Decimal(b1)), max(min(kwh, Decimal(b2)) - b1, Decimal(0)), max(top - b2, Decimal(0)))
     tier = tier_of(kwh, (b1, b2))
     lines = [BillLine("base", f"기본요금 (누진 {tier}단계)", Decimal(1), table.base_krw[tier - 1],
                       table.base_krw[tier - 1])]
     for i, (q, rate) in enumerate(zip(quantities, table.energy_krw_per_kwh, strict=True)):
         if q > 0:
             lines.append(BillLine(f"energy_t{i + 1}", f"전력량요금 {i + 1}단계", q, rate, cut(q * rate)))
+    if above is not None and kwh > above and table.super_user is not None:
+        q, rate = kwh - above, table.super_user.energy_krw_per_kwh
+        lines.append(BillLine("energy_super", "슈퍼유저요금", q, rate, cut(q * rate)))
     climate = tariff.climate.day_weighted(month)
     fuel = tariff.fuel.day_weighted(month)
     lines.append(BillLine("climate", "기후환경요금", kwh, climate, cut(kwh * climate)))
@@ -153,12 +167,33 @@ def water_bill(tariff: WaterTariff, month: date, usage: Decimal) -> Bill:
     return Bill("water", month, usage, m3, None, tuple(lines), total)
 
 
+def flat_bill(tariff: FlatTariff, month: date, usage: Decimal) -> Bill:
+    """``kind: flat``: base charge + usage at one rate, VAT, 10-won cut."""
+    table = tariff.table(month)
+    energy = cut(usage * table.energy_krw_per_unit)
+    vat_rate = tariff.vat.at(month)
+    vat = ((table.base_krw + energy) * vat_rate).quantize(WON, rounding=ROUND_HALF_UP)
+    raw = table.base_krw + energy + vat
+    total = cut(raw, TEN)
+    lines = (BillLine("base", "기본요금", Decimal(1), table.base_krw, table.base_krw),
+             BillLine("energy", "사용요금", usage, table.energy_krw_per_unit, energy),
+             BillLine("vat", "부가가치세", table.base_krw + energy, vat_rate, vat),
+             BillLine("truncation", "10원 미만 절사", Decimal(1), Decimal(0), total - raw))
+    return Bill(tariff.key, month, usage, usage, None, lines, total)
+
+
 def bill_for(tariffs: Tariffs, energy_type: EnergyType, month: date, usage: Decimal, *,
              contract_area_m2: Decimal | None = None) -> Bill:
     """The statement for one household-month of one energy type (``contract_area_m2``: the flat's unit
-    type's, for heating; the tariff file's default otherwise)."""
+    type's, for heating; the tariff file's default otherwise). An energy type without a tariff raises
+    ConfigError (never another type's tariff); a month before its first rate raises NoTariffInForce."""
     if energy_type == "electricity":
         return electricity_bill(tariffs.electricity, month, usage)
     if energy_type == "heating":
         return heating_bill(tariffs.heating, month, usage, contract_area_m2=contract_area_m2)
-    return water_bill(tariffs.water, month, usage)
+    if energy_type == "water":
+        return water_bill(tariffs.water, month, usage)
+    if energy_type in tariffs.flat:
+        return flat_bill(tariffs.flat[energy_type], month, usage)
+    tariffs.require([energy_type])   # raises, naming the section to add
+    raise ConfigError(f"tariffs: no tariff for energy type {energy_type!r}")

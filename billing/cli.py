@@ -12,6 +12,8 @@ from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
 
+from apt_energy.table import table
+
 
 def _month(text: str) -> date:
     try:
@@ -47,18 +49,29 @@ def latest_month(conn: psycopg.Connection) -> date | None:
     return row[0] if row else None
 
 
+def compute(conn: psycopg.Connection, settings: Settings, rates: tariffs.Tariffs, month: date | None) -> int:
+    """Bring the bills up to date under the complex's billing settings; report months without a tariff."""
+    written = store.compute(conn, rates, month=month, contract_areas=contract_areas(settings),
+                            reading_day=settings.billing.reading_day, tz=settings.complex.tz)
+    missing = store.months_without_tariff(conn, rates)
+    if missing:
+        print(f"no tariff in force, not billed: {', '.join(store.month_ranges(missing))} "
+              "(add a dated entry to config/tariffs.yaml)")
+    return written
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    rates = tariffs.load()
+    rates = tariffs.for_settings(settings)
     with connect(settings) as conn:
         areas = contract_areas(settings)
-        written = store.compute(conn, rates, month=args.month, contract_areas=areas)
+        written = compute(conn, settings, rates, args.month)
         if args.action == "compute":
             print(f"bills computed: {written}")
             month = args.month or latest_month(conn)
             if month is not None:
                 n = store.project(conn, rates, month, tz=settings.complex.tz, model=settings.rules.projection.model,
-                                  contract_areas=areas)
+                                  contract_areas=areas, reading_day=settings.billing.reading_day)
                 print(f"bill projections {month:%Y-%m}: {n}")
             return 0
         if args.action == "summary":
@@ -74,11 +87,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"no bills for {args.household}")
         return 1
     current: tuple[date, str] | None = None
+    rows: list[tuple[str, ...]] = []
+
+    def flush() -> None:
+        print("\n".join(table(rows, align="<>^>^>", indent="  ", sep=" ")))
+        rows.clear()
+
     for line in lines:
         if (line.usage_month, line.energy_type) != current:
+            flush()
             current = (line.usage_month, line.energy_type)
             tier = f", tier {line.tier}" if line.tier else ""
             print(f"\n{line.usage_month:%Y-%m} {line.energy_type} usage {line.usage:.3f}{tier}: "
                   f"{line.total_krw:,.0f} KRW")
-        print(f"  {line.label:<20} {line.quantity:>12.3f} × {line.rate:>10.4f} = {line.amount:>10,.0f}")
+        rows.append((line.label, f"{line.quantity:.3f}", "×", f"{line.rate:.4f}", "=", f"{line.amount:,.0f}"))
+    flush()
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import logging
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -12,10 +11,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from apt_energy.billing.bill import bill_for
-from apt_energy.billing.tariffs import Tariffs
+from apt_energy.billing.cycle import cycle_days, cycle_end, cycle_start, next_month
+from apt_energy.billing.tariffs import NoTariffInForce, Tariffs
 from psycopg.rows import class_row
 
-from apt_energy.errors import ConfigError
+from apt_energy.table import table
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,44 @@ WHERE (bl.id IS NULL OR bl.usage_updated_at < u.updated_at) AND (%(month)s::date
 """
 
 
-# Dropped first: inside a caller's open transaction, ON COMMIT has not come yet.
+# Billing months cut at a reading day other than the 1st: usage summed from the readings by the cycle
+# they fall in (local time shifted back by reading_day - 1 days, truncated to its month), and imported
+# months (monthly totals only, no readings) billed as their calendar month.
+_STALE_CYCLES = """
+WITH cycles AS (
+  SELECT r.household_id, r.meter AS energy_type,
+         date_trunc('month', (r.ts AT TIME ZONE %(tz)s) - make_interval(days => %(reading_day)s - 1))::date
+           AS usage_month,
+         sum(r.value) AS amount_exact, max(r.ingested_at) AS updated_at
+  FROM meter_readings r
+  WHERE %(month)s::date IS NULL OR (r.ts >= %(start)s AND r.ts < %(end)s)
+  GROUP BY 1, 2, 3
+  UNION ALL
+  SELECT u.household_id, t.key, u.usage_date, u.amount_exact, u.updated_at
+  FROM energy_usage u JOIN energy_types t ON t.label_ko = u.energy_type
+  JOIN usage_imports i ON i.household_id = u.household_id AND i.energy_type = t.key AND i.usage_date = u.usage_date
+  WHERE %(month)s::date IS NULL OR u.usage_date = %(month)s
+)
+SELECT c.household_id, b.building_number AS building, c.energy_type, c.usage_month, c.amount_exact, c.updated_at
+FROM cycles c JOIN households h ON h.id = c.household_id JOIN buildings b ON b.id = h.building_id
+LEFT JOIN bills bl ON bl.household_id = c.household_id AND bl.energy_type = c.energy_type
+  AND bl.usage_month = c.usage_month
+WHERE (bl.id IS NULL OR bl.usage_updated_at < c.updated_at) AND (%(month)s::date IS NULL OR c.usage_month = %(month)s)
+"""
+
+
+def _stale(conn: psycopg.Connection, month: date | None, reading_day: int, tz: ZoneInfo | None) -> list[StaleUsage]:
+    with conn.cursor(row_factory=class_row(StaleUsage)) as cur:
+        if reading_day == 1:
+            return cur.execute(_STALE, {"month": month}).fetchall()
+        if tz is None:
+            raise ValueError("a reading day other than the 1st needs the complex's time zone")
+        bounds = (cycle_start(month, reading_day, tz), cycle_end(month, reading_day, tz)) if month else (None, None)
+        return cur.execute(_STALE_CYCLES, {"month": month, "tz": tz.key, "reading_day": reading_day,
+                                           "start": bounds[0], "end": bounds[1]}).fetchall()
+
+
+# Dropped first: inside a caller, ON COMMIT has not come yet.
 _BILLS_IN = """
 DROP TABLE IF EXISTS pg_temp.bills_in, pg_temp.bill_lines_in;
 CREATE TEMP TABLE bills_in (household_id INTEGER, energy_type TEXT, usage_month DATE, usage NUMERIC,
@@ -99,13 +136,14 @@ FROM bill_lines_in i JOIN bills b USING (household_id, energy_type, usage_month)
 
 
 def compute(conn: psycopg.Connection, tariffs: Tariffs, *, month: date | None = None,
-            contract_areas: Mapping[int, Decimal] | None = None) -> int:
+            contract_areas: Mapping[int, Decimal] | None = None, reading_day: int = 1,
+            tz: ZoneInfo | None = None) -> int:
     """(Re)compute every bill whose usage is newer than the bill; return how many were written.
     ``contract_areas``: building number → its flats' contract area (m², the heating base charge's
-    quantity, from the complex's unit types); buildings not in it use the tariff file's default."""
+    quantity, from the complex's unit types); buildings not in it use the tariff file's default.
+    ``reading_day`` > 1 cuts billing months at that day in ``tz`` (billing/cycle.py)."""
     areas = contract_areas or {}
-    with conn.cursor(row_factory=class_row(StaleUsage)) as cur:
-        stale = cur.execute(_STALE, {"month": month}).fetchall()
+    stale = _stale(conn, month, reading_day, tz)
     skipped = 0
     bills: list[tuple[object, ...]] = []
     lines: list[tuple[object, ...]] = []
@@ -113,7 +151,7 @@ def compute(conn: psycopg.Connection, tariffs: Tariffs, *, month: date | None = 
         try:
             bill = bill_for(tariffs, row.energy_type, row.usage_month, row.amount_exact,  # type: ignore[arg-type]
                             contract_area_m2=areas.get(row.building))
-        except ConfigError:
+        except NoTariffInForce:
             skipped += 1   # no tariff in force that month (config starts at its first cited rate)
             continue
         key = (row.household_id, row.energy_type, row.usage_month)
@@ -153,15 +191,35 @@ WHERE u.usage_date = %(month)s
 """
 
 
+# The same for a billing month cut at a reading day: the cycle's readings so far, and the forecast of the
+# month it is named by (forecasts are per calendar month; its share of the cycle's days left is used).
+_PROJECTION_CYCLE = """
+SELECT r.household_id, b.building_number AS building, r.meter AS energy_type, sum(r.value) AS so_far,
+       f.point AS forecast, f.issued_at, max(r.ts) AS latest
+FROM meter_readings r JOIN households h ON h.id = r.household_id JOIN buildings b ON b.id = h.building_id
+JOIN LATERAL (SELECT point, issued_at FROM usage_forecasts f
+              WHERE f.level = 'household' AND f.series_id = h.device_id AND f.energy_type = r.meter
+                AND f.target_month = %(month)s AND f.model = %(model)s
+              ORDER BY f.issued_at DESC LIMIT 1) f ON true
+WHERE r.ts >= %(start)s AND r.ts < %(end)s
+GROUP BY r.household_id, b.building_number, r.meter, f.point, f.issued_at
+"""
+
+
 def project(conn: psycopg.Connection, tariffs: Tariffs, month: date, *, tz: ZoneInfo, model: str = "ets",
-            contract_areas: Mapping[int, Decimal] | None = None) -> int:
+            contract_areas: Mapping[int, Decimal] | None = None, reading_day: int = 1) -> int:
     """Projected bills for ``month``: usage so far + the forecast's share of the days left (as the
-    stream job's projection rule computes it), billed; rows written to ``bill_projections``."""
+    stream job's projection rule computes it), billed; rows written to ``bill_projections``.
+    ``reading_day`` > 1: the billing month that starts on that day of ``month``."""
     areas = contract_areas or {}
+    start = cycle_start(month, reading_day, tz)
     with conn.cursor(row_factory=class_row(ProjectionInput)) as cur:
-        found = cur.execute(_PROJECTION_INPUTS, {"model": model, "month": month}).fetchall()
-    days = calendar.monthrange(month.year, month.month)[1]
-    start = datetime(month.year, month.month, 1, tzinfo=tz)
+        if reading_day == 1:
+            found = cur.execute(_PROJECTION_INPUTS, {"model": model, "month": month}).fetchall()
+        else:
+            found = cur.execute(_PROJECTION_CYCLE, {"model": model, "month": month, "start": start,
+                                                    "end": cycle_end(month, reading_day, tz)}).fetchall()
+    days = cycle_days(month, reading_day)
     rows = []
     for r in found:
         elapsed = days if r.latest is None else min(max((r.latest - start).total_seconds() / 86400, 0.0), days)
@@ -169,7 +227,7 @@ def project(conn: psycopg.Connection, tariffs: Tariffs, month: date, *, tz: Zone
         try:
             bill = bill_for(tariffs, r.energy_type, month, projected,  # type: ignore[arg-type]
                             contract_area_m2=areas.get(r.building))
-        except ConfigError:
+        except NoTariffInForce:
             continue
         rows.append((r.household_id, r.energy_type, month, r.so_far, elapsed, r.forecast, model, r.issued_at,
                      projected, bill.tier, bill.total))
@@ -205,5 +263,33 @@ def month_summary(conn: psycopg.Connection, month: date) -> list[MonthSummary]:
 
 def summary_lines(conn: psycopg.Connection, month: date) -> list[str]:
     """Lines for the demo's summary: bills per energy type for ``month`` (run :func:`compute` first)."""
-    return [f"bills {month:%Y-%m} {s.energy_type:<11} {s.households} households, total {s.total_krw:,.0f} KRW, "
-            f"median {s.median_krw:,.0f}, p90 {s.p90_krw:,.0f}" for s in month_summary(conn, month)]
+    return table([(f"bills {month:%Y-%m}", s.energy_type, f"{s.households} households,",
+                   f"total {s.total_krw:,.0f} KRW,", f"median {s.median_krw:,.0f},", f"p90 {s.p90_krw:,.0f}")
+                  for s in month_summary(conn, month)], sep=" ")
+
+
+def months_without_tariff(conn: psycopg.Connection, tariffs: Tariffs) -> list[tuple[str, date]]:
+    """(energy type, month) of the usage no tariff covers: the months bills are missing for."""
+    found = conn.execute("""SELECT DISTINCT t.key, u.usage_date FROM energy_usage u
+                            JOIN energy_types t ON t.label_ko = u.energy_type ORDER BY 1, 2""").fetchall()
+    return [(key, month) for key, month in found if not has_tariff(tariffs, key, month)]
+
+
+def has_tariff(tariffs: Tariffs, energy_type: str, month: date) -> bool:
+    """Whether a rate of ``energy_type`` is in force in ``month``."""
+    try:
+        bill_for(tariffs, energy_type, month, Decimal(0))
+    except NoTariffInForce:
+        return False
+    return True
+
+
+def month_ranges(months: list[tuple[str, date]]) -> list[str]:
+    """``electricity 2023-01..2023-04`` per run of consecutive months, for a one-line report."""
+    out: list[tuple[str, date, date]] = []
+    for key, month in sorted(months):
+        if out and out[-1][0] == key and next_month(out[-1][2]) == month:
+            out[-1] = (key, out[-1][1], month)
+        else:
+            out.append((key, month, month))
+    return [f"{k} {a:%Y-%m}" + (f"..{b:%Y-%m}" if b != a else "") for k, a, b in out]

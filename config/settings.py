@@ -277,6 +277,26 @@ class Simulation:
                  "5 weights ≥ 0 summing to 1", w)
 
 
+CONTRACTS: Final = ("comprehensive", "single")
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """How the complex is billed (``billing`` in complex.yaml).
+
+    ``contract``: 종합계약 (``comprehensive``: each flat on the residential low-voltage table) or 단일계약
+    (``single``: the residential high-voltage table). ``reading_day``: the meter-reading day (검침일) a
+    billing month starts on, in the complex's time zone; 1 = the calendar month."""
+
+    contract: str = "comprehensive"
+    reading_day: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.contract in CONTRACTS, "contract", " or ".join(CONTRACTS), self.contract)
+        # Up to the 28th so that every month has the day.
+        _require(1 <= self.reading_day <= 28, "reading_day", "a day of the month 1-28", self.reading_day)
+
+
 # ------------------------------------------------------------------------------- infrastructure
 
 
@@ -457,6 +477,7 @@ class Settings:
     spark: SparkSettings = field(default_factory=SparkSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     stack: StackSettings = field(default_factory=StackSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
     secrets: Secrets = field(default_factory=Secrets)
 
@@ -544,11 +565,33 @@ def load(config_dir: Path | str | None = None, environ: Mapping[str, str] | None
     refuse_example_secrets(env, Secrets.ENV_NAMES.values())
     try:
         settings: Settings = _build(Settings, raw, "")
-        return settings
     except _LoadError as exc:
         top = exc.key.split(".")[0]
         source = origin.get(exc.key, origin.get(top, str(directory)))
         raise ConfigError(f"{source}: {exc.key}: expected {exc.expected}, got {exc.got!r}") from None
+    require_tariffs(directory / TARIFFS_FILE, settings.energy)
+    return settings
+
+
+TARIFFS_FILE = "tariffs.yaml"
+
+
+def require_tariffs(path: Path, energy: Mapping[str, EnergyType]) -> None:
+    """Fail closed: every energy type needs its tariff section in ``tariffs.yaml``, or it would be billed
+    by nothing (or, as once happened, by another energy's tariff). Only the sections' presence is checked
+    here; billing/tariffs.py type-checks their contents (config imports no stage)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror}); expected the tariffs of "
+                          f"{', '.join(sorted(energy))}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    sections = data if isinstance(data, dict) else {}
+    for key in energy:
+        if not isinstance(sections.get(key), dict):
+            raise ConfigError(f"{path}: no tariff for energy type {key!r} (energy.{key}): add a `{key}:` section "
+                              "with its dated, sourced rates (see the other sections)")
 
 
 # .env.example's placeholders all start with this; a deployment that still has one is refused.

@@ -74,7 +74,7 @@ def projection_options(settings: Settings, *, first_year: int = 2000, last_year:
     rule = settings.rules.projection
     if not rule.tiers and not rule.thresholds:
         return None
-    tariffs = billing.load()
+    tariffs = billing.for_settings(settings)
     last = last_year or datetime.now(UTC).year + 10
     months = [date(y, m, 1) for y in range(first_year, last + 1) for m in range(1, 13)]
     limits = billing.tier_limits(tariffs.electricity, months) if rule.tiers else {}

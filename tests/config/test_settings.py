@@ -25,7 +25,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    for name in ("complex.yaml", "pipeline.yaml", "messages.yaml"):
+    for name in ("complex.yaml", "pipeline.yaml", "messages.yaml", "tariffs.yaml"):
         shutil.copy(DEFAULT_CONFIG_DIR / name, tmp_path / name)
     return tmp_path
 
