@@ -92,3 +92,38 @@ def test_projected_bill_adds_the_forecast_share_of_the_days_left_by_event_time(f
     assert (days, forecast, tier) == (20.0, 360.0, 3)   # the latest issue wins; 427.7 kWh is tier 3
     assert projected == pytest.approx(Decimal(300) + Decimal(360) * 11 / 31, abs=Decimal("0.000001"))
     assert total == billing.electricity_bill(rates.electricity, march, projected).total
+
+
+def test_billing_months_cut_at_the_reading_day_sum_the_readings_of_each_cycle(fresh_db: Settings) -> None:
+    from datetime import datetime
+
+    h = fresh_db.complex.households()[0]
+    tz = fresh_db.complex.tz
+    rates = billing.load()
+    # reading day 15: July's billing month ends 14 Aug 24:00 local, August's runs 15 Aug - 14 Sep
+    readings = [(datetime(2024, 8, 14, 23, 0, tzinfo=tz), 100), (datetime(2024, 8, 15, 0, 0, tzinfo=tz), 200),
+                (datetime(2024, 9, 14, 23, 0, tzinfo=tz), 150), (datetime(2024, 9, 15, 0, 0, tzinfo=tz), 50)]
+    with connect(fresh_db) as conn:
+        for seq, (ts, value) in enumerate(readings):
+            conn.execute(
+                """INSERT INTO meter_readings (device_id, meter, life, seq, household_id, ts, interval_s, value, total,
+                                               usage_month, kafka_partition, kafka_offset)
+                   SELECT %s, 'electricity', 0, %s, id, %s, 3600, %s, 0, %s, 0, %s FROM households
+                   WHERE device_id = %s""",
+                (h.device_id, seq, ts, value, date(ts.year, ts.month, 1), seq, h.device_id))
+        conn.execute("""INSERT INTO usage_forecasts (level, series_id, energy_type, target_month, model, horizon,
+                                                     point, lo80, hi80, lo95, hi95, issued_at)
+                        VALUES ('household', %s, 'electricity', '2024-08-01', 'ets', 1, 620, 0, 0, 0, 0, now())""",
+                     (h.device_id,))
+        conn.commit()
+        assert store.compute(conn, rates, reading_day=15, tz=tz) == 3
+        bills = dict(conn.execute("SELECT usage_month, usage FROM bills ORDER BY 1").fetchall())
+        assert bills == {date(2024, 7, 1): Decimal(100), date(2024, 8, 1): Decimal(350), date(2024, 9, 1): Decimal(50)}
+        august = conn.execute("SELECT tier, total_krw FROM bills WHERE usage_month = '2024-08-01'").fetchone()
+        assert august == (2, billing.electricity_bill(rates.electricity, date(2024, 8, 1), Decimal(350)).total)
+        assert store.compute(conn, rates, reading_day=15, tz=tz) == 0
+        # the cycle's latest reading is at 14 Sep 23:00: 30 days 23 h of its 31 elapsed
+        assert store.project(conn, rates, date(2024, 8, 1), tz=tz, reading_day=15) == 1
+        days, projected = conn.execute("SELECT days_elapsed, projected FROM bill_projections").fetchone()
+    assert days == pytest.approx(30 + 23 / 24)
+    assert projected == pytest.approx(Decimal(350) + Decimal(620) * Decimal(1 / 24) / 31, abs=Decimal("0.0001"))
