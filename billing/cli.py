@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
-from apt_energy.billing import store, tariffs
+from apt_energy.billing import statement, statement_source, store, tariffs
+from apt_energy.billing.statement import LANGS
 from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
@@ -30,6 +32,54 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--household", metavar="DEVICE_ID", help="household gateway id, e.g. hanbit-01-101 (show)")
     p.add_argument("--month", type=_month, metavar="YYYY-MM", help="one month only")
     p.set_defaults(func=run)
+    register_statement(sub)
+
+
+def register_statement(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("statement", help="write households' monthly statements as printable HTML files",
+                       description="One self-contained HTML file per flat (prints on one A4 page): each energy's "
+                                   "bill lines, 13 months of usage, the flat against its unit type's average, "
+                                   "emissions, the month's projection and completeness. Stale bills are "
+                                   "computed first.")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--household", metavar="DEVICE_ID", help="household gateway id, e.g. hanbit-01-1203")
+    who.add_argument("--all", action="store_true", help="every household of the complex")
+    p.add_argument("--month", type=_month, metavar="YYYY-MM", help="billing month (default: the latest billed)")
+    p.add_argument("--out", metavar="DIR", help="folder for the HTML files (default: <run dir>/statements)")
+    p.add_argument("--lang", choices=LANGS, default="ko", help="ko (default) or en")
+    p.set_defaults(func=run_statement)
+
+
+def run_statement(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    rates = tariffs.for_settings(settings)
+    out = Path(args.out) if args.out else settings.run_dir / "statements"
+    out.mkdir(parents=True, exist_ok=True)
+    with connect(settings) as conn:
+        compute(conn, settings, rates, args.month)
+        month = args.month
+        if month is None:
+            row = conn.execute("SELECT max(usage_month) FROM bills").fetchone()
+            month = row[0] if row else None
+        if month is None:
+            print("no bills yet: nothing to state")
+            return 1
+        found = statement_source.households(conn, None if args.all else args.household)
+        if not found:
+            print(f"no household {args.household}")
+            return 1
+        written = [write_statement(out, statement_source.statement(conn, settings, h, month), args.lang)
+                   for h in found]
+    print(f"statements {month:%Y-%m} ({args.lang}): {len(written)} written to {out}"
+          + (f" ({written[0].name})" if len(written) == 1 else ""))
+    return 0
+
+
+def write_statement(out: Path, st: statement.Statement, lang: statement.Lang) -> Path:
+    """Write one statement's HTML file; its name says whose, which month and which language."""
+    path = out / f"{st.device_id}-{st.month:%Y-%m}-{lang}.html"
+    path.write_text(statement.render(st, lang), encoding="utf-8")
+    return path
 
 
 def contract_areas(settings: Settings) -> dict[int, Decimal]:
