@@ -71,16 +71,17 @@ WHERE (bl.id IS NULL OR bl.usage_updated_at < u.updated_at) AND (%(month)s::date
 
 
 # Billing months cut at a reading day other than the 1st: usage summed from the readings by the cycle
-# they fall in (local time shifted back by reading_day - 1 days, truncated to its month), and imported
+# they fall in (the last instant of a reading's interval, which ends at ts, in local time shifted back
+# by reading_day - 1 days, truncated to its month: as contract.usage_month does for calendar months), and imported
 # months (monthly totals only, no readings) billed as their calendar month.
 _STALE_CYCLES = """
 WITH cycles AS (
   SELECT r.household_id, r.meter AS energy_type,
-         date_trunc('month', (r.ts AT TIME ZONE %(tz)s) - make_interval(days => %(reading_day)s - 1))::date
-           AS usage_month,
+         date_trunc('month', ((r.ts - interval '1 second') AT TIME ZONE %(tz)s)
+                             - make_interval(days => %(reading_day)s - 1))::date AS usage_month,
          sum(r.value) AS amount_exact, max(r.ingested_at) AS updated_at
   FROM meter_readings r
-  WHERE %(month)s::date IS NULL OR (r.ts >= %(start)s AND r.ts < %(end)s)
+  WHERE %(month)s::date IS NULL OR (r.ts > %(start)s AND r.ts <= %(end)s)
   GROUP BY 1, 2, 3
   UNION ALL
   SELECT u.household_id, t.key, u.usage_date, u.amount_exact, u.updated_at
@@ -201,7 +202,7 @@ JOIN LATERAL (SELECT point, issued_at FROM usage_forecasts f
               WHERE f.level = 'household' AND f.series_id = h.device_id AND f.energy_type = r.meter
                 AND f.target_month = %(month)s AND f.model = %(model)s
               ORDER BY f.issued_at DESC LIMIT 1) f ON true
-WHERE r.ts >= %(start)s AND r.ts < %(end)s
+WHERE r.ts > %(start)s AND r.ts <= %(end)s
 GROUP BY r.household_id, b.building_number, r.meter, f.point, f.issued_at
 """
 

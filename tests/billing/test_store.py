@@ -100,9 +100,10 @@ def test_billing_months_cut_at_the_reading_day_sum_the_readings_of_each_cycle(fr
     h = fresh_db.complex.households()[0]
     tz = fresh_db.complex.tz
     rates = billing.load()
-    # reading day 15: July's billing month ends 14 Aug 24:00 local, August's runs 15 Aug - 14 Sep
-    readings = [(datetime(2024, 8, 14, 23, 0, tzinfo=tz), 100), (datetime(2024, 8, 15, 0, 0, tzinfo=tz), 200),
-                (datetime(2024, 9, 14, 23, 0, tzinfo=tz), 150), (datetime(2024, 9, 15, 0, 0, tzinfo=tz), 50)]
+    # reading day 15: July's billing month ends 15 Aug 00:00 local, August's runs to 15 Sep 00:00; a
+    # reading's ts is its interval's end, so the hour ending at 15 Aug 00:00 is still July's
+    readings = [(datetime(2024, 8, 15, 0, 0, tzinfo=tz), 100), (datetime(2024, 8, 15, 1, 0, tzinfo=tz), 200),
+                (datetime(2024, 9, 14, 23, 0, tzinfo=tz), 150), (datetime(2024, 9, 15, 1, 0, tzinfo=tz), 50)]
     with connect(fresh_db) as conn:
         for seq, (ts, value) in enumerate(readings):
             conn.execute(

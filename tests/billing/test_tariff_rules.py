@@ -143,9 +143,9 @@ def test_a_billing_month_runs_from_the_reading_day_to_the_next_months() -> None:
     assert cycle_end(date(2024, 8, 1), 15, SEOUL) == datetime(2024, 9, 15, tzinfo=SEOUL)
     assert cycle_days(date(2024, 8, 1), 15) == 31 and cycle_days(date(2024, 2, 1), 15) == 29
     assert cycle_days(date(2024, 2, 1), 1) == 29
-    # 2024-09-14 23:30 in Seoul is 14:30 UTC: still August's cycle; 15:00 UTC is Sep 15 00:00 local
-    assert cycle_of(datetime(2024, 9, 14, 14, 30, tzinfo=UTC), 15, SEOUL) == date(2024, 8, 1)
-    assert cycle_of(datetime(2024, 9, 14, 15, 0, tzinfo=UTC), 15, SEOUL) == date(2024, 9, 1)
+    # readings end at ts: one ending at 15 Sep 00:00 local (14 Sep 15:00 UTC) is still August's
+    assert cycle_of(datetime(2024, 9, 14, 15, 0, tzinfo=UTC), 15, SEOUL) == date(2024, 8, 1)
+    assert cycle_of(datetime(2024, 9, 14, 15, 0, 1, tzinfo=UTC), 15, SEOUL) == date(2024, 9, 1)
     assert cycle_of(datetime(2024, 1, 3, tzinfo=UTC), 15, SEOUL) == date(2023, 12, 1)
     assert cycle_of(datetime(2024, 1, 3, tzinfo=UTC), 1, SEOUL) == date(2024, 1, 1)
 
