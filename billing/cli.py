@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-from apt_energy.billing import statement, statement_source, store, tariffs
+from apt_energy.billing import export, statement, statement_source, store, tariffs
 from apt_energy.billing.statement import LANGS
 from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--month", type=_month, metavar="YYYY-MM", help="one month only")
     p.set_defaults(func=run)
     register_statement(sub)
+    register_export(sub)
 
 
 def register_statement(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -152,4 +155,46 @@ def run(args: argparse.Namespace) -> int:
                   f"{line.total_krw:,.0f} KRW")
         rows.append((line.label, f"{line.quantity:.3f}", "×", f"{line.rate:.4f}", "=", f"{line.amount:,.0f}"))
     flush()
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(f"{text}-01" if len(text) == 7 else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD or a month YYYY-MM, got {text!r}") from None
+
+
+def register_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("export", help="export usage, bills, alerts or readings as CSV or JSON Lines",
+                       description="Streams rows from PostgreSQL (constant memory). Each row has its period's "
+                                   "start and end in the complex's time zone and in UTC; the header names units. "
+                                   "--from/--to are local dates (YYYY-MM-DD or YYYY-MM), --to exclusive.")
+    p.add_argument("kind", choices=export.KINDS)
+    p.add_argument("--from", dest="start", type=_day, required=True, metavar="DATE", help="first day (local)")
+    p.add_argument("--to", dest="end", type=_day, required=True, metavar="DATE", help="end day, exclusive (local)")
+    p.add_argument("--format", choices=export.FORMATS, default="csv", help="csv (default) or jsonl")
+    p.add_argument("--household", metavar="DEVICE_ID", help="one household only")
+    p.add_argument("--energy", metavar="KEY", help="one energy type only (its unit goes into the header)")
+    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    p.set_defaults(func=run_export)
+
+
+def export_options(settings: Settings, args: argparse.Namespace) -> export.Options:
+    if args.energy is not None and args.energy not in settings.energy:
+        raise argparse.ArgumentTypeError(f"--energy: expected one of {', '.join(settings.energy)}")
+    night = settings.rules.night_flow
+    return export.Options(start=args.start, end=args.end, tz=settings.complex.tz, household=args.household,
+                          reading_day=settings.billing.reading_day,
+                          night_hours=(night.night_start_hour, night.night_end_hour),
+                          units={k: e.unit for k, e in settings.energy.items()}, energy=args.energy)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    options = export_options(settings, args)
+    with connect(settings) as conn, contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(args.out, "w", encoding="utf-8", newline="")) if args.out else sys.stdout
+        n = export.write(out, args.format, export.header(args.kind, options), export.rows(conn, args.kind, options))
+    print(f"exported {args.kind}: {n} rows" + (f" to {args.out}" if args.out else ""), file=sys.stderr)
     return 0
