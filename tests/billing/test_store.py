@@ -128,3 +128,36 @@ def test_billing_months_cut_at_the_reading_day_sum_the_readings_of_each_cycle(fr
         days, projected = conn.execute("SELECT days_elapsed, projected FROM bill_projections").fetchone()
     assert days == pytest.approx(30 + 23 / 24)
     assert projected == pytest.approx(Decimal(350) + Decimal(620) * Decimal(1 / 24) / 31, abs=Decimal("0.0001"))
+
+
+def test_a_new_energy_type_with_its_tariff_is_billed_end_to_end(fresh_db: Settings, tmp_path: object,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import shutil
+    from pathlib import Path
+
+    from apt_energy.config.settings import DEFAULT_CONFIG_DIR
+    from apt_energy.database.seed import seed
+
+    from apt_energy import config
+    from tests.billing.test_tariff_rules import add_gas
+
+    directory = Path(str(tmp_path))
+    for name in ("complex.yaml", "pipeline.yaml", "messages.yaml", "tariffs.yaml"):
+        shutil.copy(DEFAULT_CONFIG_DIR / name, directory / name)
+    add_gas(directory)
+    monkeypatch.setenv("APT_ENERGY_CONFIG_DIR", str(directory))
+    loaded = config.load(directory)
+    settings = dataclasses.replace(loaded, postgres=fresh_db.postgres, secrets=fresh_db.secrets)
+    h = settings.complex.households()[0]
+    with connect(settings, role="owner") as conn:
+        seed(conn, settings)           # the energy type (가스, MJ) and its emission factor
+        conn.commit()
+    with connect(settings) as conn:
+        import_months(conn, device_ids=[h.device_id], meters=["gas"], months=[date(2025, 3, 1)],
+                      totals=np.array([[[2000.0]]]), decimals=[3], source="test")
+        assert store.compute(conn, billing.for_settings(settings)) == 1
+        lines = store.statement(conn, h.device_id)
+    # 1,250 + 2,000 MJ × 22.2769 = 44,553; VAT 4,580; 50,383 → 50,380 (the test's flat gas tariff)
+    assert {(line.energy_type, line.total_krw) for line in lines} == {("gas", Decimal(50380))}
+    assert [line.label for line in lines] == ["기본요금", "사용요금", "부가가치세", "10원 미만 절사"]
