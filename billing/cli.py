@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     rows: list[tuple[str, ...]] = []
 
     def flush() -> None:
-        print("\n".join(table(rows, align="<>^>^>", indent="  ", sep=" ")))
+        if rows:
+            print("\n".join(table(rows, align="<>^>^>", indent="  ", sep=" ")))
         rows.clear()
 
     for line in lines:
