@@ -215,3 +215,16 @@ def test_gas_with_its_tariff_loads_and_bills(config_copy: Path, monkeypatch: pyt
     assert (bill.energy_type, bill.total) == ("gas", D(50380))
     with pytest.raises(NoTariffInForce):
         bill_for(tariffs, "gas", date(2024, 6, 1), D(2000))
+
+
+def test_the_complexs_contract_picks_the_table_and_bad_billing_settings_stop_at_load(config_copy: Path) -> None:
+    from apt_energy.billing.tariffs import for_settings
+
+    single = config.load(config_copy, environ={"APT_ENERGY_BILLING_CONTRACT": "single"}, dotenv=None)
+    assert for_settings(single).electricity.tier_table(MAR_2025).base_krw == (D(730), D(1260), D(6060))
+    assert for_settings(config.load(config_copy, environ={}, dotenv=None)).electricity.tier_table(
+        MAR_2025).base_krw == (D(910), D(1600), D(7300))
+    with pytest.raises(ConfigError, match=r"billing\.contract: expected comprehensive or single"):
+        config.load(config_copy, environ={"APT_ENERGY_BILLING_CONTRACT": "bulk"}, dotenv=None)
+    with pytest.raises(ConfigError, match=r"billing\.reading_day: expected a day of the month 1-28"):
+        config.load(config_copy, environ={"APT_ENERGY_BILLING_READING_DAY": "29"}, dotenv=None)
