@@ -32,7 +32,12 @@ class NotifierHealth:
     problem: str | None
     fix: str | None
     problem_since: datetime | None
+    stopped_at: datetime | None
     age_s: float
+
+    @property
+    def alive(self) -> bool:
+        return self.stopped_at is None and self.age_s <= STALE_S
 
 
 def record(conn: psycopg.Connection, *, owner: str, transport: str, destination: str, in_doubt: int,
@@ -42,7 +47,8 @@ def record(conn: psycopg.Connection, *, owner: str, transport: str, destination:
         """INSERT INTO notifier_status (owner, transport, destination, in_doubt, problem, fix, problem_since)
            VALUES (%(owner)s, %(transport)s, %(destination)s, %(in_doubt)s, %(problem)s, %(fix)s,
                    CASE WHEN %(problem)s::text IS NULL THEN NULL ELSE now() END)
-           ON CONFLICT (owner) DO UPDATE SET transport = EXCLUDED.transport, destination = EXCLUDED.destination,
+           ON CONFLICT (owner) DO UPDATE SET stopped_at = NULL, transport = EXCLUDED.transport,
+               destination = EXCLUDED.destination,
                heartbeat_at = now(), in_doubt = EXCLUDED.in_doubt, problem = EXCLUDED.problem, fix = EXCLUDED.fix,
                problem_since = CASE WHEN EXCLUDED.problem IS NULL THEN NULL
                                     WHEN notifier_status.problem IS NOT DISTINCT FROM EXCLUDED.problem
@@ -52,30 +58,30 @@ def record(conn: psycopg.Connection, *, owner: str, transport: str, destination:
 
 
 def forget(conn: psycopg.Connection, owner: str) -> None:
-    """A notifier that stops cleanly removes its row (a crashed one's row goes stale)."""
-    conn.execute("DELETE FROM notifier_status WHERE owner = %s", (owner,))
+    """A notifier that stops cleanly says so (a crashed one's heartbeat just ages)."""
+    conn.execute("UPDATE notifier_status SET stopped_at = now() WHERE owner = %s", (owner,))
 
 
-def running(conn: psycopg.Connection, *, stale_s: float = STALE_S) -> list[NotifierHealth]:
-    """Notifiers with a heartbeat in the last ``stale_s`` seconds, newest first; with none, the last one
-    seen (so the operator learns when it stopped)."""
+def running(conn: psycopg.Connection) -> list[NotifierHealth]:
+    """Notifiers running (not stopped, a heartbeat in the last :data:`STALE_S` seconds), newest first;
+    with none, the last one seen (so the operator learns when it stopped)."""
     with conn.cursor(row_factory=class_row(NotifierHealth)) as cur:
         rows = cur.execute(
             """SELECT owner, transport, destination, started_at, heartbeat_at, in_doubt, problem, fix,
-                      problem_since, extract(epoch FROM now() - heartbeat_at)::float8 AS age_s
+                      problem_since, stopped_at, extract(epoch FROM now() - heartbeat_at)::float8 AS age_s
                FROM notifier_status ORDER BY heartbeat_at DESC""").fetchall()
-    live = [r for r in rows if r.age_s <= stale_s]
+    live = [r for r in rows if r.alive]
     return live or rows[:1]
 
 
-def describe(rows: list[NotifierHealth], *, would: str, stale_s: float = STALE_S) -> list[str]:
+def describe(rows: list[NotifierHealth], *, would: str) -> list[str]:
     """Lines for the operator: where the running notifier delivers, and any problem with its fix."""
     if not rows:
         return [f"delivery: no notifier has run on this database yet (with this shell's settings it would "
                 f"be: {would}); start one: apt-energy notifier (or apt-energy pipeline up)"]
     lines = []
     for r in rows:
-        if r.age_s > stale_s:
+        if not r.alive:
             lines.append(f"delivery: no notifier running (last seen {r.age_s:.0f}s ago, {r.transport}: "
                          f"{r.destination}); start one: apt-energy notifier (or apt-energy pipeline up)")
             continue

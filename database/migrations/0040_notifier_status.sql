@@ -8,6 +8,7 @@ CREATE TABLE notifier_status (
     destination   TEXT NOT NULL,
     started_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     heartbeat_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    stopped_at    TIMESTAMPTZ,                  -- a clean stop; a crashed notifier's heartbeat just ages
     in_doubt      INTEGER NOT NULL DEFAULT 0,   -- rows it holds in doubt (sending, history not read yet)
     problem       TEXT,                         -- NULL: healthy
     fix           TEXT,
