@@ -113,7 +113,7 @@ SELECT c.id, c.kind, a.id AS alert_id, a.rule, a.severity, a.energy_type, a.peri
        e.actor, e.note, r.channel AS target_channel, r.slack_ts AS target_ts,
        coalesce(r.slack_ts IS NOT NULL AND EXISTS (
            SELECT 1 FROM alert_notifications x WHERE x.channel = r.channel AND x.slack_ts = r.slack_ts
-             AND x.id <> r.id), false) AS target_shared
+             AND x.alert_id <> r.alert_id), false) AS target_shared   -- a digest: never replaced by one alert
 FROM c JOIN alerts a ON a.id = c.alert_id
 JOIN households h ON h.id = a.household_id JOIN buildings b ON b.id = h.building_id
 LEFT JOIN alert_events e ON e.id = c.event_id
