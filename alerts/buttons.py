@@ -25,6 +25,7 @@ from apt_energy.alerts import lifecycle
 from apt_energy.alerts.message import ACTIONS
 from slack_sdk import WebClient
 from slack_sdk.socket_mode import SocketModeClient
+from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
@@ -71,7 +72,7 @@ def judge(envelope: Mapping[str, Any], *, origin: Origin, operators: Collection[
     if len(actions) != 1 or not isinstance(actions[0], Mapping) or actions[0].get("action_id") not in ACTIONS:
         return "not one of our buttons"
     try:
-        alert_id = int(actions[0].get("value"))
+        alert_id = int(str(actions[0].get("value")))
     except (TypeError, ValueError):
         return "a button without an alert id"
     step: lifecycle.Step = ACTIONS[actions[0]["action_id"]]  # type: ignore[assignment]
@@ -112,7 +113,7 @@ class ButtonListener:
     def stop(self) -> None:
         self.client.close()
 
-    def _on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
+    def _on_request(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
         # Acknowledge first: Slack wants it within 3 s and resends an unacknowledged envelope.
         client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
         self.handle({"type": req.type, "envelope_id": req.envelope_id, "payload": req.payload})

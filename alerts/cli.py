@@ -5,7 +5,6 @@ one in-process."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import getpass
 import logging
@@ -13,6 +12,7 @@ from datetime import date, datetime
 from typing import NamedTuple
 
 from apt_energy.alerts import lifecycle, status
+from apt_energy.alerts.buttons import ButtonListener, Origin
 from apt_energy.alerts.message import MessageStyle
 from apt_energy.alerts.notifier import Notifier, NotifierOptions
 from apt_energy.alerts.quiet import QuietHours
@@ -23,6 +23,7 @@ from psycopg.rows import class_row
 
 from apt_energy import config
 from apt_energy.cliutil import on_stop_signals
+from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=alerts_command)
     n = sub.add_parser("notifier", help="deliver queued alerts to Slack (also runs inside `apt-energy spark`)",
                        description="Slack bot token (SLACK_BOT_TOKEN + slack.channel) or incoming webhook "
-                                   "(SLACK_WEBHOOK_URL); without either, alerts are printed. "
+                                   "(SLACK_WEBHOOK_URL); without either, alerts are printed. With "
+                                   "SLACK_APP_TOKEN (+ alerts.app_id, team_id, operators) it also takes the "
+                                   "messages' button presses over Socket Mode. "
                                    "SLACK_API_BASE_URL points the client at another Slack-compatible API. "
                                    "Any number of notifiers may run on one database: each alert is posted once.")
     n.set_defaults(func=run_notifier)
@@ -56,18 +59,20 @@ def build_notifier(settings: Settings, *, options: NotifierOptions | None = None
     transport = transport_for(settings)
     if isinstance(transport, ConsoleTransport):
         logger.info("no SLACK_BOT_TOKEN or SLACK_WEBHOOK_URL: alerts are printed and kept in the alerts table")
-    opts = options or NotifierOptions(poll_s=settings.slack.poll_s, digest_after=settings.slack.digest_after)
-    if options is None:
-        opts = dataclasses.replace(opts, **lifecycle_options(settings))
+    opts = options or NotifierOptions(poll_s=settings.slack.poll_s, digest_after=settings.slack.digest_after,
+                                      escalate_after_s=escalate_after_s(settings), quiet=quiet_hours(settings))
     return Notifier(functools.partial(connect, settings, autocommit=True), transport,
                     MessageStyle.from_settings(settings), options=opts, owner=owner)
 
 
-def lifecycle_options(settings: Settings) -> dict[str, object]:
-    """The notifier's escalation and quiet-hours knobs from ``alerts.*`` (the complex's time zone)."""
-    a = settings.alerts
-    return {"escalate_after_s": {sev: m * 60 for sev, m in a.escalate_after_min.items()},
-            "quiet": QuietHours.parse(settings.complex.timezone, a.quiet_hours)}
+def escalate_after_s(settings: Settings) -> dict[str, float]:
+    """``alerts.escalate_after_min`` in seconds, per severity."""
+    return {sev: m * 60 for sev, m in settings.alerts.escalate_after_min.items()}
+
+
+def quiet_hours(settings: Settings) -> QuietHours:
+    """``alerts.quiet_hours`` read in the complex's time zone."""
+    return QuietHours.parse(settings.complex.timezone, settings.alerts.quiet_hours)
 
 
 class AlertLine(NamedTuple):
@@ -167,8 +172,30 @@ SELECT count(*)::int AS raised, count(acknowledged_at)::int AS acknowledged,
 FROM alerts"""
 
 
+def build_buttons(settings: Settings) -> ButtonListener | None:
+    """The Socket Mode listener for Slack's buttons, if ``SLACK_APP_TOKEN`` is set (else None)."""
+    token = settings.secrets.slack_app_token
+    if not token:
+        return None
+    a = settings.alerts
+    if not (a.app_id and a.team_id and a.operators):
+        raise ConfigError("SLACK_APP_TOKEN is set: also set alerts.app_id (A…), alerts.team_id (T…) and "
+                          "alerts.operators (Slack user ids) so button presses can be checked")
+    return ButtonListener(functools.partial(connect, settings, autocommit=True), app_token=token.reveal(),
+                          origin=Origin(a.app_id, a.team_id), operators=a.operators,
+                          base_url=settings.secrets.slack_base_url or None)
+
+
 def run_notifier(args: argparse.Namespace) -> int:
-    notifier = build_notifier(config.load())
+    settings = config.load()
+    notifier = build_notifier(settings)
+    buttons = build_buttons(settings)
     on_stop_signals(notifier.stop_event.set)
-    notifier.run()
+    if buttons:
+        buttons.start()
+    try:
+        notifier.run()
+    finally:
+        if buttons:
+            buttons.stop()
     return 0

@@ -90,9 +90,10 @@ def apply(conn: psycopg.Connection, alert_id: int, step: Step, *, actor: str, no
         if why:
             return Outcome(False, why)
         conn.execute(f"UPDATE alerts SET {_UPDATE[step]} WHERE id = %(alert)s", {"alert": alert_id, "actor": who})
+        if step == "assigned" and who != actor:   # the audit row names who acted; the note, to whom
+            note = f"to {who}" + (f": {note}" if note else "")
         row = conn.execute("INSERT INTO alert_events (alert_id, kind, actor, note) VALUES (%s, %s, %s, %s) "
-                           "RETURNING id", (alert_id, step, actor if step != "assigned" else who,
-                                            note)).fetchone()
+                           "RETURNING id", (alert_id, step, actor, note)).fetchone()
         assert row is not None
         conn.execute(_QUEUE, {"alert": alert_id, "kind": step, "event": row[0]})
     logger.info("alert step alert=%d step=%s actor=%s", alert_id, step, actor)

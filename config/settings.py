@@ -400,7 +400,7 @@ class AlertSettings:
     """Alert lifecycle: escalation of unacknowledged alerts, quiet hours, who may press Slack's buttons."""
 
     escalate_after_min: dict[str, float] = field(default_factory=lambda: {"warning": 60.0, "critical": 15.0})
-    quiet_hours: dict[str, str] = field(default_factory=lambda: {"warning": "22:00-07:00"})
+    quiet_hours: dict[str, str] = field(default_factory=dict)   # severity → "22:00-07:00" (complex's zone)
     operators: tuple[str, ...] = ()   # Slack user ids (U…) whose button presses count; empty: nobody's
     app_id: str = ""                  # the Slack app's id (A…): interactions from any other app are refused
     team_id: str = ""                 # the workspace's id (T…): interactions from any other team are refused
