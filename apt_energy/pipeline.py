@@ -243,7 +243,7 @@ def print_notifier_health() -> None:
     except (psycopg.Error, AptEnergyError) as exc:   # the services' table prints whatever the database says
         lines = [f"notifier: health unknown ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]})"]
     for line in lines:
-        print(f"notifier {line}" if line.startswith("delivery") else line)
+        print(f"alerts {line}" if line.startswith("delivery") else line)
 
 
 def run(args: argparse.Namespace) -> int:
