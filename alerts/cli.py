@@ -148,7 +148,7 @@ def list_alerts(args: argparse.Namespace) -> int:
           f"{'severity':<8} {'observed':>10} {'reference':>10} {'uom':<4} {'state':<8} {'acknowledged':<16} "
           f"{'assignee':<12} esc delivery")
     for r in rows:
-        ack = f"{r.acknowledged_by} +{r.ack_min:.0f}m" if r.acknowledged_by and r.ack_min is not None else "-"
+        ack = f"{r.acknowledged_by} +{_minutes(r.ack_min)}" if r.acknowledged_by and r.ack_min is not None else "-"
         print(f"{r.id:>6} {r.raised_at:%Y-%m-%d %H:%M} {r.building:>4} {r.door:>5} {r.energy_type:<11} "
               f"{r.period!s:<10} {r.rule:<18} {r.severity:<8} {r.observed:>10.2f} {r.reference:>10.2f} {r.unit:<4} "
               f"{r.state:<8} {ack:<16} {r.assignee or '-':<12} {r.escalation:>3} {r.delivery or '-'}")
@@ -160,6 +160,13 @@ def list_alerts(args: argparse.Namespace) -> int:
     for line in status.describe(health, would=destination(settings)):
         print(line)
     return 0
+
+
+def _minutes(m: float) -> str:
+    """Time to acknowledge, short: 42s, 7m, 3h05m."""
+    if m < 1:
+        return f"{m * 60:.0f}s"
+    return f"{m:.0f}m" if m < 60 else f"{int(m // 60)}h{int(m % 60):02d}m"
 
 
 CASE_TOTALS = """
