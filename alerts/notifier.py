@@ -176,6 +176,8 @@ class Notifier:
 
     def report(self, conn: psycopg.Connection) -> None:
         """Heartbeat and health into ``notifier_status`` (what ``apt-energy alerts`` shows)."""
+        if self.problem is not None and outbox.in_doubt(conn) == 0:
+            self.problem = None   # settled meanwhile (by this notifier or another): nothing left to check
         problem = self.problem
         status.record(conn, owner=self.owner, transport=self.transport.kind,
                       destination=self.transport.destination, in_doubt=self._in_doubt if problem else 0,

@@ -21,7 +21,7 @@ from psycopg.rows import class_row
 logger = logging.getLogger(__name__)
 
 __all__ = ["EDIT_KINDS", "POST_KINDS", "InDoubt", "Kind", "Notice", "OutboxState",
-           "claim", "give_back", "hold_in_doubt", "mark_delivered",
+           "claim", "give_back", "hold_in_doubt", "in_doubt", "mark_delivered",
            "mark_failed", "renew", "take_expired"]
 
 
@@ -194,6 +194,13 @@ def mark_failed(conn: psycopg.Connection, ids: list[int], *, owner: str, error: 
         {"ids": ids, "sending": OutboxState.SENDING, "failed": OutboxState.FAILED, "owner": owner,
          "error": error})
     return cur.rowcount
+
+
+def in_doubt(conn: psycopg.Connection) -> int:
+    """How many rows are ``sending`` because their post is in doubt and the history has not settled it."""
+    row = conn.execute("SELECT count(*) FROM alert_notifications WHERE state = %s AND last_error LIKE %s",
+                       (OutboxState.SENDING, "history unavailable%")).fetchone()
+    return int(row[0]) if row else 0
 
 
 def take_expired(conn: psycopg.Connection, *, owner: str, lease_s: float, limit: int = 1000) -> list[InDoubt]:
