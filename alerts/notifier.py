@@ -22,6 +22,17 @@ least visible as failed in ``apt-energy alerts`` and Grafana.
 Limits: a post must finish within the lease it was renewed under (keep the transport's timeout well
 below ``lease_s``), and Slack's history must show an accepted message within ``recheck_s``.
 
+The channel's id (to read its history) comes from any ``chat.postMessage`` answer, else the channel
+list, else one status post; if the history still cannot be read, the notifier says so with the fix in
+one line in ``notifier_status`` (``apt-energy alerts``, ``pipeline status``, the alerts dashboard), and
+goes on delivering everything else.
+
+Lifecycle steps (:mod:`apt_energy.alerts.lifecycle`) go through the same outbox: acknowledging, assigning
+and a person's resolution edit the alert's first message in place (``chat.update``; idempotent, so an
+in-doubt edit is simply made again); reminders and escalations are new posts. Each pass first takes the
+escalation steps that fell due. Quiet hours hold new messages of sleeping severities (never a person's
+step).
+
 Slack trouble never blocks the stream: this runs in its own thread (or process) with its own
 connection, and backs off (or waits Retry-After) between failed passes. Many pending alerts go out as
 one digest (Slack allows about one message per second per channel).
@@ -29,20 +40,23 @@ one digest (Slack allows about one message per second per channel).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import psycopg
-from apt_energy.alerts import outbox
-from apt_energy.alerts.message import MessageStyle, render, render_digest
-from apt_energy.alerts.outbox import Notice
-from apt_energy.alerts.slack import Posted, PostFailed, Transport
+from apt_energy.alerts import lifecycle, outbox, status
+from apt_energy.alerts.message import Message, MessageStyle, digests, render, render_case
+from apt_energy.alerts.outbox import EDIT_KINDS, Notice
+from apt_energy.alerts.quiet import QuietHours
+from apt_energy.alerts.slack import HistoryUnreadable, Posted, PostFailed, Transport
 
 from apt_energy.errors import ConfigError, ServiceError
 
@@ -65,6 +79,8 @@ class NotifierOptions:
     history_margin_s: float = 60.0  # read history from this long before the claim (clock skew)
     min_post_interval_s: float = 1.1  # Slack: about one message per second per channel
     max_backoff_s: float = 60.0
+    escalate_after_s: Mapping[str, float] = field(default_factory=dict)   # severity → unacknowledged wait
+    quiet: QuietHours | None = None   # severities whose new messages wait, by the complex's clock
 
 
 def default_owner() -> str:
@@ -100,6 +116,8 @@ class Notifier:
         self.stats = NotifierStats()
         self._thread: threading.Thread | None = None
         self._last_post = 0.0
+        self.problem: HistoryUnreadable | None = None   # what keeps in-doubt posts from being checked
+        self._in_doubt = 0
 
     def start_thread(self) -> None:
         """Run the loop in a daemon thread (``apt-energy spark`` runs it beside the stream job)."""
@@ -121,12 +139,14 @@ class Notifier:
                 with self._connect() as conn:
                     conn.autocommit = True
                     while not self.stop_event.is_set():
+                        self.escalate(conn)
                         try:
                             self.reconcile(conn)
                         except ServiceError as exc:
                             # The in-doubt rows stay held for recheck_s; other alerts need not wait for them.
                             self.stats.failures += 1
                             logger.warning("notifier: in-doubt posts not checked yet: %s", _first_line(exc))
+                        self.report(conn)
                         try:
                             delivered = self.deliver_once(conn)
                         except ServiceError as exc:   # Slack: the rows are settled, wait and go on
@@ -146,6 +166,31 @@ class Notifier:
                 logger.warning("notifier: PostgreSQL: %s; reconnecting in %.0fs", _first_line(exc), backoff)
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, opts.max_backoff_s)
+        self._forget()
+
+    def escalate(self, conn: psycopg.Connection) -> int:
+        """Take the escalation steps that fell due (reminders, then escalations); returns how many."""
+        if not self.options.escalate_after_s:
+            return 0
+        return lifecycle.escalate_due(conn, self.options.escalate_after_s)
+
+    def report(self, conn: psycopg.Connection) -> None:
+        """Heartbeat and health into ``notifier_status`` (what ``apt-energy alerts`` shows)."""
+        if self.problem is not None and outbox.in_doubt(conn) == 0:
+            self.problem = None   # settled meanwhile (by this notifier or another): nothing left to check
+        problem = self.problem
+        status.record(conn, owner=self.owner, transport=self.transport.kind,
+                      destination=self.transport.destination, in_doubt=self._in_doubt if problem else 0,
+                      problem=f"in-doubt posts cannot be checked: {_first_line(problem)}" if problem else None,
+                      fix=problem.fix if problem else None)
+
+    def _forget(self) -> None:
+        try:
+            with self._connect() as conn:
+                status.forget(conn, self.owner)
+                conn.commit()
+        except (psycopg.Error, ServiceError) as exc:
+            logger.warning("notifier: status row not removed: %s", _first_line(exc))
 
     def reconcile(self, conn: psycopg.Connection) -> int:
         """Settle ``sending`` rows whose lease expired, against the channel's history; returns how many."""
@@ -164,7 +209,10 @@ class Notifier:
             # Still in doubt: keep them ours for a short while, then any notifier may try again.
             outbox.hold_in_doubt(conn, ids, owner=self.owner, recheck_s=self.options.recheck_s,
                                  error=f"history unavailable: {_first_line(exc)}")
+            if isinstance(exc, HistoryUnreadable):
+                self.problem, self._in_doubt = exc, len(ids)
             raise
+        self.problem = None
         found: dict[Posted, list[int]] = {}
         for i in ids:
             if i in posted:
@@ -181,25 +229,55 @@ class Notifier:
         return len(ids)
 
     def deliver_once(self, conn: psycopg.Connection) -> int:
-        """Claim pending notifications, post them (one by one, or as one digest), mark them; returns how
-        many were claimed. Raises :class:`PostFailed` after settling the rows if a post failed."""
-        notices = outbox.claim(conn, owner=self.owner, limit=self.options.batch, lease_s=self.options.lease_s)
+        """Claim pending notifications, post them (one by one, or as digests within Slack's limits) or edit
+        the alerts' messages, mark them; returns how many were claimed. Raises :class:`PostFailed` after
+        settling the rows if a post failed."""
+        quiet = self.options.quiet.asleep(datetime.now(UTC)) if self.options.quiet else ()
+        notices = outbox.claim(conn, owner=self.owner, limit=self.options.batch, lease_s=self.options.lease_s,
+                               quiet=quiet)
         if not notices:
             return 0
-        groups = [notices] if len(notices) > self.options.digest_after else [[n] for n in notices]
-        for i, group in enumerate(groups):
+        edits = [n for n in notices if self._edits(n)]
+        posts = [n for n in notices if not self._edits(n)]
+        groups: list[tuple[list[Notice], Callable[[], None]]] = [
+            ([n], functools.partial(self._edit, conn, n)) for n in edits]
+        if len(posts) > self.options.digest_after:
+            groups += [(g, functools.partial(self._post, conn, g, m)) for g, m in digests(posts, self.style)]
+        else:
+            groups += [([n], functools.partial(self._post, conn, [n], render(n, self.style))) for n in posts]
+        for i, (_, send) in enumerate(groups):
             try:
-                self._post(conn, group)
+                send()
             except PostFailed:
-                rest = [n.id for g in groups[i + 1:] for n in g]
+                rest = [n.id for g, _ in groups[i + 1:] for n in g]
                 if rest:
                     outbox.give_back(conn, rest, owner=self.owner, error=None)
                 raise
         return len(notices)
 
-    def _post(self, conn: psycopg.Connection, group: list[Notice]) -> None:
+    def _edits(self, notice: Notice) -> bool:
+        """A person's step on an alert whose own message is in the channel edits that message in place."""
+        return (self.transport.can_edit and notice.kind in EDIT_KINDS and notice.target_ts is not None
+                and not notice.target_shared and (notice.kind != "resolved" or notice.resolved_by is not None))
+
+    def _edit(self, conn: psycopg.Connection, notice: Notice) -> None:
+        ids = [notice.id]
+        self._pace()
+        if not outbox.renew(conn, ids, owner=self.owner, lease_s=self.options.lease_s):
+            logger.warning("notifier: lease lost before editing ids=%s; left to whoever settles them", ids)
+            return
+        target = Posted(notice.target_channel or "", notice.target_ts)
+        try:
+            where = self.transport.update(target, render_case(notice, self.style))
+        except PostFailed as exc:
+            # An edit replaces the message with the current state: making it again is harmless.
+            outbox.give_back(conn, ids, owner=self.owner, error=str(exc)[:500])
+            raise
+        self.stats.sent += outbox.mark_delivered(conn, ids, owner=self.owner, state=self.transport.delivered_state,
+                                                 channel=where.channel, ts=where.ts)
+
+    def _post(self, conn: psycopg.Connection, group: list[Notice], message: Message) -> None:
         ids = [n.id for n in group]
-        message = render_digest(group, self.style) if len(group) > 1 else render(group[0], self.style)
         self._pace()
         if not outbox.renew(conn, ids, owner=self.owner, lease_s=self.options.lease_s):
             logger.warning("notifier: lease lost before posting ids=%s; left to whoever settles them", ids)

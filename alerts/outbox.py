@@ -20,7 +20,8 @@ from psycopg.rows import class_row
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["InDoubt", "Notice", "OutboxState", "claim", "give_back", "hold_in_doubt", "mark_delivered",
+__all__ = ["EDIT_KINDS", "POST_KINDS", "InDoubt", "Kind", "Notice", "OutboxState",
+           "claim", "give_back", "hold_in_doubt", "in_doubt", "mark_delivered",
            "mark_failed", "renew", "take_expired"]
 
 
@@ -38,13 +39,19 @@ class OutboxState(StrEnum):
 OPEN_STATES = (OutboxState.PENDING, OutboxState.SENDING)
 DELIVERED_STATES = (OutboxState.SENT, OutboxState.CONSOLE)
 
+Kind = Literal["raised", "acknowledged", "assigned", "reminded", "escalated", "resolved"]
+# A new message in the channel (held in quiet hours) …
+POST_KINDS: tuple[Kind, ...] = ("raised", "reminded", "escalated")
+# … or, where the transport can, an edit of the alert's first message (a person's step is never held).
+EDIT_KINDS: tuple[Kind, ...] = ("acknowledged", "assigned", "resolved")
+
 
 @dataclass(frozen=True)
 class Notice:
     """One claimed notification joined with its alert and household."""
 
     id: int
-    kind: Literal["raised", "resolved"]
+    kind: Kind
     alert_id: int
     rule: str
     severity: str
@@ -57,6 +64,20 @@ class Notice:
     floor: int
     unit_no: int
     detail: dict[str, Any] = field(default_factory=dict)   # the rule's context (e.g. a projection's tier)
+    # The alert's case as it stands now (an edit shows the current state, whichever step queued it).
+    state: str = "active"
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    assignee: str | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    escalation: int = 0
+    actor: str | None = None          # who took this step (NULL: the rule or the escalation clock)
+    note: str | None = None           # their note
+    # The alert's first message (its 'raised' row), which edits replace; shared: it was a digest.
+    target_channel: str | None = None
+    target_ts: str | None = None
+    target_shared: bool = False
 
     @property
     def door(self) -> str:
@@ -75,13 +96,28 @@ _CLAIM = """
 WITH c AS (
     UPDATE alert_notifications SET state = %(sending)s, attempts = attempts + 1, lease_owner = %(owner)s,
            lease_until = now() + make_interval(secs => %(lease_s)s), claimed_at = now()
-    WHERE id IN (SELECT id FROM alert_notifications WHERE state = %(pending)s ORDER BY id LIMIT %(limit)s
-                 FOR UPDATE SKIP LOCKED)
-    RETURNING id, kind, alert_id)
+    WHERE id IN (SELECT n.id FROM alert_notifications n JOIN alerts a ON a.id = n.alert_id
+                 WHERE n.state = %(pending)s
+                   -- quiet hours hold new messages of the severities asleep now, never a person's step
+                   AND NOT (n.kind = ANY(%(post_kinds)s) AND a.severity = ANY(%(quiet)s))
+                   -- a later step waits for the alert's first message (an edit needs it, and order matters)
+                   AND (n.kind = 'raised' OR EXISTS (
+                        SELECT 1 FROM alert_notifications r WHERE r.alert_id = n.alert_id AND r.kind = 'raised'
+                          AND r.state IN ('sent', 'console', 'failed')))
+                 ORDER BY n.id LIMIT %(limit)s FOR UPDATE OF n SKIP LOCKED)
+    RETURNING id, kind, alert_id, event_id)
 SELECT c.id, c.kind, a.id AS alert_id, a.rule, a.severity, a.energy_type, a.period, a.observed, a.reference,
-       a.unit, b.building_number AS building, h.floor, h.unit AS unit_no, COALESCE(a.detail, '{}') AS detail
+       a.unit, b.building_number AS building, h.floor, h.unit AS unit_no, COALESCE(a.detail, '{}') AS detail,
+       a.state, a.acknowledged_by, a.acknowledged_at, a.assignee, a.resolved_by, a.resolved_at,
+       a.escalation,
+       e.actor, e.note, r.channel AS target_channel, r.slack_ts AS target_ts,
+       coalesce(r.slack_ts IS NOT NULL AND EXISTS (
+           SELECT 1 FROM alert_notifications x WHERE x.channel = r.channel AND x.slack_ts = r.slack_ts
+             AND x.alert_id <> r.alert_id), false) AS target_shared   -- a digest: never replaced by one alert
 FROM c JOIN alerts a ON a.id = c.alert_id
 JOIN households h ON h.id = a.household_id JOIN buildings b ON b.id = h.building_id
+LEFT JOIN alert_events e ON e.id = c.event_id
+LEFT JOIN alert_notifications r ON r.alert_id = c.alert_id AND r.kind = 'raised' AND r.state = 'sent'
 ORDER BY c.id
 """
 
@@ -99,11 +135,14 @@ RETURNING id, coalesce(claimed_at, created_at) AS claimed_at
 _MINE = "id = ANY(%(ids)s) AND state = %(sending)s AND lease_owner = %(owner)s"
 
 
-def claim(conn: psycopg.Connection, *, owner: str, limit: int, lease_s: float) -> list[Notice]:
-    """Move up to ``limit`` pending rows to ``sending`` under ``owner``'s lease; return them, oldest first."""
+def claim(conn: psycopg.Connection, *, owner: str, limit: int, lease_s: float,
+          quiet: tuple[str, ...] = ()) -> list[Notice]:
+    """Move up to ``limit`` pending rows to ``sending`` under ``owner``'s lease; return them, oldest first.
+    New messages of the ``quiet`` severities wait (quiet hours); a later step waits for the first message."""
     with conn.transaction(), conn.cursor(row_factory=class_row(Notice)) as cur:
         return cur.execute(_CLAIM, {"sending": OutboxState.SENDING, "pending": OutboxState.PENDING,
-                                    "owner": owner, "lease_s": lease_s, "limit": limit}).fetchall()
+                                    "owner": owner, "lease_s": lease_s, "limit": limit,
+                                    "post_kinds": list(POST_KINDS), "quiet": list(quiet)}).fetchall()
 
 
 def renew(conn: psycopg.Connection, ids: list[int], *, owner: str, lease_s: float) -> bool:
@@ -155,6 +194,13 @@ def mark_failed(conn: psycopg.Connection, ids: list[int], *, owner: str, error: 
         {"ids": ids, "sending": OutboxState.SENDING, "failed": OutboxState.FAILED, "owner": owner,
          "error": error})
     return cur.rowcount
+
+
+def in_doubt(conn: psycopg.Connection) -> int:
+    """How many rows are ``sending`` because their post is in doubt and the history has not settled it."""
+    row = conn.execute("SELECT count(*) FROM alert_notifications WHERE state = %s AND last_error LIKE %s",
+                       (OutboxState.SENDING, "history unavailable%")).fetchone()
+    return int(row[0]) if row else 0
 
 
 def take_expired(conn: psycopg.Connection, *, owner: str, lease_s: float, limit: int = 1000) -> list[InDoubt]:

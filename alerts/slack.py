@@ -37,8 +37,8 @@ from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METADATA_EVENT", "BotTransport", "ConsoleTransport", "PostFailed", "Posted", "Transport",
-           "WebhookTransport", "destination", "transport_for"]
+__all__ = ["METADATA_EVENT", "BotTransport", "ConsoleTransport", "HistoryUnreadable", "PostFailed", "Posted",
+           "Transport", "WebhookTransport", "destination", "transport_for"]
 
 METADATA_EVENT = "apt_energy_alert"
 
@@ -60,16 +60,45 @@ class PostFailed(ServiceError):
         self.retry_after_s = retry_after_s
 
 
+class HistoryUnreadable(ServiceError):
+    """The channel's history cannot be read, so in-doubt posts cannot be checked; ``fix`` says in one line
+    what the operator changes (a scope, an invitation, the channel id)."""
+
+    def __init__(self, message: str, *, fix: str) -> None:
+        super().__init__(message, service="slack")
+        self.fix = fix
+
+
+# Slack's error codes for a history the bot may not read → the one-line fix.
+_HISTORY_FIXES = {
+    "channel_not_found": "invite the bot to the channel (/invite @your-bot) or set slack.channel to its id (C0123ABC)",
+    "not_in_channel": "invite the bot to the channel (/invite @your-bot)",
+    "missing_scope": "add the bot scopes channels:history and groups:history (private), then reinstall the app",
+    "invalid_auth": "SLACK_BOT_TOKEN is not valid: set the bot token (xoxb-…) of the installed app",
+    "not_authed": "SLACK_BOT_TOKEN is not valid: set the bot token (xoxb-…) of the installed app",
+}
+FIX_HISTORY_OUTAGE = "none needed if Slack is only down for a while; else check that slack.com is reachable"
+
+
 class Transport(Protocol):
     """Posts messages carrying notification ids; may be able to find them again afterwards."""
 
+    kind: str                      # bot | webhook | console (notifier_status.transport)
     delivered_state: OutboxState   # what a delivered row becomes (sent, or console)
     can_read_history: bool         # True: in-doubt rows are checked; False: they end failed (at most once)
     paced: bool                    # Slack allows about one message per second per channel
     timeout_s: float               # longest wait for one answer; a claim's lease must outlast a post
+    can_edit: bool                 # True: a lifecycle step edits the alert's message in place (chat.update)
+
+    @property
+    def destination(self) -> str:
+        """Where this transport posts, in words (no secrets)."""
 
     def post(self, message: Message, ids: list[int]) -> Posted:
         """Post once (no retries); raise :class:`PostFailed` saying whether it is in doubt."""
+
+    def update(self, where: Posted, message: Message) -> Posted:
+        """Replace the message at ``where`` (idempotent: repeating it is harmless)."""
 
     def find_posted(self, since: float) -> dict[int, Posted]:
         """Notification id → where our message carrying it landed, for messages since ``since`` (epoch s)."""
@@ -106,10 +135,16 @@ def _retry_after(headers: Any) -> float:
 
 
 class BotTransport:
-    """``chat.postMessage`` to ``channel`` (a name like ``#alerts`` or an id), ids in message metadata."""
+    """``chat.postMessage`` to ``channel`` (a name like ``#alerts`` or an id), ids in message metadata.
 
+    The channel's id (needed to read its history) comes from the first answer to a post that Slack returns
+    (it names the channel by id), else from ``conversations.list``; a private channel the bot cannot list
+    (no ``groups:read``) or a name the list does not show is learnt by posting one short status line."""
+
+    kind = "bot"
     delivered_state = OutboxState.SENT
     can_read_history = True
+    can_edit = True
     paced = True
 
     def __init__(self, token: str, channel: str, *, base_url: str | None = None, timeout_s: float = 10) -> None:
@@ -136,10 +171,22 @@ class BotTransport:
         self.channel_id = str(resp["channel"])
         return Posted(str(resp["channel"]), str(resp["ts"]))
 
-    def find_posted(self, since: float) -> dict[int, Posted]:
+    @property
+    def destination(self) -> str:
+        return f"Slack channel {self.channel} by the bot (SLACK_BOT_TOKEN)"
+
+    def update(self, where: Posted, message: Message) -> Posted:
         try:
-            if self.channel_id is None:
-                self.channel_id = self._lookup_channel()
+            resp = self._poster.chat_update(channel=where.channel, ts=where.ts or "", text=message.text,
+                                            blocks=message.blocks)
+        except (SlackClientError, OSError, http.client.HTTPException) as exc:
+            raise _failure("chat.update", exc) from exc
+        return Posted(str(resp.get("channel") or where.channel), str(resp.get("ts") or where.ts))
+
+    def find_posted(self, since: float) -> dict[int, Posted]:
+        if self.channel_id is None:
+            self.channel_id = self._learn_channel()
+        try:
             found: dict[int, Posted] = {}
             cursor = None
             while True:
@@ -154,8 +201,31 @@ class BotTransport:
                 cursor = (resp.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     return found
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            raise HistoryUnreadable(f"conversations.history of {self.channel}: HTTP {exc.response.status_code} "
+                                    f"{error}".strip(), fix=_HISTORY_FIXES.get(error, FIX_HISTORY_OUTAGE)) from exc
         except (SlackClientError, OSError, http.client.HTTPException) as exc:
-            raise ServiceError(f"conversations.history: {exc}", service="slack") from exc
+            raise HistoryUnreadable(f"conversations.history: {exc}", fix=FIX_HISTORY_OUTAGE) from exc
+
+    def _learn_channel(self) -> str:
+        """The channel's id: from ``conversations.list``, else from the answer to one status post (Slack
+        accepts a name in ``chat.postMessage`` and answers with the id, also for a private channel)."""
+        try:
+            return self._lookup_channel()
+        except ServiceError as exc:
+            logger.warning("notifier: %s; learning the channel id from a status post", exc)
+        try:
+            resp = self._poster.chat_postMessage(
+                channel=self.channel, unfurl_links=False,
+                text="apt-energy: checking whether alerts whose delivery was in doubt reached this channel")
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            raise HistoryUnreadable(f"channel {self.channel}: chat.postMessage {error}".strip(),
+                                    fix=_HISTORY_FIXES.get(error, _HISTORY_FIXES["channel_not_found"])) from exc
+        except (SlackClientError, OSError, http.client.HTTPException) as exc:
+            raise HistoryUnreadable(f"channel {self.channel}: {exc}", fix=FIX_HISTORY_OUTAGE) from exc
+        return str(resp["channel"])
 
     def _lookup_channel(self) -> str:
         name = self.channel.lstrip("#")
@@ -176,9 +246,12 @@ class WebhookTransport:
     """An incoming webhook: posts to the webhook's own channel and cannot read it back, so an in-doubt
     post is never repeated — its rows end ``failed`` (at most once for in-doubt rows)."""
 
+    kind = "webhook"
     delivered_state = OutboxState.SENT
     can_read_history = False
+    can_edit = False
     paced = True
+    destination = "the Slack incoming webhook's channel (SLACK_WEBHOOK_URL)"
 
     def __init__(self, url: str, *, timeout_s: float = 10) -> None:
         self.timeout_s = timeout_s
@@ -195,6 +268,9 @@ class WebhookTransport:
             raise PostFailed(f"webhook: HTTP {resp.status_code} {resp.body[:100]}", in_doubt=resp.status_code >= 500)
         return Posted("webhook", None)
 
+    def update(self, where: Posted, message: Message) -> Posted:
+        return self.post(message, [])
+
     def find_posted(self, since: float) -> dict[int, Posted]:
         return {}
 
@@ -203,14 +279,20 @@ class ConsoleTransport:
     """No Slack configured: print, and leave the alerts queryable in the database. Printing cannot
     half-fail, so a row claimed but not printed (a crash) is simply printed again."""
 
+    kind = "console"
     delivered_state = OutboxState.CONSOLE
     can_read_history = True
+    can_edit = False
     paced = False
     timeout_s = 0.0
+    destination = "printed by the notifier (set SLACK_BOT_TOKEN or SLACK_WEBHOOK_URL to post them to Slack)"
 
     def post(self, message: Message, ids: list[int]) -> Posted:
         print(f"[alert] {message.text}", flush=True)
         return Posted("console", None)
+
+    def update(self, where: Posted, message: Message) -> Posted:
+        return self.post(message, [])
 
     def find_posted(self, since: float) -> dict[int, Posted]:
         return {}

@@ -23,9 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from apt_energy import config
+from apt_energy.alerts.slack import destination
+from apt_energy.alerts.status import describe, running
 from apt_energy.cliutil import on_stop_signals
-from apt_energy.errors import ServiceError
+from apt_energy.database import connect
+from apt_energy.errors import AptEnergyError, ServiceError
 from apt_energy.stack.process import alive, is_ours, read_pid, spawn, terminate, wait_until
 from apt_energy.supervise import (
     RestartPolicy,
@@ -225,7 +230,20 @@ def print_status(directory: Path) -> bool:
     print(f"supervisor: {'pid ' + str(pid) if pid else 'not running (services as last recorded)'}  ({directory})")
     if records:
         print(format_table(records, time.time()))
+    print_notifier_health()
     return pid is not None and bool(records) and all(r.state == "running" for r in records)
+
+
+def print_notifier_health() -> None:
+    """What the running notifier reports (its transport, a problem and its fix): issue 24."""
+    try:
+        settings = config.load()
+        with connect(settings) as conn:
+            lines = describe(running(conn), would=destination(settings))
+    except (psycopg.Error, AptEnergyError) as exc:   # the services' table prints whatever the database says
+        lines = [f"notifier: health unknown ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]})"]
+    for line in lines:
+        print(f"alerts {line}" if line.startswith("delivery") else line)
 
 
 def run(args: argparse.Namespace) -> int:

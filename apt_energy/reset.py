@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PIPELINE_TABLES", "forget_bridge_session", "mqtt_session", "reset_pipeline"]
 
-PIPELINE_TABLES = ("alert_notifications", "alerts", "quarantine", "meter_readings", "energy_usage", "devices")
+PIPELINE_TABLES = ("alert_notifications", "alert_events", "alerts", "quarantine", "meter_readings", "energy_usage",
+                   "devices")
 
 
 def reset_pipeline(settings: Settings) -> list[str]:

@@ -416,6 +416,26 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Alert lifecycle: escalation of unacknowledged alerts, quiet hours, who may press Slack's buttons."""
+
+    escalate_after_min: dict[str, float] = field(default_factory=lambda: {"warning": 60.0, "critical": 15.0})
+    quiet_hours: dict[str, str] = field(default_factory=dict)   # severity → "22:00-07:00" (complex's zone)
+    operators: tuple[str, ...] = ()   # Slack user ids (U…) whose button presses count; empty: nobody's
+    app_id: str = ""                  # the Slack app's id (A…): interactions from any other app are refused
+    team_id: str = ""                 # the workspace's id (T…): interactions from any other team are refused
+
+    def __post_init__(self) -> None:
+        for sev, minutes in self.escalate_after_min.items():
+            _require(sev in ("warning", "critical"), "escalate_after_min", "severities warning and critical", sev)
+            _require(minutes > 0, f"escalate_after_min.{sev}", "minutes > 0", minutes)
+        for sev, window in self.quiet_hours.items():
+            _require(sev in ("warning", "critical"), "quiet_hours", "severities warning and critical", sev)
+            _require(re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]", window) is not None,
+                     f"quiet_hours.{sev}", "a window like 22:00-07:00", window)
+
+
+@dataclass(frozen=True)
 class StackSettings:
     run_dir: str = ".run"
     cache_dir: str = "~/.cache/apt-energy"
@@ -439,6 +459,7 @@ class Secrets:
     db_reader_password: Secret = NO_SECRET
     slack_bot_token: Secret = NO_SECRET
     slack_webhook_url: Secret = NO_SECRET
+    slack_app_token: Secret = NO_SECRET   # Socket Mode (xapp-…): Slack's buttons without a public URL
     mqtt_device_secret: Secret = NO_SECRET
     mqtt_bridge_password: Secret = NO_SECRET
     mqtt_operator_password: Secret = NO_SECRET
@@ -454,6 +475,7 @@ class Secrets:
         "db_reader_password": "APT_ENERGY_DB_READER_PASSWORD",
         "slack_bot_token": "SLACK_BOT_TOKEN",
         "slack_webhook_url": "SLACK_WEBHOOK_URL",
+        "slack_app_token": "SLACK_APP_TOKEN",
         "mqtt_device_secret": "APT_ENERGY_MQTT_DEVICE_SECRET",
         "mqtt_bridge_password": "APT_ENERGY_MQTT_BRIDGE_PASSWORD",
         "mqtt_operator_password": "APT_ENERGY_MQTT_OPERATOR_PASSWORD",
@@ -476,6 +498,7 @@ class Settings:
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     stack: StackSettings = field(default_factory=StackSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     messages: dict[str, dict[str, str]] = field(default_factory=dict)

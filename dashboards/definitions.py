@@ -442,7 +442,14 @@ GROUP BY a.rule, a.severity ORDER BY 2 DESC""")),
 SELECT a.raised_at AS "raised", a.period AS "period",
        format('%s동 %s호', b.building_number, h.floor * 100 + h.unit) AS "household",
        et.label_ko || ' ' || et.label_en AS "energy", a.rule AS "rule", a.severity AS "severity",
-       a.observed AS "value", a.reference AS "limit", a.unit AS "unit", a.state AS "state",
+       a.observed AS "value", a.reference AS "limit", a.unit AS "unit",
+       CASE WHEN a.state = 'resolved' THEN 'resolved' || CASE WHEN a.resolved_by IS NULL THEN ' (rule)'
+                                                             ELSE ' by ' || a.resolved_by END
+            WHEN a.acknowledged_by IS NOT NULL THEN 'acknowledged by ' || a.acknowledged_by
+            ELSE 'raised' END
+         || CASE a.escalation WHEN 1 THEN ' · reminded' WHEN 2 THEN ' · escalated' ELSE '' END AS "state",
+       coalesce(a.assignee, '-') AS "assignee",
+       extract(epoch FROM a.acknowledged_at - a.raised_at) / 60 AS "time to acknowledge (min)",
        coalesce(n.state, '-') AS "delivery", coalesce(n.attempts, 0) AS "attempts", n.last_error AS "last error"
 FROM alerts a
 JOIN households h ON h.id = a.household_id
@@ -452,6 +459,33 @@ LEFT JOIN LATERAL (SELECT state, attempts, last_error FROM alert_notifications
                    WHERE alert_id = a.id ORDER BY id DESC LIMIT 1) n ON true
 WHERE {in_range}
 ORDER BY a.raised_at DESC, a.id DESC LIMIT 500""")),
+            Panel("stat", "Alert cases / 경보 처리", unit="short", width=12, height=5,
+                  description="Alerts raised in the range: acknowledged, escalated (nobody acknowledged within "
+                              "alerts.escalate_after_min), resolved, still open; median minutes to acknowledge.",
+                  query=Query(f"""
+SELECT count(*) AS "raised", count(a.acknowledged_at) AS "acknowledged",
+       count(*) FILTER (WHERE a.escalation > 0) AS "escalated",
+       count(*) FILTER (WHERE a.state = 'resolved') AS "resolved",
+       count(*) FILTER (WHERE a.state = 'active') AS "open",
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM a.acknowledged_at - a.raised_at) / 60)
+           AS "median min to ack"
+FROM alerts a WHERE {in_range}""")),
+            Panel("table", "Notifier health / 알림 발송기 상태", unit="none", width=12, height=5,
+                  description="Each notifier as it reports itself: the transport configured in its own process, "
+                              "its heartbeat, and a problem it cannot get past with the fix in one line.",
+                  overrides=(column_unit("heartbeat (s ago)", "s"),),
+                  query=Query("""
+SELECT owner AS "notifier", CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
+                                 WHEN heartbeat_at < now() - interval '60 seconds' THEN 'silent'
+                                 ELSE 'running' END AS "state",
+       transport AS "transport", destination AS "destination",
+       extract(epoch FROM now() - heartbeat_at) AS "heartbeat (s ago)", in_doubt AS "in doubt",
+       coalesce(problem, 'ok') AS "problem", coalesce(fix, '-') AS "fix"
+FROM (SELECT * FROM notifier_status ORDER BY heartbeat_at DESC LIMIT 10) s
+UNION ALL
+SELECT '-', 'none', '-', '-', NULL, 0, 'no notifier has run on this database',
+       'start one: apt-energy notifier (or apt-energy pipeline up)'
+WHERE NOT EXISTS (SELECT 1 FROM notifier_status)""")),
             Panel("table", "Quarantine reasons (7 days) / 격리 사유", unit="none", width=24, height=7,
                   time_from="7d", description="Input the stream job could not use, by reason, as it arrived "
                                                "(each row is kept with its Kafka coordinates).",

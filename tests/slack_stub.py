@@ -3,12 +3,14 @@
 slack_sdk is pointed at it with ``base_url`` (``SLACK_API_BASE_URL``). It implements what the notifier
 uses: ``chat.postMessage`` (stores the message with its metadata), ``conversations.history`` (returns
 them newest first, metadata only with ``include_all_metadata``, paged by ``limit``/``cursor``),
-``conversations.list`` and an incoming-webhook path.
+``conversations.list`` (:attr:`SlackStub.channels`: what the bot may list), ``chat.update`` (edits a
+stored message, recorded in :attr:`SlackStub.updates`) and an incoming-webhook path.
 
 :attr:`SlackStub.script` holds the next answers to posts (chat.postMessage or webhook). A scripted answer
 can *accept* the message (store it, as Slack did) and still answer 500, or answer only after
 ``delay_s`` — longer than the client's timeout, so the answer is lost — or answer 429 with Retry-After.
-:attr:`SlackStub.history_outage` makes the next reads of the history fail.
+:attr:`SlackStub.history_outage` makes the next reads of the history fail; :attr:`SlackStub.history_error`
+answers every read with that Slack error (e.g. ``missing_scope``: the bot may not read the channel).
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class SlackStub:
         self.webhook_posts: list[dict[str, Any]] = []
         self.script: deque[Scripted] = deque()       # next answers to chat.postMessage / webhook posts
         self.history_outage = 0                      # answer the next N conversations.history calls with 503
+        self.history_error: str | None = None        # answer every conversations.history call with this error
+        self.channels = [{"id": CHANNEL_ID, "name": "apt-energy-alerts"}]   # what conversations.list shows
+        self.updates: list[dict[str, Any]] = []      # chat.update requests, in order
+        self.socket_mode: Any = None                 # a SocketModeStub (tests/socket_mode_stub.py)
         self.lock = threading.Lock()
         stub = self
 
@@ -98,6 +104,8 @@ class SlackStub:
                         stub.history_outage -= int(down)
                     if down:
                         return self._reply(503, {"ok": False, "error": "service_unavailable"})
+                    if stub.history_error:
+                        return self._reply(200, {"ok": False, "error": stub.history_error})
                     oldest = float(params.get("oldest", 0))
                     start = int(params.get("cursor") or 0)
                     limit = int(params.get("limit") or 100)
@@ -111,7 +119,7 @@ class SlackStub:
                     self._reply(200, {"ok": True, "messages": page, "has_more": more,
                                       "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
                 elif path.endswith("/conversations.list"):
-                    self._reply(200, {"ok": True, "channels": [{"id": CHANNEL_ID, "name": "apt-energy-alerts"}]})
+                    self._reply(200, {"ok": True, "channels": list(stub.channels)})
                 else:
                     self._reply(404, {"ok": False, "error": "unknown_method"})
 
@@ -121,6 +129,10 @@ class SlackStub:
                 stub._record(url.path, body)
                 if "/conversations." in url.path:
                     return self._conversations(url.path, body)
+                if url.path.endswith("/chat.update"):
+                    return self._reply(200, stub._update(body))
+                if url.path.endswith("/apps.connections.open"):
+                    return self._reply(200, stub._open_connection(self.headers.get("Authorization") or ""))
                 with stub.lock:
                     scripted = stub.script.popleft() if stub.script else None
                 if url.path.endswith("/chat.postMessage"):
@@ -167,6 +179,25 @@ class SlackStub:
             self.messages.append({"type": "message", "ts": ts, "text": body.get("text"),
                                   "blocks": body.get("blocks"), "metadata": metadata})
         return ts
+
+    def _update(self, body: dict[str, Any]) -> dict[str, Any]:
+        blocks = body.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        with self.lock:
+            self.updates.append({**body, "blocks": blocks})
+            for m in self.messages:
+                if m["ts"] == body.get("ts"):
+                    m["text"], m["blocks"] = body.get("text"), blocks
+                    return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
+        return {"ok": False, "error": "message_not_found"}
+
+    def _open_connection(self, authorization: str) -> dict[str, Any]:
+        """``apps.connections.open``: a Socket Mode URL for an app-level token (see :class:`SocketModeStub`)."""
+        socket_mode = self.socket_mode
+        if socket_mode is None or not authorization.startswith("Bearer xapp-"):
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, "url": socket_mode.url}
 
     @property
     def base_url(self) -> str:
