@@ -127,7 +127,8 @@ def forecast_panel(fit: PanelFit, h: int) -> list[Forecast]:
 def fitted_panel(fit: PanelFit, t: int) -> np.ndarray:
     """In-sample fitted means (series × the ``t`` months of the history)."""
     moy = (fit.end - t + 1 + np.arange(t)) % M
-    return np.exp(fit.level[:, None] + fit.season[moy][None, :]) * fit.mean_ratio[moy][None, :]
+    fitted: np.ndarray = np.exp(fit.level[:, None] + fit.season[moy][None, :]) * fit.mean_ratio[moy][None, :]
+    return fitted
 
 
 def aggregate_interval(actual: np.ndarray, fitted: np.ndarray, point: np.ndarray) -> Forecast:
