@@ -2,7 +2,10 @@
 
 Series are households, buildings (sum of their households) and the complex (sum of all), per energy
 type. The driver reads monthly usage from PostgreSQL, Spark fits and forecasts (or backtests) every
-series in parallel, the driver writes the results back. Fitting is pure numpy (forecast/models.py).
+series in parallel, the driver writes the results back. Fitting is pure numpy (forecast/models.py,
+forecast/pooled.py). The per-series baselines (snaive, ETS) run over buckets of series; the pooled model
+learns across households, so it runs over each energy type's household panel and reconciles the
+buildings and the complex bottom-up in the same task.
 """
 
 from __future__ import annotations
