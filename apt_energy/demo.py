@@ -204,7 +204,8 @@ def bills_and_next_month(settings: Settings, args: argparse.Namespace) -> float:
               f"in {time.monotonic() - billing_began:.0f} s")
         print(f"\nBills {last:%Y-%m} (KRW; `apt-energy bills show --household ID` for a statement)")
         print("\n".join(bills.summary_lines(conn, last)) or "no bills (no tariff in force that month)")
-        print(f"\nForecast for next month, {after:%Y-%m} (ETS, complex total)")
+        print(f"\nForecast for next month, {after:%Y-%m} (pooled model; the complex total is the sum of what each "
+              "household is told)")
         print("\n".join(job.summary_lines(conn, after)) or "no forecast (too short a history)")
     return took
 

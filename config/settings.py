@@ -217,7 +217,7 @@ class ProjectionRule:
     from_tier: int = 3                 # lowest tier worth a warning (2 = 200/300 kWh, 3 = 400/450 kWh)
     thresholds: dict[str, float] = field(default_factory=dict)   # energy key → month-total line
     min_days: float = 3.0              # project only once this many days of the month have data
-    model: str = "ets"                 # usage_forecasts.model to project with
+    model: str = "pooled"              # usage_forecasts.model to project with (forecast/pooled.py)
 
     def __post_init__(self) -> None:
         _require(2 <= self.from_tier <= 3, "from_tier", "2 or 3", self.from_tier)

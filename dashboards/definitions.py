@@ -101,9 +101,10 @@ def interval_overrides() -> tuple[JSON, ...]:
 
 def forecast_vs_actual(sql: Sql, key: str, e: EnergyType, *, level: str, series: str, actual_from: str,
                        actual_where: str, title: str, description: str) -> Panel:
-    """Monthly actual usage beside the latest issue of the ETS forecast for each month, with its 80 % and
-    95 % intervals. ``series``: SQL for the forecast series id; ``actual_from``/``actual_where``: the
-    usage to sum (``u`` is energy_usage)."""
+    """Monthly actual usage beside the latest issue of the pooled forecast for each month (what each
+    household is told; it sums to the building's and the complex's), with its 80 % and 95 % intervals.
+    ``series``: SQL for the forecast series id; ``actual_from``/``actual_where``: the usage to sum
+    (``u`` is energy_usage)."""
     return Panel(
         "timeseries", title, unit=grafana_unit(e.unit), width=8, description=description,
         custom={"drawStyle": "line", "showPoints": "always", "pointSize": 4, "spanNulls": False},
@@ -111,7 +112,7 @@ def forecast_vs_actual(sql: Sql, key: str, e: EnergyType, *, level: str, series:
 WITH f AS (
     SELECT DISTINCT ON (f.target_month) f.target_month AS month, f.point, f.lo80, f.hi80, f.lo95, f.hi95
     FROM usage_forecasts f
-    WHERE f.level = '{level}' AND f.series_id = ({series}) AND f.energy_type = '{key}' AND f.model = 'ets'
+    WHERE f.level = '{level}' AND f.series_id = ({series}) AND f.energy_type = '{key}' AND f.model = 'pooled'
       AND {sql.months_in_range('f.target_month')}
     ORDER BY f.target_month, f.issued_at DESC),
 a AS (
@@ -196,7 +197,7 @@ GROUP BY b.building_number ORDER BY b.building_number""")),
             *(forecast_vs_actual(
                 sql, key, e, level="complex", series=f"'{settings.complex.id}'", actual_from="FROM energy_usage u",
                 actual_where="true", title=f"{label(e)} — complex forecast vs actual ({e.unit})",
-                description="All households' monthly total (green) and the latest ETS forecast issued for each "
+                description="All households' monthly total (green) and the latest pooled forecast issued for each "
                             "month (dashed), shaded with its 80 % and 95 % intervals (apt-energy forecast run).")
               for key, e in settings.energy.items()),
             Panel("timeseries", "Households by electricity tier / 누진 단계별 세대", unit="short", width=12,
@@ -322,7 +323,7 @@ ORDER BY 1""", "time_series")))
         actual_from="FROM energy_usage u JOIN households h ON h.id = u.household_id "
                     "JOIN buildings b ON b.id = h.building_id",
         title=f"{label(e)} — forecast vs actual ({e.unit})",
-        description="This flat's monthly usage (green) and the latest ETS forecast issued for each month "
+        description="This flat's monthly usage (green) and the latest pooled forecast issued for each month "
                     "(dashed), shaded with its 80 % and 95 % intervals.")
         for key, e in energies)
     energy_label = "CASE " + " ".join(f"WHEN x.energy_type = '{k}' THEN '{label(e)}'" for k, e in energies) + " END"

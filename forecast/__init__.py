@@ -1,4 +1,5 @@
-"""Usage forecasts: imported history, seasonal models, rolling-origin backtests, the Spark job."""
+"""Usage forecasts: imported history, seasonal models (per series and pooled across households),
+rolling-origin backtests against the simulator's limit, the Spark job."""
 
 from __future__ import annotations
 

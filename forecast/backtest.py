@@ -36,6 +36,22 @@ def rolling_origin(y: np.ndarray, model: Model, *, windows: int = 12, horizon: i
     return out
 
 
+def limit_errors(y: np.ndarray, expected: np.ndarray, *, windows: int = 12, horizon: int = 3) -> list[Error]:
+    """The limit scored like a model, at the same origins as :func:`rolling_origin`: the forecast is the
+    month's expected value (the simulator's, without the month's noise and anomalies), which no model
+    can beat on average; it has no intervals (nan)."""
+    out = []
+    n = len(y)
+    nan = float("nan")
+    for origin in range(max(M + 2, n - horizon - windows + 1), n - horizon + 1):
+        train = y[:origin]
+        scale = float(np.mean(np.abs(train[M:] - train[:-M])))
+        for k in range(horizon):
+            out.append(Error(origin, k + 1, float(y[origin + k]), float(expected[origin + k]), nan, nan, nan, nan,
+                             scale))
+    return out
+
+
 class Metrics(NamedTuple):
     n: int
     mase: float
@@ -57,5 +73,13 @@ def metrics(errors: list[Error]) -> Metrics:
         mase=float(np.mean(np.abs(p - a)[ok] / scale[ok])) if ok.any() else float("nan"),
         smape=float(np.mean(np.where(denom > 0, 200 * np.abs(p - a) / np.where(denom > 0, denom, 1), 0))),
         bias_pct=float(100 * np.sum(p - a) / np.sum(a)) if np.sum(a) else float("nan"),
-        coverage80=float(100 * np.mean([e.lo80 <= e.actual <= e.hi80 for e in errors])),
-        coverage95=float(100 * np.mean([e.lo95 <= e.actual <= e.hi95 for e in errors])))
+        coverage80=_coverage([(e.lo80, e.actual, e.hi80) for e in errors]),
+        coverage95=_coverage([(e.lo95, e.actual, e.hi95) for e in errors]))
+
+
+def _coverage(bounds: list[tuple[float, float, float]]) -> float:
+    """% of actuals inside their interval; nan for a forecast without intervals (the limit)."""
+    b = np.array(bounds, dtype=float).reshape(-1, 3)
+    if np.isnan(b[:, 0]).all():
+        return float("nan")
+    return float(100 * np.mean((b[:, 0] <= b[:, 1]) & (b[:, 1] <= b[:, 2])))

@@ -22,10 +22,13 @@ from apt_energy.database.connection import connect
 from apt_energy.edge.profile import FleetModel
 from apt_energy.forecast import job
 from apt_energy.forecast.history import import_months
+from apt_energy.forecast.models import MAX_HORIZON
 from pyspark import StatusTracker
 from pyspark.sql import SparkSession
 
 from apt_energy.progress import StatusLine
+
+M_MIN_SIMULATED = 16   # the per-series models need > 13 months before the first origin
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,9 +44,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="run: forecast every series 1..--horizon months ahead into usage_forecasts. "
                                    "backtest: rolling origin, MASE (m=12) / sMAPE / bias / coverage per level.")
     f.add_argument("action", choices=["run", "backtest"])
-    f.add_argument("--horizon", type=int, default=3, help="months ahead (default 3)")
-    f.add_argument("--windows", type=int, default=12, help="backtest origins (default 12)")
+    f.add_argument("--horizon", type=bounded_int(1, MAX_HORIZON, "months ahead"), default=3,
+                   help=f"months ahead, 1..{MAX_HORIZON} (default 3)")
+    f.add_argument("--windows", type=bounded_int(1, 120, "backtest origins"), default=12,
+                   help="backtest origins (default 12)")
+    f.add_argument("--simulate", type=bounded_int(M_MIN_SIMULATED, 240, "simulated months"), metavar="MONTHS",
+                   help="backtest only: on MONTHS months simulated for the complex (edge/profile.py, no database "
+                        "read), e.g. 48; the limit row is scored whenever the history is simulated")
+    f.add_argument("--households", type=bounded_int(1, 100_000, "households"), metavar="N",
+                   help="with --simulate: only the first N households (measure on a subset first)")
     f.set_defaults(func=run_forecast_command)
+
+
+def bounded_int(low: int, high: int, what: str):  # type: ignore[no-untyped-def]
+    """An argparse type: an integer in [low, high], else one line naming the range (argparse prints it
+    as ``argument --flag: …`` and exits 2), before any Spark starts."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer from {low} to {high}, got {text!r}")
+        return value
+    return parse
 
 
 def month_starts(until: date, months: int) -> list[date]:
@@ -77,6 +101,29 @@ def history_totals(settings: Settings, households: Sequence[Household], *, until
     starts = month_starts(until, months)
     model = FleetModel(settings, households)
     return starts, simulated_totals(model, starts, interval_s), model
+
+
+def expected_months(settings: Settings, usage: pd.DataFrame) -> pd.DataFrame:
+    """``usage`` with the simulator's expected month per row (household factor × base × season,
+    edge/profile.py; no noise, no anomalies): the best forecast possible of simulated usage."""
+    by_id = {h.device_id: h for h in settings.complex.households()}
+    ids = [d for d in dict.fromkeys(usage["device_id"]) if d in by_id]
+    model = FleetModel(settings, [by_id[d] for d in ids])
+    factor = model.traits.factor[model.rows]                                   # (households, meters)
+    row = {d: i for i, d in enumerate(ids)}
+    meter = {m: k for k, m in enumerate(model.meters)}
+    base = {m: model.monthly_base(datetime(m.year, m.month, 1, tzinfo=model.tz)) for m in set(usage["month"])}
+    expected = [factor[row[d], meter[e]] * base[m][meter[e]] if d in row and e in meter else float("nan")
+                for d, e, m in zip(usage["device_id"], usage["energy_type"], usage["month"], strict=True)]
+    return usage.assign(expected=expected)
+
+
+def simulated_history(settings: Settings) -> bool:
+    """Whether the stored history is this configuration's simulation (the import's source names the
+    seed): only then does the limit row mean anything."""
+    with connect(settings) as conn:
+        sources = {r[0] for r in conn.execute("SELECT DISTINCT source FROM usage_imports").fetchall()}
+    return sources == {f"simulated-history seed={settings.simulation.seed}"}
 
 
 def history_frame(households: Sequence[Household], months: Sequence[date], totals: np.ndarray,
@@ -161,10 +208,26 @@ def issue_forecasts(settings: Settings, spark: SparkSession, series: pd.DataFram
     return fc
 
 
-def run_forecast_command(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def backtest_usage(settings: Settings, args: argparse.Namespace) -> pd.DataFrame:
+    """The backtest's usage: simulated in memory (``--simulate``) or read from the database, with the
+    expected month whenever the history is the simulator's."""
+    if args.simulate:
+        households = settings.complex.households()[:args.households]
+        starts, totals, model = history_totals(settings, households, until=date(2024, 1, 1), months=args.simulate,
+                                               interval_s=86400)
+        return expected_months(settings, history_frame(households, starts, totals, model))
     with connect(settings) as conn:
         usage = job.read_usage(conn)
+    return expected_months(settings, usage) if simulated_history(settings) else usage
+
+
+def run_forecast_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.action == "backtest":
+        usage = backtest_usage(settings, args)
+    else:
+        with connect(settings) as conn:
+            usage = job.read_usage(conn)
     series = job.series_frame(usage, settings.complex.id)
     print(f"forecast: {series.groupby(job.KEYS).ngroups} series, {usage['month'].nunique()} months; starting Spark …",
           flush=True)
@@ -173,7 +236,7 @@ def run_forecast_command(args: argparse.Namespace) -> int:
         if args.action == "run":
             fc = issue_forecasts(settings, spark, series, horizon=args.horizon)
             print(f"usage_forecasts: {len(fc)} rows")
-            cx = fc[(fc["level"] == "complex") & (fc["model"] == "ets")]
+            cx = fc[(fc["level"] == "complex") & (fc["model"] == job.POOLED)]
             for r in cx.sort_values(["energy_type", "horizon"]).itertuples(index=False):
                 print(f"  complex {r.energy_type:<11} {r.target_month:%Y-%m} {r.point:,.0f} "
                       f"(80% {r.lo80:,.0f}–{r.hi80:,.0f}, 95% {r.lo95:,.0f}–{r.hi95:,.0f})")
@@ -181,9 +244,10 @@ def run_forecast_command(args: argparse.Namespace) -> int:
         what = f"backtest {args.windows} windows × {series.groupby(job.KEYS).ngroups} series"
         with SparkProgress(spark.sparkContext.statusTracker(), what):
             table = job.run_backtest(spark, series, windows=args.windows, horizon=args.horizon)
-        with connect(settings) as conn:
-            job.store_backtest(conn, table)
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if not args.simulate:
+            with connect(settings) as conn:
+                job.store_backtest(conn, table)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"))
         return 0
     finally:
         spark.stop()

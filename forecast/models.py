@@ -13,8 +13,12 @@ from typing import Literal
 
 import numpy as np
 
-Model = Literal["snaive", "ets"]
+Model = Literal["snaive", "ets", "pooled"]
 M = 12
+# Forecasts are issued for at most one seasonal cycle ahead: beyond it ETS would reuse its seasonal
+# states with no added variance and the pooled model's intervals were never backtested (h = 1..3
+# backtested, the demo issues up to 12); usage_forecasts.horizon has the same bound.
+MAX_HORIZON = 12
 Z80, Z95 = 1.2815515655446004, 1.959963984540054
 _ALPHAS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5)
 _GAMMAS = (0.01, 0.05, 0.1, 0.2)
@@ -74,5 +78,8 @@ def ets(y: np.ndarray, h: int) -> Forecast:
 
 
 def fit_forecast(model: Model, y: np.ndarray, h: int) -> Forecast:
-    """Forecast ``h`` months after the monthly series ``y`` with ``model``."""
+    """Forecast ``h`` months after the monthly series ``y`` with a per-series ``model`` (the pooled
+    model fits a panel of series: forecast/pooled.py)."""
+    if model == "pooled":
+        raise ValueError("the pooled model fits a panel of households, not one series (forecast.pooled)")
     return seasonal_naive(y, h) if model == "snaive" else ets(y, h)

@@ -56,3 +56,21 @@ def test_demo_ends_with_bills_and_next_months_forecast(demo_run: DemoRun) -> Non
                               "WHERE level = 'household'").fetchone()
     assert imported == (36,)
     assert issued is not None and issued[0].isoformat() == "2024-01-01" and issued[1] == 2  # before and after
+
+
+def test_the_demos_complex_forecast_is_the_sum_of_what_each_flat_is_told(demo_run: DemoRun) -> None:
+    # the last screen prints the latest pooled complex forecast; the projection alert and projected bills
+    # read the latest pooled household forecasts (rules.projection.model): one reconciled issue
+    assert demo_run.result.returncode == 0, demo_run.result.stdout[-3000:]
+    with connect(demo_run.settings) as conn:
+        rows = conn.execute(
+            """WITH latest AS (
+                 SELECT DISTINCT ON (level, series_id, energy_type) level, energy_type, point
+                 FROM usage_forecasts WHERE model = %s AND target_month = '2024-03-01'
+                 ORDER BY level, series_id, energy_type, issued_at DESC)
+               SELECT energy_type, sum(point) FILTER (WHERE level = 'household'),
+                      count(*) FILTER (WHERE level = 'household'), sum(point) FILTER (WHERE level = 'complex')
+               FROM latest GROUP BY energy_type ORDER BY 1""", (demo_run.settings.rules.projection.model,)).fetchall()
+    assert [r[0] for r in rows] == ["electricity", "heating", "water"]
+    for _, households, n, complex_total in rows:
+        assert n == 20 and complex_total == pytest.approx(households, rel=1e-12)

@@ -222,6 +222,6 @@ def test_each_building_has_its_unit_type_and_contract_area() -> None:
 
 def test_projection_rule_is_typed_with_defaults_and_refuses_a_bad_tier() -> None:
     rule = config.load(environ={}).rules.projection
-    assert (rule.tiers, rule.from_tier, rule.model, rule.thresholds) == (True, 3, "ets", {"heating": 1200.0})
+    assert (rule.tiers, rule.from_tier, rule.model, rule.thresholds) == (True, 3, "pooled", {"heating": 1200.0})
     with pytest.raises(ValueError, match="from_tier"):
         ProjectionRule(from_tier=4)

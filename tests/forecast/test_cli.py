@@ -47,3 +47,22 @@ def test_history_frame_gives_the_forecast_job_every_household_month_and_meter() 
     series = job.series_frame(frame, "t")
     assert set(series["level"]) == {"household", "building", "complex"}
     assert np.isclose(series[series["level"] == "complex"]["amount"].sum(), frame["amount"].sum())
+
+
+def test_expected_month_is_the_households_factor_times_base_times_season() -> None:
+    from apt_energy.edge.profile import FleetModel
+    from apt_energy.forecast.cli import expected_months
+
+    settings = config.load(environ={})
+    households = settings.complex.households()[:4]
+    months, totals, model = history_totals(settings, households, until=date(2024, 1, 1), months=12, interval_s=86400)
+    frame = expected_months(settings, history_frame(households, months, totals, model))
+    sim = settings.simulation.meters["heating"]
+    factor = FleetModel(settings, households).traits.factor[:4, model.meters.index("heating")]
+    heat = frame[frame["energy_type"] == "heating"]
+    for j, h in enumerate(households):
+        mine = heat[heat["device_id"] == h.device_id].sort_values("month")
+        want = factor[j] * sim.base_per_month * np.asarray(sim.season)
+        assert np.allclose(mine["expected"], want)
+        # the simulated months scatter around it (monthly noise ~6 %, an over-use month now and then)
+        assert np.median(mine["amount"].to_numpy() / want) == pytest.approx(1.0, abs=0.05)

@@ -130,8 +130,8 @@ def test_a_projected_tier_3_month_alerts_once_per_household_month(settings: Sett
             conn.execute(
                 """INSERT INTO usage_forecasts (level, series_id, energy_type, target_month, model, horizon, point,
                                                 lo80, hi80, lo95, hi95, issued_at)
-                   VALUES ('household', %s, 'electricity', '2024-03-01', 'ets', 2, %s, 0, 0, 0, 0, %s)""",
-                (h.device_id, point, issued))
+                   VALUES ('household', %s, 'electricity', '2024-03-01', %s, 2, %s, 0, 0, 0, 0, %s)""",
+                (h.device_id, settings.rules.projection.model, point, issued))
         conn.commit()
 
     def daily(first: int, days: int) -> list[Reading]:
