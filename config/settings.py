@@ -341,9 +341,15 @@ class PostgresSettings:
     writer_user: str = "apt_writer"
     reader_user: str = "apt_reader"
     reader_statement_timeout_s: int = 10
+    reader_idle_in_transaction_timeout_s: int = 30
+    reader_connection_limit: int = 20
+    writer_connection_limit: int = 150
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", "an integer 1-65535", self.port)
+        for key in ("reader_statement_timeout_s", "reader_idle_in_transaction_timeout_s", "reader_connection_limit",
+                    "writer_connection_limit"):
+            _require(getattr(self, key) >= 1, key, "an integer ≥ 1", getattr(self, key))
 
 
 @dataclass(frozen=True)

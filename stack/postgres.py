@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 from apt_energy.config import Settings
 from apt_energy.database import roles
-from apt_energy.database.roles import ensure_role, harden_database
+from apt_energy.database.roles import close_maintenance_databases, ensure_role, harden_database, limit_roles
 from apt_energy.stack.process import port_open, read_pid, require_binary, wait_until
 from apt_energy.stack.secrets import ADMIN_USER, admin_password
 from apt_energy.stack.service import ServiceStatus
@@ -27,6 +27,8 @@ from apt_energy.stack.service import ServiceStatus
 from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 200  # the roles' connection limits are checked against it (database/roles.py)
 
 
 def pg_bindir() -> Path:
@@ -75,7 +77,7 @@ class Postgres:
                                  "to a free port")
             self._chown(self.log_file, touch=True)
             opts = (f"-c port={pg.port} -c listen_addresses={pg.host} -c unix_socket_directories='' "
-                    "-c fsync=on -c synchronous_commit=on -c max_connections=200 "
+                    f"-c fsync=on -c synchronous_commit=on -c max_connections={MAX_CONNECTIONS} "
                     "-c shared_buffers=256MB -c wal_level=minimal -c max_wal_senders=0")
             result = self._run([str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file),
                                 "-o", opts, "-w", "-t", "60", "start"])
@@ -220,7 +222,9 @@ def provision(settings: Settings) -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg.database,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(cfg.database), sql.Identifier(cfg.owner_user)))
-        # The maintenance database is the superuser's alone (PUBLIC may connect to it by default).
-        conn.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+        limit_roles(conn, roles(settings), max_connections=MAX_CONNECTIONS)
+    # The maintenance databases are the superuser's alone (PUBLIC may connect to both by default).
+    with admin_connect(settings, dbname="template1") as conn:
+        close_maintenance_databases(conn)
     with admin_connect(settings, dbname=cfg.database) as conn:
         harden_database(conn, cfg.database, roles(settings))
