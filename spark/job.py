@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2
+from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2, spark_driver_network
 from apt_energy.database import conninfo
 from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions
 from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager, RecordCheck, stream_id
@@ -48,7 +48,10 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     java = JIT_OPTIONS[settings.spark.jit]
     driver_java = f"{java} -Dlog4j2.configurationFile={SPARK_QUIET_LOG4J2}" if quiet else java
-    spark = (SparkSession.builder.master(settings.spark.master).appName(app)
+    builder = SparkSession.builder
+    for key, value in spark_driver_network(settings.spark.driver_host).items():
+        builder = builder.config(key, value)
+    spark = (builder.master(settings.spark.master).appName(app)
              .config("spark.driver.extraJavaOptions", driver_java.strip())
              .config("spark.executor.extraJavaOptions", java)
              .config("spark.jars", ",".join(str(j) for j in jars))
