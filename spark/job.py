@@ -67,6 +67,13 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
     return spark
 
 
+def private_checkpoints(directory: Path) -> None:
+    """The checkpoints (Kafka offsets, the batches' state) are this user's only: 0700, whatever the
+    umask, so the files Spark writes inside under the process's umask are out of other users' reach."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
+
+
 def sink_options(settings: Settings) -> SinkOptions:
     """The sink's options, from the settings."""
     return SinkOptions(timezone=settings.complex.timezone, rules=settings.rules,
@@ -191,6 +198,7 @@ class StreamJob:
     def start(self) -> None:
         s = self.settings
         trigger = f"{s.spark.trigger_s} seconds"
+        private_checkpoints(self.checkpoint_dir)
         self.queries.append(
             self._readings_output(self._kafka(s.kafka.readings_topic)).writeStream.queryName("readings")
             .foreachBatch(self._readings_batch)
