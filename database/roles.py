@@ -30,6 +30,7 @@ as libpq's ``PQencryptPasswordConn`` does) and only the verifier reaches the ser
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -173,10 +174,30 @@ def revoke_restricted_functions(admin: psycopg.Connection, roles: Roles | None =
         admin.execute(sql.SQL(f"REVOKE EXECUTE ON FUNCTION {fn} FROM {{}}").format(grantees))
 
 
-def limit_roles(admin: psycopg.Connection, roles: Roles, *, max_connections: int) -> None:
-    """As the superuser, cluster-wide: each role's connection limit (changing it needs CREATEROLE, which
-    neither has), and the reader's timeouts for every database, after dropping what it set on itself."""
+def server_connection_slots(admin: psycopg.Connection) -> int:
+    """``max_connections`` of the server ``admin`` is connected to (the native stack's, or compose's image
+    default)."""
+    (value,) = admin.execute("SHOW max_connections").fetchone()  # type: ignore[misc]
+    return int(value)
+
+
+def fitted(roles: Roles, max_connections: int) -> Roles:
+    """``roles`` with the writer's limit lowered, if need be, so that the reader's and the writer's limits
+    leave the owner's and the superuser's slots free on a server with ``max_connections``."""
+    room = max_connections - roles.reader_connection_limit - OWNER_RESERVE - SUPERUSER_RESERVED
+    if room < roles.writer_connection_limit:
+        logger.warning("writer connection limit lowered from %d to %d to fit max_connections=%d",
+                       roles.writer_connection_limit, room, max_connections)
+        roles = dataclasses.replace(roles, writer_connection_limit=room)
     connection_budget(roles, max_connections)
+    return roles
+
+
+def limit_roles(admin: psycopg.Connection, roles: Roles, *, max_connections: int | None = None) -> None:
+    """As the superuser, cluster-wide: each role's connection limit (changing it needs CREATEROLE, which
+    neither has) within the server's ``max_connections`` (:func:`fitted`), and the reader's timeouts for
+    every database, after dropping what it set on itself."""
+    roles = fitted(roles, server_connection_slots(admin) if max_connections is None else max_connections)
     writer, reader = sql.Identifier(roles.writer), sql.Identifier(roles.reader)
     admin.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(
         reader, sql.Literal(roles.reader_connection_limit)))

@@ -229,7 +229,7 @@ def provision(settings: Settings) -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg.database,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(cfg.database), sql.Identifier(cfg.owner_user)))
-        limit_roles(conn, roles(settings), max_connections=MAX_CONNECTIONS)
+        limit_roles(conn, roles(settings))  # within the server's max_connections (compose's may be lower)
     # The maintenance databases are the superuser's alone (PUBLIC may connect to both by default).
     with admin_connect(settings, dbname="template1") as conn:
         close_maintenance_databases(conn)
