@@ -115,7 +115,15 @@ class Mosquitto:
             # broker: restart it with the rights the settings give now.
             logger.warning("mosquitto runs with other rights than the settings give (stale test grants?); "
                            "restarting it")
+            stale = self.granted_test_roots() - {self.settings.mqtt.test_prefix_root}
             self.down()
+            self._start()
+            for root in sorted(stale):  # what the killed run left retained under its test prefixes
+                clear_retained(self.settings, f"{root}/#")
+            return
+        self._start()
+
+    def _start(self) -> None:
         binary = require_binary("mosquitto", package="mosquitto", candidates=["/usr/sbin/mosquitto"])
         host, port = self.settings.mqtt.host, self.settings.mqtt.port
         if port_open(host, port):
@@ -174,6 +182,18 @@ class Mosquitto:
                            for c in clients) if isinstance(clients, list) else None)
 
         return rights(running) == rights(wanted)
+
+    def granted_test_roots(self) -> set[str]:
+        """The test prefix roots (``<root>/+/…``) the running broker's identities grant the bridge."""
+        import json
+
+        try:
+            data = json.loads((self.dir / "identities.json").read_text())
+        except (OSError, ValueError):
+            return set()
+        return {acl["topic"][:-len("/+/#")] for role in data.get("roles", []) if role.get("rolename") == "bridge"
+                for acl in role.get("acls", []) if acl.get("topic", "").endswith("/+/#")
+                and not acl["topic"].startswith("$share/")}
 
     def grants_prefix_root(self, root: str) -> bool:
         """Whether the running broker's identities grant the test prefix root (``mqtt.test_prefix_root``)."""

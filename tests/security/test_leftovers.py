@@ -12,7 +12,7 @@ import pytest
 from apt_energy.config import Settings
 from apt_energy.stack import NativeStack
 from apt_energy.stack.kafka import dangling_acl_topics, ensure_acls, prune_acls
-from apt_energy.stack.mosquitto import Mosquitto
+from apt_energy.stack.mosquitto import Mosquitto, clear_retained
 
 from apt_energy.topics import device_base
 from tests.conftest import _SESSION_DATABASES, create_database, delete_topics, drop_databases
@@ -56,6 +56,23 @@ def test_the_broker_grants_test_prefixes_only_while_the_tests_run(native_stack: 
         native_stack.mosquitto.up()
         os.environ["APT_ENERGY_MQTT_TEST_PREFIX_ROOT"] = root
     assert publish(as_device(settings, me), test_topic) < 0x80
+
+
+def test_stack_up_after_a_killed_session_withdraws_its_grants_and_retained_messages(native_stack: NativeStack) -> None:
+    settings = native_stack.settings
+    me = settings.complex.households()[0]
+    test_topic = f"{device_base(f'{settings.mqtt.test_prefix_root}/t{uuid.uuid4().hex[:8]}', me)}/status"
+    device = as_device(settings, me)
+    info = device.client.publish(test_topic, b"offline", qos=1, retain=True)  # as a killed session leaves it
+    device.wait(lambda: info.mid in device.acks)
+    plain = dataclasses.replace(settings, mqtt=dataclasses.replace(settings.mqtt, test_prefix_root=""))
+    try:
+        Mosquitto(plain).up()  # what `apt-energy stack up` does with the user's settings
+        assert Mosquitto(plain).rights_current()
+        assert publish(as_device(settings, me), test_topic) == NOT_AUTHORIZED
+        assert clear_retained(plain, test_topic, settle_s=0.5) == 0  # already gone
+    finally:
+        native_stack.mosquitto.up()
 
 
 def _with_topics(settings: Settings, names: list[str]) -> Settings:
