@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 
@@ -18,15 +19,44 @@ TEST_PREFIX_ROOT = "test"
 
 
 def stack_settings() -> Settings:
+    """The stack, its broker granting the test prefix root for this run only: at exit (also after an
+    error) :func:`leave_as_found` takes the grants, databases, topics and ACLs the run made away."""
     ensure_dotenv()
     os.environ["APT_ENERGY_MQTT_TEST_PREFIX_ROOT"] = TEST_PREFIX_ROOT
     settings = config.load()
     stack = NativeStack(settings)
-    stack.up()
-    if not stack.mosquitto.grants_prefix_root(TEST_PREFIX_ROOT):
-        stack.mosquitto.down()
-        stack.mosquitto.up()
+    stack.up()  # restarts a running broker with the test grants unless it has them
+    atexit.register(leave_as_found, stack)
     return settings
+
+
+BENCH_DATABASES = "bench\\_%"   # LIKE pattern: bench_spark's bench_<tag>
+BENCH_TOPICS = "bench."          # every benchmark's Kafka topics start so
+
+
+def leave_as_found(stack: NativeStack) -> None:
+    """What benchmarks made on the user's stack removed: ``bench_*`` databases, ``bench.*`` topics and
+    their ACLs, retained test messages, and the broker's test grants."""
+    from apt_energy.stack.kafka import delete_topic_acls, prune_acls
+    from confluent_kafka.admin import AdminClient
+    from psycopg import sql
+
+    from apt_energy.kafka import kafka_client
+
+    with stack.postgres.admin_connect() as admin:
+        names = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                             (BENCH_DATABASES,)).fetchall()]
+        for name in names:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    kafka = AdminClient(kafka_client(stack.settings, "admin").config())
+    topics = [t for t in kafka.list_topics(timeout=10).topics if t.startswith(BENCH_TOPICS)]
+    for future in (kafka.delete_topics(topics) if topics else {}).values():
+        future.result(timeout=30)
+    delete_topic_acls(stack.settings, topics)
+    prune_acls(stack.settings)
+    stack.withdraw_test_grants()
+    os.environ.pop("APT_ENERGY_MQTT_TEST_PREFIX_ROOT", None)
+    print(f"\nbench: removed databases={len(names)} topics={len(topics)} and the broker's test grants")
 
 
 def mosquitto_client_env(settings: Settings, role: MqttRole, directory: Path) -> dict[str, str]:

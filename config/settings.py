@@ -31,6 +31,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent
 # log4j2 for a Spark driver whose log goes to the user's terminal (the forecast job, benchmarks): errors only
 SPARK_QUIET_LOG4J2 = DEFAULT_CONFIG_DIR / "spark-log4j2.properties"
+
+
+def spark_driver_network(host: str) -> dict[str, str]:
+    """Where a Spark driver (the stream job's, the forecast's) listens: its RPC endpoint and its block
+    manager bind ``host`` only (``spark.driver.bindAddress``; by default Spark binds every interface,
+    unauthenticated) and executors reach it there (``spark.driver.host``). ``spark.driver_host``:
+    loopback unless a cluster on other machines needs the driver on a LAN address."""
+    return {"spark.driver.bindAddress": host, "spark.driver.host": host}
 CONFIG_FILES = ("complex.yaml", "pipeline.yaml", "messages.yaml")
 
 
@@ -361,9 +369,15 @@ class PostgresSettings:
     writer_user: str = "apt_writer"
     reader_user: str = "apt_reader"
     reader_statement_timeout_s: int = 10
+    reader_idle_in_transaction_timeout_s: int = 30
+    reader_connection_limit: int = 20
+    writer_connection_limit: int = 150
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", "an integer 1-65535", self.port)
+        for key in ("reader_statement_timeout_s", "reader_idle_in_transaction_timeout_s", "reader_connection_limit",
+                    "writer_connection_limit"):
+            _require(getattr(self, key) >= 1, key, "an integer ≥ 1", getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -397,6 +411,7 @@ class SparkSettings:
     max_future_s: int = 3600
     max_past_days: int = 3650
     jit: str = "quick"     # quick: the JVM's C1 compiler only; full: C1 then C2 (see JIT_OPTIONS)
+    driver_host: str = "127.0.0.1"   # the drivers' listening address (spark_driver_network)
 
     def __post_init__(self) -> None:
         _require(self.trigger_s > 0, "trigger_s", "a number of seconds > 0", self.trigger_s)

@@ -16,7 +16,10 @@ Role = Literal["owner", "writer", "reader"]
 def roles(settings: Settings) -> Roles:
     pg = settings.postgres
     return Roles(owner=pg.owner_user, writer=pg.writer_user, reader=pg.reader_user,
-                 reader_statement_timeout_s=pg.reader_statement_timeout_s)
+                 reader_statement_timeout_s=pg.reader_statement_timeout_s,
+                 reader_idle_in_transaction_timeout_s=pg.reader_idle_in_transaction_timeout_s,
+                 reader_connection_limit=pg.reader_connection_limit,
+                 writer_connection_limit=pg.writer_connection_limit)
 
 
 def conninfo(settings: Settings, *, role: Role = "writer", dbname: str | None = None) -> str:

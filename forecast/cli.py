@@ -194,7 +194,8 @@ class SparkProgress:
 
 def forecast_spark(settings: Settings) -> SparkSession:
     """The batch job's local Spark (a partition per ~100 series is enough to show progress)."""
-    return job.build_session(settings.spark.master, shuffle_partitions=max(settings.spark.shuffle_partitions, 16))
+    return job.build_session(settings.spark.master, shuffle_partitions=max(settings.spark.shuffle_partitions, 16),
+                             driver_host=settings.spark.driver_host)
 
 
 def issue_forecasts(settings: Settings, spark: SparkSession, series: pd.DataFrame, *, horizon: int,

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 import psycopg
-from apt_energy.config.settings import SPARK_QUIET_LOG4J2
+from apt_energy.config.settings import SPARK_QUIET_LOG4J2, spark_driver_network
 from apt_energy.forecast.backtest import Error, limit_errors, metrics, rolling_origin
 from apt_energy.forecast.models import Forecast, M, Model, fit_forecast
 from apt_energy.forecast.pooled import Hierarchy, forecast_hierarchy
@@ -38,13 +38,16 @@ BACKTEST_SCHEMA = ("level string, series_id string, energy_type string, model st
                    "actual double, point double, lo80 double, hi80 double, lo95 double, hi95 double, scale double")
 
 
-def build_session(master: str, *, shuffle_partitions: int = 4) -> SparkSession:
+def build_session(master: str, *, shuffle_partitions: int = 4, driver_host: str = "127.0.0.1") -> SparkSession:
     """A local SparkSession for the batch job (no connector jars needed). Workers run this interpreter,
-    which has pandas and pyarrow (the system python may not)."""
+    which has pandas and pyarrow (the system python may not). The driver listens on ``driver_host`` only."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else a warning about the host's loopback name
-    return (SparkSession.builder.master(master).appName("apt-energy-forecast")
+    builder = SparkSession.builder
+    for key, value in spark_driver_network(driver_host).items():
+        builder = builder.config(key, value)
+    return (builder.master(master).appName("apt-energy-forecast")
             .config("spark.pyspark.python", sys.executable)
             # the driver runs in this process: its log goes to the user's terminal, so only errors
             .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={SPARK_QUIET_LOG4J2}")

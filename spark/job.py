@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2
+from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2, spark_driver_network
 from apt_energy.database import conninfo
 from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions
 from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager, RecordCheck, stream_id
@@ -48,7 +48,10 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     java = JIT_OPTIONS[settings.spark.jit]
     driver_java = f"{java} -Dlog4j2.configurationFile={SPARK_QUIET_LOG4J2}" if quiet else java
-    spark = (SparkSession.builder.master(settings.spark.master).appName(app)
+    builder = SparkSession.builder
+    for key, value in spark_driver_network(settings.spark.driver_host).items():
+        builder = builder.config(key, value)
+    spark = (builder.master(settings.spark.master).appName(app)
              .config("spark.driver.extraJavaOptions", driver_java.strip())
              .config("spark.executor.extraJavaOptions", java)
              .config("spark.jars", ",".join(str(j) for j in jars))
@@ -62,6 +65,13 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR" if quiet else "WARN")
     return spark
+
+
+def private_checkpoints(directory: Path) -> None:
+    """The checkpoints (Kafka offsets, the batches' state) are this user's only: 0700, whatever the
+    umask, so the files Spark writes inside under the process's umask are out of other users' reach."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
 
 
 def sink_options(settings: Settings) -> SinkOptions:
@@ -188,6 +198,7 @@ class StreamJob:
     def start(self) -> None:
         s = self.settings
         trigger = f"{s.spark.trigger_s} seconds"
+        private_checkpoints(self.checkpoint_dir)
         self.queries.append(
             self._readings_output(self._kafka(s.kafka.readings_topic)).writeStream.queryName("readings")
             .foreachBatch(self._readings_batch)

@@ -3,7 +3,8 @@ dynamic-security plugin (the file it reads at start).
 
 - a **device** logs in as its device id with its own password, must use its device id as client id (so
   no gateway can take over another's session), may publish only its own household's ``status``, ``meta``
-  and ``<meter>/reading`` topics and subscribe only to its own ``cmd``;
+  and ``<meter>/reading`` topics — each configured meter by name, never a wildcard, so a device cannot
+  make the broker keep retained topics under invented meter names — and subscribe only to its own ``cmd``;
 - the **bridge** reads everything under the prefix and writes nothing;
 - the **operator** (MQTT Explorer) reads everything and writes only ``cmd`` topics;
 - the **admin** may do anything (tests and fault drills inject hostile traffic as it).
@@ -46,18 +47,23 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
     return {"acltype": acltype, "topic": topic, "priority": 0, "allow": True}
 
 
-def device_role(household_topic: str) -> list[dict[str, Any]]:
-    """``household_topic`` is ``<prefix>/<complex>/<bb>/<door>``."""
+def device_role(household_topic: str, meters: Iterable[str]) -> list[dict[str, Any]]:
+    """``household_topic`` is ``<prefix>/<complex>/<bb>/<door>``; ``meters`` the scheme's meter names
+    (the energy keys of the settings)."""
     return [_acl("publishClientSend", f"{household_topic}/status"),
             _acl("publishClientSend", f"{household_topic}/meta"),
-            _acl("publishClientSend", f"{household_topic}/+/reading"),
+            *(_acl("publishClientSend", f"{household_topic}/{meter}/reading") for meter in meters),
             _acl("subscribePattern", f"{household_topic}/cmd")]
 
 
 def render(*, prefix: str, devices: Iterable[tuple[str, str, Secret]], bridge: BrokerUser,
-           operator: BrokerUser, admin: BrokerUser, test_prefix_root: str = "") -> str:
-    """The plugin's JSON: ``devices`` are (device id, household topic, password). With a
-    ``test_prefix_root``, every role's rights are repeated under ``<root>/+/…`` (tests only)."""
+           operator: BrokerUser, admin: BrokerUser, meters: Iterable[str], test_prefix_root: str = "") -> str:
+    """The plugin's JSON: ``devices`` are (device id, household topic, password), each allowed the
+    readings of ``meters`` only. With a ``test_prefix_root``, every role's rights are repeated under
+    ``<root>/+/…`` (tests only)."""
+    meters = tuple(meters)
+    if not meters or any(not m or set(m) & set("+#/") for m in meters):
+        raise ValueError(f"meter names must be plain topic levels, got {meters!r}")
     prefixes = [prefix] + ([f"{test_prefix_root}/+"] if test_prefix_root else [])
     roles: list[dict[str, Any]] = [
         # Mosquitto checks a shared subscription with its "$share/<group>/" part, so both forms are granted.
@@ -77,9 +83,9 @@ def render(*, prefix: str, devices: Iterable[tuple[str, str, Secret]], bridge: B
                         **password_hash(user.password.reveal())})
     for device_id, household_topic, password in devices:
         role = f"device-{device_id}"
-        acls = device_role(household_topic)
+        acls = device_role(household_topic, meters)
         if test_prefix_root:
-            acls += device_role(f"{test_prefix_root}/+{household_topic[len(prefix):]}")
+            acls += device_role(f"{test_prefix_root}/+{household_topic[len(prefix):]}", meters)
         roles.append({"rolename": role, "acls": acls})
         clients.append({"username": device_id, "clientid": device_id, "roles": [{"rolename": role}],
                         **password_hash(password.reveal())})

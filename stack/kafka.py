@@ -20,6 +20,7 @@ from pathlib import Path
 
 from apt_energy.config import Settings
 from apt_energy.stack.jars import kafka_jars
+from apt_energy.stack.private import SERVER_UMASK, narrow_tree, private_dir
 from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
 from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
@@ -174,6 +175,7 @@ class Kafka:
         self.wait_healthy(self.start())
         ensure_principals(self.settings)
         self.create_topics()
+        prune_acls(self.settings)
         logger.info("kafka up bootstrap=%s", self.settings.kafka.bootstrap)
 
     def start(self) -> int:
@@ -198,7 +200,9 @@ class Kafka:
                                  "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT to free ports")
         classpath = f"{kafka_jars(self.settings.cache_dir)}/*"
         data = self.dir / "data"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Segments hold every household's readings and the metadata log the SCRAM verifiers and ACLs.
+        private_dir(self.dir)
+        narrow_tree(self.dir)
         admin = kafka_client(self.settings, "admin")
         props = self.dir / "server.properties"
         write_private(props, render_server_properties(host=host, port=port, controller_port=controller_port,
@@ -229,7 +233,7 @@ class Kafka:
         write_private(argfile, "\n".join(f'"{a}"' for a in args) + "\n")
         try:
             result = subprocess.run([*jvm, f"@{argfile}"], capture_output=True, text=True,  # noqa: S603
-                                    check=False)
+                                    check=False, umask=SERVER_UMASK)
         finally:
             argfile.unlink(missing_ok=True)
         if result.returncode != 0:
@@ -376,6 +380,60 @@ def ensure_acls(settings: Settings) -> None:
             future.result(timeout=30)
     except KafkaException as exc:
         raise ServiceError(f"could not set Kafka ACLs: {exc}", service="kafka") from exc
+
+
+def delete_topic_acls(settings: Settings, topics: list[str]) -> None:
+    """As the admin: every ACL on the (literal) topics ``topics``, e.g. when a test or a benchmark that
+    granted them deletes its topics (Kafka keeps a topic's ACLs after the topic is gone)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    if not topics:
+        return
+    admin = AdminClient(kafka_client(settings, "admin").config())
+    filters = [AclBindingFilter(ResourceType.TOPIC, name, ResourcePatternType.LITERAL, None, None,  # type: ignore[arg-type]
+                                AclOperation.ANY, AclPermissionType.ANY) for name in topics]
+    try:
+        for future in admin.delete_acls(filters).values():
+            future.result(timeout=30)
+    except KafkaException as exc:
+        raise ServiceError(f"could not delete Kafka ACLs: {exc}", service="kafka") from exc
+
+
+def dangling_acl_topics(settings: Settings) -> list[str]:
+    """Topics that ACLs name but that no longer exist (left by a test or benchmark that was stopped before
+    it cleaned up)."""
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    admin = AdminClient(kafka_client(settings, "admin").config())
+    everything = AclBindingFilter(ResourceType.TOPIC, None, ResourcePatternType.LITERAL, None, None,  # type: ignore[arg-type]
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    named = {b.name for b in admin.describe_acls(everything).result(timeout=30)}
+    existing = set(admin.list_topics(timeout=10).topics)
+    return sorted(named - existing)
+
+
+def prune_acls(settings: Settings) -> int:
+    """Delete the ACLs of topics that are gone; returns how many topics had some."""
+    gone = dangling_acl_topics(settings)
+    delete_topic_acls(settings, gone)
+    if gone:
+        logger.info("deleted the ACLs of topics=%d that no longer exist", len(gone))
+    return len(gone)
 
 
 def reset_topics(settings: Settings) -> list[str]:

@@ -16,7 +16,8 @@ import signal
 from pathlib import Path
 
 from apt_energy.config import Settings
-from apt_energy.stack.kafka import Kafka, ensure_principals, ensure_topics, new_cluster_id
+from apt_energy.stack.kafka import Kafka, ensure_principals, ensure_topics, new_cluster_id, prune_acls
+from apt_energy.stack.private import private_dir
 from apt_energy.stack.process import alive, is_ours, read_pid, terminate
 from apt_energy.stack.service import ServiceStatus
 
@@ -58,7 +59,7 @@ class KafkaCluster:
         """The id every node is formatted with, made once and kept (a node whose data is gone rejoins)."""
         path = self.dir / "cluster.id"
         if not path.exists():
-            self.dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.dir)
             path.write_text(new_cluster_id() + "\n")
         return path.read_text().strip()
 
@@ -75,6 +76,7 @@ class KafkaCluster:
             node.wait_healthy(pid)
         ensure_principals(self.settings)
         self.create_topics()
+        prune_acls(self.settings)
         logger.info("kafka cluster up brokers=%d host=%s ports=%s", len(self.nodes), host,
                     ",".join(str(n.host_port[1]) for n in self.nodes))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from apt_energy.config import Settings
 from apt_energy.stack import dynsec
 from apt_energy.stack.dynsec import BrokerUser
 from apt_energy.stack.pki import ServerTls, ensure_server_tls
+from apt_energy.stack.private import narrow_tree, private_dir, reachable_by, unix_user
 from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
 from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
@@ -24,10 +26,12 @@ logger = logging.getLogger(__name__)
 
 
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+BROKER_USER = "mosquitto"   # the Debian package's unprivileged user
 
 
 def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls, dynsec_file: Path,
-                  host: str = "127.0.0.1", run_as_root: bool = False, plugin: str = DYNSEC_PLUGIN) -> str:
+                  host: str = "127.0.0.1", run_as_root: bool = False, plugin: str = DYNSEC_PLUGIN,
+                  user: str | None = None) -> str:
     """The broker config. Every client logs in (dynamic-security plugin: one identity per gateway, see
     :mod:`apt_energy.stack.dynsec`); clients use the TLS listener; the plain one is for local tools and
     binds loopback only. Persistence keeps retained messages and persistent sessions across restarts; the
@@ -69,8 +73,12 @@ def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls,
         "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         "connection_messages false",
     ]
-    if run_as_root:
-        # Mosquitto drops root to the `mosquitto` user by default, which cannot write our data dir.
+    if user is not None:
+        # Started as root, Mosquitto reads its config, keys and identities, opens its listeners, then
+        # becomes ``user`` (Debian's unprivileged ``mosquitto``), which owns the data dir it writes.
+        lines.append(f"user {user}")
+    elif run_as_root:
+        # Only where the package's user cannot reach the run dir (see Mosquitto.run_as).
         lines.append("user root")
     return "\n".join(lines) + "\n"
 
@@ -83,7 +91,8 @@ def render_identities(settings: Settings) -> str:
     users = {role: BrokerUser(*credentials(settings, role), role=role)  # type: ignore[arg-type]
              for role in ("bridge", "operator", "admin")}
     return dynsec.render(prefix=mq.topic_prefix, devices=devices, bridge=users["bridge"],
-                         operator=users["operator"], admin=users["admin"], test_prefix_root=mq.test_prefix_root)
+                         operator=users["operator"], admin=users["admin"], meters=tuple(settings.energy),
+                         test_prefix_root=mq.test_prefix_root)
 
 
 class Mosquitto:
@@ -100,7 +109,21 @@ class Mosquitto:
 
     def up(self) -> None:
         if is_ours(read_pid(self.pid_file), str(self.dir)):
+            if self.rights_current():
+                return
+            # e.g. a test session or a benchmark that was killed left its test/+/… grants in the running
+            # broker: restart it with the rights the settings give now.
+            logger.warning("mosquitto runs with other rights than the settings give (stale test grants?); "
+                           "restarting it")
+            stale = self.granted_test_roots() - {self.settings.mqtt.test_prefix_root}
+            self.down()
+            self._start()
+            for root in sorted(stale):  # what the killed run left retained under its test prefixes
+                clear_retained(self.settings, f"{root}/#")
             return
+        self._start()
+
+    def _start(self) -> None:
         binary = require_binary("mosquitto", package="mosquitto", candidates=["/usr/sbin/mosquitto"])
         host, port = self.settings.mqtt.host, self.settings.mqtt.port
         if port_open(host, port):
@@ -109,18 +132,68 @@ class Mosquitto:
         if port_open("127.0.0.1", self.settings.mqtt.plain_port):
             raise ServiceError(f"port {self.settings.mqtt.plain_port} is in use by another process; set "
                                "APT_ENERGY_MQTT_PLAIN_PORT to a free port")
-        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        user = self.run_as()
+        owner = None if user in (None, "root") else user
+        private_dir(self.dir, owner=owner)
+        private_dir(self.dir / "data", owner=owner)
         tls = ensure_server_tls(self.dir / "tls", hosts=(host, "localhost"))
         # Written on every start: .env is the source of truth, so rotating a secret is edit + restart.
         dynsec_file = self.dir / "identities.json"
         write_private(dynsec_file, render_identities(self.settings))
         conf = self.dir / "mosquitto.conf"
         conf.write_text(render_config(port=port, plain_port=self.settings.mqtt.plain_port, data_dir=self.dir / "data",
-                                      tls=tls, dynsec_file=dynsec_file, host=host, run_as_root=os.geteuid() == 0))
+                                      tls=tls, dynsec_file=dynsec_file, host=host, run_as_root=os.geteuid() == 0,
+                                      user=user))
+        # The broker's user gets what it writes (its database, the identities the plugin saves) and what it
+        # reads after dropping root (its certificate and key: Mosquitto loads them then); the CA's key
+        # (the broker signs nothing) stays root's, 0600.
+        narrow_tree(self.dir, owner=owner, keep=(self.dir / "tls" / "ca.key", self.dir / "tls" / "ca.srl"))
         pid = spawn([binary, "-c", str(conf)], pid_file=self.pid_file, log_file=self.log_file)
         wait_until(lambda: port_open(host, port), timeout=20, what="mosquitto", log_file=self.log_file,
                    alive=lambda: alive(pid))
         logger.info("mosquitto up port=%d pid=%d", port, pid)
+
+    def run_as(self) -> str | None:
+        """Who the broker runs as: as root, Debian's ``mosquitto`` user (``BROKER_USER``) when it exists
+        and can reach the run dir (else root, with a warning); otherwise the calling user (None)."""
+        if os.geteuid() != 0:
+            return None
+        user = unix_user(BROKER_USER)
+        if user is None or not reachable_by(user, self.dir.parent):
+            logger.warning("mosquitto runs as root: no user %s, or it cannot reach %s", BROKER_USER, self.dir)
+            return "root"
+        return BROKER_USER
+
+    def rights_current(self) -> bool:
+        """Whether the running broker's roles and ACLs (its identities file) are exactly what
+        :func:`render_identities` gives for the current settings (passwords aside: their salts differ)."""
+        import json
+
+        try:
+            running = json.loads((self.dir / "identities.json").read_text())
+        except (OSError, ValueError):
+            return False
+        wanted = json.loads(render_identities(self.settings))
+
+        def rights(data: dict[str, object]) -> object:
+            clients = data.get("clients")
+            return (data.get("roles"), data.get("defaultACLAccess"),
+                    sorted((c.get("username"), c.get("clientid"), json.dumps(c.get("roles")))  # type: ignore[union-attr]
+                           for c in clients) if isinstance(clients, list) else None)
+
+        return rights(running) == rights(wanted)
+
+    def granted_test_roots(self) -> set[str]:
+        """The test prefix roots (``<root>/+/…``) the running broker's identities grant the bridge."""
+        import json
+
+        try:
+            data = json.loads((self.dir / "identities.json").read_text())
+        except (OSError, ValueError):
+            return set()
+        return {acl["topic"][:-len("/+/#")] for role in data.get("roles", []) if role.get("rolename") == "bridge"
+                for acl in role.get("acls", []) if acl.get("topic", "").endswith("/+/#")
+                and not acl["topic"].startswith("$share/")}
 
     def grants_prefix_root(self, root: str) -> bool:
         """Whether the running broker's identities grant the test prefix root (``mqtt.test_prefix_root``)."""
@@ -167,3 +240,33 @@ def _mqtt_ping(settings: Settings) -> bool:
         return ok
     except (OSError, ConfigError):
         return False
+
+
+def clear_retained(settings: Settings, topic_filter: str, *, settle_s: float = 1.0) -> int:
+    """As the admin: delete every retained message under ``topic_filter`` (an empty retained publish
+    each), e.g. what tests left under ``test/#``. Returns how many topics were cleared."""
+    import paho.mqtt.client as mqtt
+
+    found: set[str] = set()
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    login(client, settings, "admin")
+    client.on_message = lambda _c, _u, msg: found.add(msg.topic) if msg.retain and msg.payload else None
+    client.on_subscribe = lambda *_a: subscribed.set()
+    client.on_connect = lambda c, *_a: c.subscribe(topic_filter, qos=1)
+    client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=30)
+    client.loop_start()
+    try:
+        if not subscribed.wait(10):
+            raise ServiceError(f"could not subscribe to {topic_filter} as the admin", service="mosquitto")
+        time.sleep(settle_s)  # the broker sends the retained messages right after the SUBACK
+        client.unsubscribe(topic_filter)
+        infos = [client.publish(topic, b"", qos=1, retain=True) for topic in sorted(found)]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if found:
+        logger.info("cleared retained topics=%d under %s", len(found), topic_filter)
+    return len(found)

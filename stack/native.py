@@ -3,6 +3,7 @@ cluster of ``stack.kafka_brokers``), up, down, status."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from apt_energy.config import Settings
@@ -10,8 +11,9 @@ from apt_energy.database import connect, migrate, roles, seed
 from apt_energy.stack.jars import kafka_jars, spark_kafka_jars
 from apt_energy.stack.kafka import Kafka
 from apt_energy.stack.kafka_cluster import KafkaCluster
-from apt_energy.stack.mosquitto import Mosquitto
+from apt_energy.stack.mosquitto import Mosquitto, clear_retained
 from apt_energy.stack.postgres import Postgres, provision
+from apt_energy.stack.private import private_dir
 from apt_energy.stack.service import Service, ServiceStatus
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,8 @@ class NativeStack:
         spark_kafka_jars(self.settings.cache_dir)
 
     def up(self) -> None:
-        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        # not listable by other local users; the servers' own users pass through to their directories
+        private_dir(self.settings.run_dir, traversable=True)
         self.fetch()
         self.mosquitto.up()
         self.postgres.up()
@@ -50,6 +53,16 @@ class NativeStack:
             applied = migrate(conn, roles=roles(self.settings))
             seed(conn, self.settings)
         return applied
+
+    def withdraw_test_grants(self) -> None:
+        """The broker back to the user's own rights: the retained messages tests and benchmarks left under
+        ``<mqtt.test_prefix_root>/#`` deleted, and the broker restarted without the test-only grants."""
+        root = self.settings.mqtt.test_prefix_root
+        if not root:
+            return
+        clear_retained(self.settings, f"{root}/#")
+        plain = dataclasses.replace(self.settings, mqtt=dataclasses.replace(self.settings.mqtt, test_prefix_root=""))
+        Mosquitto(plain).up()  # its rights differ from the running broker's: restarted
 
     def down(self) -> None:
         # Reverse order: producers of traffic first, storage last.

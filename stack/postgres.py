@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 from apt_energy.config import Settings
 from apt_energy.database import roles
-from apt_energy.database.roles import ensure_role, harden_database
+from apt_energy.database.roles import close_maintenance_databases, ensure_role, harden_database, limit_roles
+from apt_energy.stack.private import SERVER_UMASK, narrow_tree, private_dir
 from apt_energy.stack.process import port_open, read_pid, require_binary, wait_until
 from apt_energy.stack.secrets import ADMIN_USER, admin_password
 from apt_energy.stack.service import ServiceStatus
@@ -27,6 +28,8 @@ from apt_energy.stack.service import ServiceStatus
 from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 200  # the roles' connection limits are checked against it (database/roles.py)
 
 
 def pg_bindir() -> Path:
@@ -61,12 +64,17 @@ class Postgres:
         return [require_binary("runuser", package="util-linux"), "-u", "postgres", "--", *argv]
 
     def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self._as_owner(argv), capture_output=True, text=True, check=False)  # noqa: S603
+        return subprocess.run(self._as_owner(argv), capture_output=True, text=True, check=False,  # noqa: S603
+                              umask=SERVER_UMASK)
 
     def up(self) -> None:
         pg = self.settings.postgres
         bindir = pg_bindir()
-        self.home.mkdir(parents=True, exist_ok=True)
+        # The cluster's home is the postgres user's alone (its log names roles, databases and queries).
+        private_dir(self.home, owner="postgres")
+        if self.home != self.dir:
+            private_dir(self.dir, traversable=True)  # holds only the link to the private home
+        narrow_tree(self.home)  # e.g. a log an older apt-energy left 0644
         if not (self.data / "PG_VERSION").exists():
             self._initdb(bindir)
         if self._server_pid() is None:
@@ -75,7 +83,7 @@ class Postgres:
                                  "to a free port")
             self._chown(self.log_file, touch=True)
             opts = (f"-c port={pg.port} -c listen_addresses={pg.host} -c unix_socket_directories='' "
-                    "-c fsync=on -c synchronous_commit=on -c max_connections=200 "
+                    f"-c fsync=on -c synchronous_commit=on -c max_connections={MAX_CONNECTIONS} "
                     "-c shared_buffers=256MB -c wal_level=minimal -c max_wal_senders=0")
             result = self._run([str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file),
                                 "-o", opts, "-w", "-t", "60", "start"])
@@ -154,7 +162,8 @@ def _home(pg_dir: Path) -> Path:
     if os.geteuid() != 0 or _reachable_by_postgres(pg_dir.parent):
         return pg_dir
     key = hashlib.sha256(str(pg_dir.resolve()).encode()).hexdigest()[:12]
-    PRIVATE_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    PRIVATE_BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
+    PRIVATE_BASE.chmod(0o711)  # not listable; the postgres user passes through to its own home
     _check_owned(PRIVATE_BASE, uids={0})
     home = PRIVATE_BASE / f"pg-{key}"
     if home.exists() or home.is_symlink():
@@ -220,7 +229,9 @@ def provision(settings: Settings) -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg.database,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(cfg.database), sql.Identifier(cfg.owner_user)))
-        # The maintenance database is the superuser's alone (PUBLIC may connect to it by default).
-        conn.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+        limit_roles(conn, roles(settings))  # within the server's max_connections (compose's may be lower)
+    # The maintenance databases are the superuser's alone (PUBLIC may connect to both by default).
+    with admin_connect(settings, dbname="template1") as conn:
+        close_maintenance_databases(conn)
     with admin_connect(settings, dbname=cfg.database) as conn:
         harden_database(conn, cfg.database, roles(settings))

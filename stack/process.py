@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from apt_energy.stack.private import SERVER_UMASK
+
 from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -52,12 +54,14 @@ def is_ours(pid: int | None, marker: str) -> bool:
 
 def spawn(argv: Sequence[str], *, pid_file: Path, log_file: Path, env: dict[str, str] | None = None,
           cwd: Path | None = None) -> int:
-    """Start ``argv`` detached in its own session, stdout/stderr appended to ``log_file``."""
+    """Start ``argv`` detached in its own session, stdout/stderr appended to ``log_file``, under umask
+    077: what a server writes (Kafka's segments and metadata log, a broker's database) is its own."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - argv is built by the stack, never from user input
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env, cwd=cwd,
+            start_new_session=True, env=env, cwd=cwd, umask=SERVER_UMASK,
         )
     pid_file.write_text(f"{proc.pid}\n")
     logger.debug("spawned pid=%d argv=%s", proc.pid, argv[0])

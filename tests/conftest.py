@@ -29,26 +29,49 @@ from tests.slack_stub import SlackStub
 TEST_PREFIX_ROOT = "test"
 
 
+# What the session made on the stack, removed at its end whatever a test did (tests/conftest.py's
+# factories record into these; a test that cleans up itself removes its entries).
+_SESSION_DATABASES: set[str] = set()
+_SESSION_TOPICS: set[str] = set()
+
+
 @pytest.fixture(scope="session")
 def native_stack() -> Iterator[NativeStack]:
     """The real Mosquitto, PostgreSQL and Kafka. Started here unless already healthy; stopped at the end
-    only if started here."""
+    only if started here. A stack that was running is left as it was found: the broker's test grants
+    withdrawn, and the databases, topics, ACLs and retained test messages of the session removed (also
+    after failed tests; after a killed session, `apt-energy stack up` withdraws stale grants and ACLs)."""
     ensure_dotenv()
     # Each test isolates its MQTT traffic under test/<uuid>/…: the broker grants every role the same
-    # rights there as under the real prefix (stack/dynsec.py). Subprocesses inherit the variable.
+    # rights there as under the real prefix (stack/dynsec.py), only while the session runs.
+    # Subprocesses inherit the variable.
     os.environ["APT_ENERGY_MQTT_TEST_PREFIX_ROOT"] = TEST_PREFIX_ROOT
     stack = NativeStack(config.load())
     already = all(s.healthy for s in stack.status())
     if already:
-        if not stack.mosquitto.grants_prefix_root(TEST_PREFIX_ROOT):
-            stack.mosquitto.down()  # started without the test grants (e.g. by `make demo`)
-            stack.mosquitto.up()
+        stack.mosquitto.up()  # restarts the broker with the test grants unless it has them
         stack.migrate()
     else:
         stack.up()
-    yield stack
-    if not already:
+    try:
+        yield stack
+    finally:
+        leave_as_found(stack, stop=not already)
+
+
+def leave_as_found(stack: NativeStack, *, stop: bool) -> None:
+    """The session's end: its databases, topics (and their ACLs), retained test messages gone; the broker
+    without the test grants (or the whole stack stopped, if the session started it)."""
+    from apt_energy.stack.kafka import prune_acls
+
+    drop_databases(stack, sorted(_SESSION_DATABASES))
+    delete_topics(stack, sorted(_SESSION_TOPICS))
+    prune_acls(stack.settings)
+    if stop:
         stack.down()
+    else:
+        stack.withdraw_test_grants()
+    os.environ.pop("APT_ENERGY_MQTT_TEST_PREFIX_ROOT", None)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +83,7 @@ def create_database(stack: NativeStack) -> Settings:
     """A fresh, migrated and seeded database named ``t_<uuid>``; returns settings pointing at it."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     s = stack.settings
+    _SESSION_DATABASES.add(name)
     with stack.postgres.admin_connect() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
             sql.Identifier(name), sql.Identifier(s.postgres.owner_user)))
@@ -76,6 +100,7 @@ def drop_databases(stack: NativeStack, names: list[str]) -> None:
     with stack.postgres.admin_connect() as admin:
         for name in names:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            _SESSION_DATABASES.discard(name)
 
 
 @pytest.fixture
@@ -98,6 +123,8 @@ def fresh_db(database_factory: Callable[[], Settings]) -> Settings:
 
 
 def delete_topics(stack: NativeStack, names: list[str]) -> None:
+    """Delete the topics and every ACL on them (Kafka keeps a topic's ACLs after the topic is gone)."""
+    from apt_energy.stack.kafka import delete_topic_acls
     from confluent_kafka.admin import AdminClient
 
     if names:
@@ -106,7 +133,9 @@ def delete_topics(stack: NativeStack, names: list[str]) -> None:
             try:
                 future.result(timeout=10)
             except Exception:
-                pass
+                pass  # already gone (or never made): its ACLs go below all the same
+        delete_topic_acls(stack.settings, names)
+        _SESSION_TOPICS.difference_update(names)
 
 
 def topic_maker(stack: NativeStack, created: list[str]) -> Callable[..., str]:
@@ -114,6 +143,7 @@ def topic_maker(stack: NativeStack, created: list[str]) -> Callable[..., str]:
 
     def make(prefix: str = "t", partitions: int = 3, compact: bool = False) -> str:
         name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+        _SESSION_TOPICS.add(name)
         stack.kafka.create_topics({name: {"cleanup.policy": "compact"} if compact else {}}, partitions=partitions)
         created.append(name)
         return name

@@ -169,3 +169,24 @@ def test_the_login_helper_speaks_tls_with_a_verified_broker(stack_settings: Sett
     s.wait(lambda: s.connack is not None)
     assert s.connack is not None and not s.connack.is_failure
     assert isinstance(client.socket(), ssl.SSLSocket)
+
+
+@pytest.mark.parametrize("meter", ["gas", "electricity2", "x" * 19])
+def test_a_device_cannot_keep_retained_topics_under_invented_meter_names(stack_settings: Settings,  # type: ignore[no-untyped-def]
+                                                                        two_households, meter: str) -> None:
+    # issue 28: `…/+/reading` let a device make the broker keep any number of retained topics forever
+    me, _ = two_households
+    s = as_device(stack_settings, me)
+    info = s.client.publish(f"{device_base(stack_settings.mqtt.topic_prefix, me)}/{meter}/reading", b"{}", qos=1,
+                            retain=True)
+    s.wait(lambda: info.mid in s.acks)
+    assert s.acks[info.mid].value == NOT_AUTHORIZED
+
+
+def test_a_device_may_publish_the_readings_of_every_configured_meter(stack_settings: Settings,  # type: ignore[no-untyped-def]
+                                                                    two_households) -> None:
+    me, _ = two_households
+    s = as_device(stack_settings, me)
+    assert stack_settings.energy
+    for meter in stack_settings.energy:
+        assert publish(s, reading_topic(stack_settings.mqtt.topic_prefix, me, meter)) < 0x80, meter
