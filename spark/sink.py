@@ -789,6 +789,8 @@ class PostgresSink:
                        last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
                        updated_at = now()""",
                 {"state": None, "firmware": None, "interval_s": None, "meta": None, **e})
+            if e.get("meta") is not None:
+                conn.execute(_META_LIVES, {"device_id": e["device_id"], "meta": e["meta"]})
         for r, reason in bad:
             conn.execute(
                 """INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
@@ -825,6 +827,19 @@ class PostgresSink:
             items.append(rules.MonthSoFar(r.household_id, r.energy_type, r.month, float(r.so_far),
                                           (r.latest - start).total_seconds() / 86400, r.forecast))
         return rules.projection_alerts(items, options)
+
+
+# The retained meta's meters list may name each meter's life, serial and since (a replaced meter is a new
+# life): the meter's history keeps them, whether its readings came first or not.
+_META_LIVES = """
+INSERT INTO meter_lives AS l (device_id, meter, life, serial, since)
+SELECT %(device_id)s::text, m->>'meter', (m->>'life')::bigint, left(m->>'serial', 64), (m->>'since')::timestamptz
+FROM jsonb_array_elements(CASE WHEN jsonb_typeof(%(meta)s::jsonb -> 'meters') = 'array'
+                               THEN %(meta)s::jsonb -> 'meters' ELSE '[]'::jsonb END) AS m
+WHERE jsonb_typeof(m -> 'life') = 'number' AND jsonb_typeof(m -> 'meter') = 'string'
+ON CONFLICT (device_id, meter, life) DO UPDATE SET
+    serial = COALESCE(EXCLUDED.serial, l.serial), since = COALESCE(EXCLUDED.since, l.since), updated_at = now()
+"""
 
 
 # The projection's inputs per changed household-month: the latest issued household forecast of the

@@ -4,19 +4,25 @@ whatever its seq or life; repeats are counted, contradictions quarantined naming
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
 from apt_energy.config import Settings
 from apt_energy.database import connect, conninfo
-from apt_energy.spark.job import sink_options
+from apt_energy.spark.job import StreamJob, sink_options
 from apt_energy.spark.sink import PostgresSink, StagedReading
+from confluent_kafka import Producer
+from pyspark.sql import SparkSession
 
-from apt_energy.contract import usage_month
-from tests.spark.test_job import stored_count
+from apt_energy.contract import DeviceMeta, MeterInfo, Reading, exact, usage_month
+from apt_energy.kafka import kafka_client
+from tests.mqtt_helpers import wait_for
+from tests.spark.test_job import produce, stored_count
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +140,51 @@ def test_an_interval_overlapping_a_stored_one_of_another_length_is_quarantined(
     assert reasons(settings)[-1].startswith(f"overlap: interval 2024-03-01T05:00:00Z/1800s of {r.device} water "
                                             "overlaps the same end /7200s already stored as seq 2 life 0")
     assert water(settings) == (Decimal(5), 4)
+
+
+@pytest.fixture
+def job(settings: Settings, spark: SparkSession, tmp_path: Path) -> Iterator[StreamJob]:
+    j = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt")
+    j.start()
+    yield j
+    j.stop()
+
+
+def test_a_meter_replaced_mid_month_bills_both_meters_intervals_and_keeps_its_history(
+        settings: Settings, job: StreamJob) -> None:
+    """The real stream job: two lives of one meter in one month, the new register starting low; the
+    month is the exact sum of both meters' intervals, meter_lives says which register was which, and
+    month_completeness counts the two missing hours."""
+    h = settings.complex.households()[0]
+    old = [Reading(h.device_id, "water", i, START + timedelta(hours=i + 1), 3600, 0.125, 1000.125 + 0.125 * i,
+                   "m³", life=7) for i in range(10)]
+    # the new meter: seq from 0, register from 0.5; hours 21 and 22 never arrive
+    new = [Reading(h.device_id, "water", i, START + timedelta(hours=11 + i + (2 if i >= 10 else 0)), 3600, 0.25,
+                   0.75 + 0.25 * i, "m³", life=8) for i in range(12)]
+    meta = json.loads(DeviceMeta(h.device_id, h.complex_id, h.building, h.floor, h.unit,
+                                 (MeterInfo("water", "m³"),), "fw-1", 3600).to_json())
+    meta["meters"][0].update(life=8, serial="WM-2024-0042", since="2024-03-01T10:00:00Z")
+    produce(settings, [(h.device_id.encode(), r.to_json()) for r in old + new])
+    p = Producer(kafka_client(settings, "admin").config())
+    p.produce(settings.kafka.devices_topic, key=f"{h.device_id}/meta".encode(), value=json.dumps(meta).encode())
+    assert p.flush(30) == 0
+    wait_for(lambda: stored_count(settings) == 22, 90, "both meters' readings")
+    want = sum((exact(r.value) for r in old + new), Decimal(0))
+    assert water(settings) == (want.normalize(), 22)
+    assert want == Decimal("4.25")
+    wait_for(lambda: lives(settings).get(8, (None,))[-1] is not None, 60, "the meta's serial")
+    assert lives(settings) == {
+        7: (START, Decimal("1000"), START + timedelta(hours=10), Decimal("1001.25"), None),
+        8: (START + timedelta(hours=10), Decimal("0.5"), START + timedelta(hours=24), Decimal("3.5"), "WM-2024-0042"),
+    }
+    with connect(settings) as conn:
+        rows = conn.execute("SELECT h.device_id, c.meter, c.usage_month, c.expected_s, c.measured_s "
+                            "FROM month_completeness c JOIN households h ON h.id = c.household_id").fetchall()
+    assert rows == [(h.device_id, "water", date(2024, 3, 1), 24 * 3600, 22 * 3600)]
+
+
+def lives(settings: Settings) -> dict[int, tuple[object, ...]]:
+    with connect(settings) as conn:
+        return {int(r[0]): tuple(Decimal(x).normalize() if isinstance(x, Decimal) else x for x in r[1:])
+                for r in conn.execute("SELECT life, first_interval_start, first_register, last_interval_end, "
+                                      "last_register, serial FROM meter_lives ORDER BY life").fetchall()}
