@@ -210,6 +210,63 @@ SELECT v.*, CASE
 FROM verdicts v
 """
 
+# Register continuity (spark/register.py's judge_step, as SQL) for the judged new readings, before they are
+# stored: each against its predecessor in time within (device, meter, life) — the batch's own when it ends
+# exactly where this one starts, else the latest stored reading ending at or before its start — and,
+# for readings arriving after their successor, against the first stored one starting at or after its
+# end. Stored lookups happen only at a batch run's edges (once per meter and batch in a steady stream).
+_REGISTER = """
+WITH c AS (
+    SELECT device_id, household_id, meter, life, seq, ts, interval_s, value, total,
+           ts - interval_s * interval '1 second' AS start,
+           lag(ts) OVER w AS b_ts, lag(total) OVER w AS b_total, lag(seq) OVER w AS b_seq,
+           lead(ts - interval_s * interval '1 second') OVER w AS a_start
+    FROM judged WHERE verdict = 'new'
+    WINDOW w AS (PARTITION BY household_id, meter, life ORDER BY ts)
+), before AS (
+    SELECT c.*, p.life AS p_life, p.ts AS p_ts, p.total AS p_total, p.seq AS p_seq
+    FROM c LEFT JOIN LATERAL (
+        SELECT r.life, r.ts, r.total, r.seq FROM meter_readings r
+        WHERE r.household_id = c.household_id AND r.meter = c.meter AND r.ts <= c.start
+        ORDER BY r.ts DESC LIMIT 1) p ON true
+    WHERE c.b_ts IS DISTINCT FROM c.start
+), after AS (
+    SELECT c.*, n.life AS n_life, n.ts AS n_ts, n.interval_s AS n_interval_s, n.total AS n_total,
+           n.value AS n_value, n.seq AS n_seq
+    FROM c JOIN LATERAL (
+        SELECT r.life, r.ts, r.interval_s, r.total, r.value, r.seq FROM meter_readings r
+        WHERE r.household_id = c.household_id AND r.meter = c.meter AND r.ts > c.ts
+        ORDER BY r.ts LIMIT 1) n ON true
+    WHERE c.a_start IS DISTINCT FROM c.ts
+), pairs AS (   -- (earlier, later) readings of one life: seq and ts of each, the later one's value
+    SELECT device_id, meter, life, b_seq AS prev_seq, b_ts AS prev_ts, b_total AS prev_total, seq, start, ts,
+           value, total FROM c WHERE b_ts = start
+    UNION ALL
+    SELECT device_id, meter, life, p_seq, p_ts, p_total, seq, start, ts, value, total FROM before
+    WHERE p_life = life AND (b_ts IS NULL OR p_ts > b_ts)
+    UNION ALL
+    SELECT device_id, meter, life, b_seq, b_ts, b_total, seq, start, ts, value, total FROM before
+    WHERE b_ts IS NOT NULL AND NOT COALESCE(p_life = life AND p_ts > b_ts, false)
+    UNION ALL
+    SELECT device_id, meter, life, seq, ts, total, n_seq, n_ts - n_interval_s * interval '1 second', n_ts,
+           n_value, n_total FROM after
+    WHERE n_life = life AND (a_start IS NULL OR n_ts - n_interval_s * interval '1 second' < a_start)
+), judged_pairs AS (
+    SELECT p.*, total - prev_total AS step, extract(epoch FROM start - prev_ts)::bigint AS missing_s FROM pairs p
+), breaks AS (
+    INSERT INTO register_breaks (device_id, meter, life, seq, prev_seq, kind, ts, step, value, missing_s)
+    SELECT device_id, meter, life, seq, prev_seq,
+           CASE WHEN step < 0 THEN 'backwards' WHEN missing_s = 0 OR step < value THEN 'step' ELSE 'gap' END,
+           ts, step, value, missing_s
+    FROM judged_pairs
+    WHERE step < 0 OR missing_s > 0 OR step <> value
+    ON CONFLICT DO NOTHING
+    RETURNING kind
+)
+SELECT count(*) FILTER (WHERE kind <> 'gap') AS breaks, count(*) FILTER (WHERE kind = 'gap') AS gaps FROM breaks
+"""
+
+
 # The judged new readings → meter_readings → energy_usage, returning each changed month with its
 # month-to-date before and after this batch; the meter's life in meter_lives follows what was stored.
 # ON CONFLICT without a target: a reused seq (its key stored at another time) is left for _REUSED.
@@ -383,6 +440,13 @@ class SetAside(NamedTuple):
     new: int               # of which not quarantined before (a replay finds them there)
     duplicates: int        # repeats of a stored interval (not stored, not summed)
     new_duplicates: int    # of which counted now (a replay of the same records counts nothing)
+
+
+class Continuity(NamedTuple):
+    """Register pairs one batch flagged (spark/register.py)."""
+
+    breaks: int     # backwards or a step that is not the interval's value
+    gaps: int       # intervals missing in between (not an error)
 
 
 class StagingSummary(NamedTuple):
@@ -599,6 +663,11 @@ class PostgresSink:
         with conn.cursor(row_factory=class_row(Counts)) as cur:
             bad = cur.execute(_QUARANTINE).fetchone()
         conn.execute(_JUDGE)
+        with conn.cursor(row_factory=class_row(Continuity)) as cur:
+            continuity = cur.execute(_REGISTER).fetchone() or Continuity(0, 0)
+        if continuity.breaks:
+            logger.warning("register breaks flagged=%d gaps=%d (table register_breaks)", continuity.breaks,
+                           continuity.gaps)
         with conn.cursor(row_factory=class_row(MonthChange)) as cur:
             changes = cur.execute(_APPLY).fetchall()
         with conn.cursor(row_factory=class_row(SetAside)) as cur:

@@ -142,6 +142,28 @@ def test_an_interval_overlapping_a_stored_one_of_another_length_is_quarantined(
     assert water(settings) == (Decimal(5), 4)
 
 
+def breaks(settings: Settings) -> set[tuple[int, int, str, Decimal, int]]:
+    with connect(settings) as conn:
+        return {(int(s), int(p), k, Decimal(st).normalize(), int(m)) for s, p, k, st, m in conn.execute(
+            "SELECT seq, prev_seq, kind, step, missing_s FROM register_breaks").fetchall()}
+
+
+def test_register_breaks_and_gaps_are_flagged_pairwise_in_any_arrival_order_and_usage_sums_values(
+        settings: Settings, sink: PostgresSink) -> None:
+    r = Records(settings)
+    sink.write_readings(0, [r(1, "0.5", "10.5", seq=0), r(2, "0.25", "10.75", seq=1)])
+    # hour 3 is missing (a gap: the register holds its consumption); hour 6's register went backwards
+    sink.write_readings(1, [r(4, "0.5", "12.25", seq=3), r(5, "1", "13.25", seq=4), r(6, "0.5", "2", seq=5)])
+    assert breaks(settings) == {(3, 1, "gap", Decimal("1.5"), 3600), (5, 4, "backwards", Decimal("-11.25"), 0)}
+    # hour 3 arrives late: continuous with both its stored neighbours, nothing new flagged
+    sink.write_readings(2, [r(3, "1", "11.75", seq=2)])
+    assert len(breaks(settings)) == 2
+    # after the backwards register, the next step is checked against it (pairwise); a new life is not
+    sink.write_readings(3, [r(7, "0.5", "13.75", seq=6), r(8, "0.125", "0.625", seq=0, life=1)])
+    assert (6, 5, "step", Decimal("11.75"), 0) in breaks(settings) and len(breaks(settings)) == 3
+    assert water(settings) == (Decimal("4.375"), 8) and reasons(settings) == []
+
+
 @pytest.fixture
 def job(settings: Settings, spark: SparkSession, tmp_path: Path) -> Iterator[StreamJob]:
     j = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt")
