@@ -14,6 +14,7 @@ from apt_energy.billing import export, statement, statement_source, store, tarif
 from apt_energy.billing.statement import LANGS
 from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
+from apt_energy.database import completeness
 from apt_energy.database.connection import connect
 
 from apt_energy.table import table
@@ -136,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
             print("apt-energy bills show: --household DEVICE_ID is required")
             return 2
         lines = store.statement(conn, args.household, month=args.month)
+        notes = {(c.usage_month, c.meter): completeness.estimated_note(c.expected_s, c.measured_s)
+                 for c in completeness.household(conn, args.household, month=args.month)}
     if not lines:
         print(f"no bills for {args.household}")
         return 1
@@ -154,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
             tier = f", tier {line.tier}" if line.tier else ""
             print(f"\n{line.usage_month:%Y-%m} {line.energy_type} usage {line.usage:.3f}{tier}: "
                   f"{line.total_krw:,.0f} KRW")
+            if note := notes.get(current):   # gaps: billed on what was measured
+                print(f"  ({note})")
         rows.append((line.label, f"{line.quantity:.3f}", "×", f"{line.rate:.4f}", "=", f"{line.amount:,.0f}"))
     flush()
     return 0

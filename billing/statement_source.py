@@ -1,9 +1,9 @@
 """The figures of a household's monthly statement, read from PostgreSQL: its bills and their lines, 13
 months of usage, the average of the flats of its unit type, its projection and the month's completeness.
 
-Completeness comes from the view ``month_completeness(household_id, meter, usage_month, expected_s,
-measured_s)`` when the database has it (``to_regclass``); without it the statement says "completeness
-unknown".
+Completeness comes from the view ``month_completeness`` (:mod:`apt_energy.database.completeness`, the
+same figures as the bills' "estimated" note); a month with no metered interval (imported history) says
+"completeness unknown".
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import psycopg
 from apt_energy.billing.cycle import cycle_end, cycle_start
 from apt_energy.billing.statement import EnergyPart, Line, Projection, Statement
 from apt_energy.config import Settings
+from apt_energy.database import completeness as database_completeness
 from psycopg.rows import class_row
 
 logger = logging.getLogger(__name__)
@@ -61,11 +62,6 @@ def households(conn: psycopg.Connection, device_id: str | None = None) -> list[H
                ORDER BY b.building_number, h.floor, h.unit""", {"d": device_id}).fetchall()
 
 
-def has_completeness(conn: psycopg.Connection) -> bool:
-    row = conn.execute("SELECT to_regclass('month_completeness') IS NOT NULL").fetchone()
-    return bool(row and row[0])
-
-
 def statement(conn: psycopg.Connection, settings: Settings, household: HouseholdRow, month: date) -> Statement:
     """Everything one statement shows, for ``household`` and the billing month ``month``."""
     hid = household.id
@@ -99,13 +95,8 @@ def statement(conn: psycopg.Connection, settings: Settings, household: Household
     projections = {k: Projection(p, t, d) for k, p, t, d in conn.execute(
         """SELECT energy_type, projected, total_krw, days_elapsed FROM bill_projections
            WHERE household_id = %s AND usage_month = %s""", (hid, month)).fetchall()}
-    known = has_completeness(conn)
-    completeness: dict[str, float] = {}
-    if known:
-        for meter, expected, measured in conn.execute(
-                """SELECT meter, expected_s, measured_s FROM month_completeness
-                   WHERE household_id = %s AND usage_month = %s""", (hid, month)).fetchall():
-            completeness[meter] = min(float(measured) / float(expected), 1.0) if expected else 1.0
+    completeness = {c.meter: min(c.measured_s / c.expected_s, 1.0) if c.expected_s else 1.0
+                    for c in database_completeness.household(conn, household.device_id, month=month)}
     parts = []
     for key, energy in settings.energy.items():
         bill = bills.get(key)
@@ -117,12 +108,12 @@ def statement(conn: psycopg.Connection, settings: Settings, household: Household
             history=tuple((m, history.get((key, m))) for m in _months(first, month)),
             peer_average=peers[key][0] if key in peers else None, peers=int(peers[key][1]) if key in peers else 0,
             emission_factor=Decimal(str(energy.emission_factor.value)), projection=projections.get(key),
-            completeness=completeness.get(key) if known else None))
+            completeness=completeness.get(key)))
     tz, day = settings.complex.tz, settings.billing.reading_day
     period = (cycle_start(month, day, tz).date(), cycle_end(month, day, tz).date() - timedelta(days=1))
     return Statement(complex_name=settings.complex.name, device_id=household.device_id, building=household.building,
                      door=household.door, unit_type=unit_type, month=month, period=period, parts=tuple(parts),
-                     completeness_known=known)
+                     completeness_known=bool(completeness))
 
 
 def _months(first: date, last: date) -> Iterator[date]:

@@ -170,7 +170,7 @@ def test_every_statement_of_a_small_run_fits_one_a4_page_with_the_bills_numbers(
         assert text["total:all"] == f"{total_all:,.0f}"
     super_user = next(p for h, lang, p in pages if h.device_id == small_run[0].device_id and lang == "ko")
     assert "슈퍼유저요금" in super_user.read_text(encoding="utf-8")
-    assert "완전성 알 수 없음" in super_user.read_text(encoding="utf-8")   # no month_completeness view here
+    assert "완전성 알 수 없음" in super_user.read_text(encoding="utf-8")   # usage written directly: no metered interval
     # printed: the longest statements (the super-user flat's, both languages) on one PDF page each
     for _, _, page in pages[:2]:
         assert pdf_pages(chromium, page, tmp_path) == 1, page.name
