@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from apt_energy.backoff import BackoffPolicy
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["RestartPolicy", "ServiceRecord", "ServiceSpec", "ServiceState", "Supervisor", "describe_exit",
@@ -42,6 +44,11 @@ class RestartPolicy:
         if self.base_s <= 0 or self.cap_s < self.base_s or self.max_crashes < 1 or self.window_s <= 0:
             raise ValueError(f"restart policy needs 0 < base_s <= cap_s, max_crashes >= 1, window_s > 0: {self}")
 
+    @property
+    def backoff(self) -> BackoffPolicy:
+        """The restart delays: the project's one backoff, plain (one process, nobody to spread out)."""
+        return BackoffPolicy(base_s=self.base_s, cap_s=self.cap_s)
+
 
 def restart_delay(crashes: Sequence[float], now: float, policy: RestartPolicy) -> float | None:
     """Seconds to wait before the next start, or ``None`` for a crash loop (stop restarting).
@@ -52,7 +59,7 @@ def restart_delay(crashes: Sequence[float], now: float, policy: RestartPolicy) -
     recent = sum(1 for t in crashes if now - t <= policy.window_s)
     if recent >= policy.max_crashes:
         return None
-    return float(min(policy.cap_s, policy.base_s * 2 ** max(recent - 1, 0)))
+    return policy.backoff.ceiling(max(recent - 1, 0))
 
 
 def describe_exit(returncode: int) -> str:

@@ -26,10 +26,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from apt_energy.backoff import Backoff
+from apt_energy.backoff import Backoff, BackoffPolicy
 from apt_energy.mqtt import BufferedClient
 
 logger = logging.getLogger(__name__)
+
+#: The bridge is one client per part: it retries sooner and waits less than a device (the readings wait on it).
+RECONNECT_BACKOFF = BackoffPolicy(base_s=0.2, cap_s=5.0, jitter=True)
 
 OnMessage = Callable[[mqtt.MQTTMessage], None]
 
@@ -76,7 +79,7 @@ class MqttSource:
         self.closing = False
         self.ever_connected = False
         self.next_attempt = 0.0
-        self.backoff = Backoff(base_s=0.2, cap_s=5.0)
+        self.backoff = Backoff(policy=RECONNECT_BACKOFF)
         self.messages_read = 0
         self._subscribe_mid: int | None = None
         c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)

@@ -31,6 +31,7 @@ from apt_energy.spark.transforms import parse_devices, received_ms
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from apt_energy.backoff import BackoffPolicy
 from apt_energy.errors import ServiceError
 from apt_energy.kafka import kafka_client
 
@@ -92,6 +93,9 @@ class JobStats:
 
 T = TypeVar("T")
 
+#: Transient database failures: 0.5 s doubling to 10 s, for as long as the outage lasts.
+DB_RETRY = BackoffPolicy(base_s=0.5, cap_s=10.0)
+
 
 def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | None = None,
                  attempts: int | None = None) -> T:
@@ -99,7 +103,6 @@ def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | 
     deadlock — psycopg's ``OperationalError`` family) cost a delay, not the query: retried with backoff
     until it works, ``stop`` is set or ``attempts`` are spent. The batch's transaction either committed
     or not, so retrying it is safe (and exact). Data errors never reach here: the sink quarantines them."""
-    delay = 0.5
     attempt = 0
     while True:
         attempt += 1
@@ -108,13 +111,13 @@ def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | 
         except psycopg.OperationalError as exc:
             if (attempts is not None and attempt >= attempts) or (stop is not None and stop.is_set()):
                 raise
+            delay = DB_RETRY.ceiling(attempt - 1)
             logger.warning("transient failure what=%s attempt=%d retry_in=%.1fs error=%s", what, attempt, delay,
                            str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__)
             if stop is not None:
                 stop.wait(delay)
             else:
                 time.sleep(delay)
-            delay = min(delay * 2, 10)
 
 
 class WatchedQuery(Protocol):
