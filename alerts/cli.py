@@ -17,7 +17,7 @@ from apt_energy.database import connect
 from psycopg.rows import class_row
 
 from apt_energy import config
-from apt_energy.cliutil import on_stop_signals
+from apt_energy.cliutil import on_stop_signals, print_json
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Reads the alerts and alert_notifications tables.")
     p.add_argument("--limit", type=int, default=20, help="how many alerts (default 20)")
     p.add_argument("--rule", help="only this rule: threshold, threshold_critical, night_flow, peer")
+    p.add_argument("--json", action="store_true",
+                   help="print {alerts: [...], totals: {rule: n}, delivery} as JSON instead of the table")
     p.set_defaults(func=list_alerts)
     n = sub.add_parser("notifier", help="deliver queued alerts to Slack (also runs inside `apt-energy spark`)",
                        description="Slack bot token (SLACK_BOT_TOKEN + slack.channel) or incoming webhook "
@@ -83,6 +85,9 @@ def list_alerts(args: argparse.Namespace) -> int:
                    LIMIT %(limit)s""", {"rule": args.rule, "limit": args.limit}).fetchall()
         with conn.cursor(row_factory=class_row(RuleCount)) as cur:
             counts = cur.execute("SELECT rule, count(*) AS n FROM alerts GROUP BY rule ORDER BY rule").fetchall()
+    if args.json:
+        print_json({"alerts": rows, "totals": {c.rule: c.n for c in counts}, "delivery": destination(settings)})
+        return 0
     print(f"{'raised (UTC)':<17} {'bldg':>4} {'unit':>5} {'energy':<11} {'period':<10} {'rule':<18} "
           f"{'severity':<8} {'observed':>10} {'reference':>10} {'uom':<4} {'state':<8} delivery")
     for r in rows:

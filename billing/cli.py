@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import date
 from decimal import Decimal
 
@@ -11,6 +12,8 @@ from apt_energy.billing import store, tariffs
 from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
+
+from apt_energy.cliutil import print_json
 
 
 def _month(text: str) -> date:
@@ -27,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("action", choices=["compute", "show", "summary"])
     p.add_argument("--household", metavar="DEVICE_ID", help="household gateway id, e.g. hanbit-01-101 (show)")
     p.add_argument("--month", type=_month, metavar="YYYY-MM", help="one month only")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (show: the statement's lines)")
     p.set_defaults(func=run)
 
 
@@ -54,24 +58,35 @@ def run(args: argparse.Namespace) -> int:
         areas = contract_areas(settings)
         written = store.compute(conn, rates, month=args.month, contract_areas=areas)
         if args.action == "compute":
-            print(f"bills computed: {written}")
             month = args.month or latest_month(conn)
+            n = None
             if month is not None:
                 n = store.project(conn, rates, month, tz=settings.complex.tz, model=settings.rules.projection.model,
                                   contract_areas=areas)
+            if args.json:
+                print_json({"computed": written, "projected_month": month, "projections": n})
+                return 0
+            print(f"bills computed: {written}")
+            if month is not None:
                 print(f"bill projections {month:%Y-%m}: {n}")
             return 0
         if args.action == "summary":
             if args.month is None:
                 raise argparse.ArgumentTypeError("summary needs --month")
+            if args.json:
+                print_json(store.month_summary(conn, args.month))
+                return 0
             print("\n".join(store.summary_lines(conn, args.month)))
             return 0
         if not args.household:
-            print("apt-energy bills show: --household DEVICE_ID is required")
+            print("apt-energy bills show: --household DEVICE_ID is required", file=sys.stderr)
             return 2
         lines = store.statement(conn, args.household, month=args.month)
+    if args.json:
+        print_json({"household": args.household, "lines": lines})
+        return 0 if lines else 1
     if not lines:
-        print(f"no bills for {args.household}")
+        print(f"no bills for {args.household}", file=sys.stderr)
         return 1
     current: tuple[date, str] | None = None
     for line in lines:

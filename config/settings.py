@@ -31,6 +31,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent
 # log4j2 for a Spark driver whose log goes to the user's terminal (the forecast job, benchmarks): errors only
 SPARK_QUIET_LOG4J2 = DEFAULT_CONFIG_DIR / "spark-log4j2.properties"
+# log4j2 for the stream job's driver (warnings too; the same ISO time with zone as every Python log line)
+SPARK_STREAM_LOG4J2 = DEFAULT_CONFIG_DIR / "spark-log4j2-stream.properties"
 CONFIG_FILES = ("complex.yaml", "pipeline.yaml", "messages.yaml")
 
 

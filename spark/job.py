@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2
+from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2, SPARK_STREAM_LOG4J2
 from apt_energy.database import conninfo
 from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions
 from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager, RecordCheck, stream_id
@@ -48,7 +48,8 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
     ``quiet``: only errors from the JVM (its log goes to a terminal: benchmarks), else warnings too."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     java = JIT_OPTIONS[settings.spark.jit]
-    driver_java = f"{java} -Dlog4j2.configurationFile={SPARK_QUIET_LOG4J2}" if quiet else java
+    log4j = SPARK_QUIET_LOG4J2 if quiet else SPARK_STREAM_LOG4J2
+    driver_java = f"{java} -Dlog4j2.configurationFile={log4j}"
     spark = (SparkSession.builder.master(settings.spark.master).appName(app)
              .config("spark.driver.extraJavaOptions", driver_java.strip())
              .config("spark.executor.extraJavaOptions", java)

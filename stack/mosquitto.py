@@ -66,7 +66,7 @@ def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls,
         "log_type error",
         "log_type warning",
         "log_type notice",
-        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S%z",
         "connection_messages false",
     ]
     if run_as_root:
