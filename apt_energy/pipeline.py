@@ -6,7 +6,8 @@ notifier as its children, each with a log of its own, and restarts them when the
 :mod:`apt_energy.supervise` for the policy). ``up`` twice is harmless: the second one reports the
 running supervisor. ``down`` asks the supervisor to stop (SIGTERM to every child, SIGKILL after
 ``--stop-timeout``) and cleans up after a supervisor that was itself killed. The stages are run as
-processes (``python -m apt_energy.spark`` …), so this module depends on their command lines only.
+processes (``python -m apt_energy.spark`` …), so this module depends on their command lines, and on the
+bridge's public API only to remove the broker sessions of a bridge layout it no longer runs.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from apt_energy import config
+from apt_energy.bridge import Part, end_session, mqtt_options, part_client_id
 from apt_energy.cliutil import add_env_flag, on_stop_signals
 from apt_energy.errors import ConfigError, ServiceError
 from apt_energy.stack.process import alive, is_ours, read_pid, spawn, terminate, wait_until
@@ -85,6 +87,31 @@ def service_specs(options: PipelineOptions, python: str = sys.executable) -> lis
     if options.notifier:
         specs.append(ServiceSpec("notifier", (python, "-m", "apt_energy", "notifier"), d / "notifier.log"))
     return specs
+
+
+def bridge_client_ids(options: PipelineOptions) -> list[str]:
+    """The MQTT client ids (one persistent session each) of this layout's bridges."""
+    if options.bridges < 1:
+        return []
+    return [part_client_id(options.bridge_client_id, Part(i, options.bridges)) for i in range(options.bridges)]
+
+
+def retire_bridge_sessions(options: PipelineOptions, end_session: Callable[[str], bool]) -> list[str]:
+    """Remove the broker sessions of the bridge layout this directory ran before, where it differs from
+    ``options``' (``--bridges 3`` after ``--bridges 2``: parts ``-0of2``, ``-1of2`` are retired). Nobody
+    resumes a retired session, yet the broker queues every reading of its buildings there until it
+    expires — a backlog it rewrites at every save. Called before the new bridges start, while the old ones
+    are stopped; the layout is recorded in ``<dir>/bridges.json``. Returns the client ids removed."""
+    layout = options.directory / "bridges.json"
+    try:
+        before = [str(x) for x in json.loads(layout.read_text())["client_ids"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = []
+    now = bridge_client_ids(options)
+    retired = [c for c in before if c not in now]
+    kept = [c for c in retired if not end_session(c)]   # not removed: try again at the next `up`
+    layout.write_text(json.dumps({"client_ids": now + kept}))
+    return [c for c in retired if c not in kept]
 
 
 def supervisor_argv(options: PipelineOptions) -> list[str]:
@@ -258,6 +285,11 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "run":
         return run_supervisor(options)
     if args.action == "up":
+        if not is_running(options.directory) and options.bridges > 0:
+            broker = mqtt_options(config.load())
+            for client_id in retire_bridge_sessions(options, lambda c: end_session(broker, c)):
+                logger.info("retired bridge session client_id=%s (layout now %d bridge(s))", client_id,
+                            options.bridges)
         if not up(options):
             # stdout carries only the JSON when it is asked for
             print("pipeline already running", file=sys.stderr if args.json else sys.stdout)

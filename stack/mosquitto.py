@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
+# Persistence, sized in bench/bench_broker_crash.py (README "Broker state"): see render_config.
+AUTOSAVE_S = 30
+
 
 def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls, dynsec_file: Path,
                   host: str = "127.0.0.1", run_as_root: bool = False, plugin: str = DYNSEC_PLUGIN) -> str:
