@@ -9,7 +9,10 @@ import logging
 from datetime import date, datetime
 from typing import NamedTuple
 
+import psycopg
+from apt_energy.alerts import outbox
 from apt_energy.alerts.message import MessageStyle
+from apt_energy.alerts.metrics import notifier_samples
 from apt_energy.alerts.notifier import Notifier, NotifierOptions
 from apt_energy.alerts.slack import ConsoleTransport, destination, transport_for
 from apt_energy.config import Settings
@@ -18,6 +21,8 @@ from psycopg.rows import class_row
 
 from apt_energy import config
 from apt_energy.cliutil import on_stop_signals, print_json
+from apt_energy.errors import ServiceError
+from apt_energy.metrics import serve_if_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +105,24 @@ def list_alerts(args: argparse.Namespace) -> int:
 
 
 def run_notifier(args: argparse.Namespace) -> int:
-    notifier = build_notifier(config.load())
+    settings = config.load()
+    notifier = build_notifier(settings)
     on_stop_signals(notifier.stop_event.set)
-    notifier.run()
+    m = settings.metrics
+    server = serve_if_enabled(m, m.notifier_port, lambda: notifier_samples(notifier.stats, outbox_counts(settings)))
+    try:
+        notifier.run()
+    finally:
+        if server is not None:
+            server.close()
     return 0
+
+
+def outbox_counts(settings: Settings) -> dict[str, int] | None:
+    """The outbox's rows per state for the metrics; None (no samples) while PostgreSQL is unreachable."""
+    try:
+        with connect(settings, autocommit=True) as conn:
+            return outbox.state_counts(conn)
+    except (psycopg.Error, ServiceError) as exc:
+        logger.debug("metrics: outbox not read error=%s", exc)
+        return None

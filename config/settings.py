@@ -398,6 +398,25 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus endpoints of the long-lived processes (apt_energy/metrics.py): off unless enabled, loopback
+    unless ``host`` says otherwise. Bridge part i of n listens on ``bridge_port + i``, edge shard i on
+    ``fleet_port + i``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    bridge_port: int = 9470
+    fleet_port: int = 9480
+    spark_port: int = 9466
+    notifier_port: int = 9467
+
+    def __post_init__(self) -> None:
+        for key in ("bridge_port", "fleet_port", "spark_port", "notifier_port"):
+            port = getattr(self, key)
+            _require(0 <= port <= 65535, key, "a TCP port 0-65535 (0: any free port)", port)
+
+
+@dataclass(frozen=True)
 class StackSettings:
     run_dir: str = ".run"
     cache_dir: str = "~/.cache/apt-energy"
@@ -459,6 +478,7 @@ class Settings:
     spark: SparkSettings = field(default_factory=SparkSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     stack: StackSettings = field(default_factory=StackSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
     secrets: Secrets = field(default_factory=Secrets)
 

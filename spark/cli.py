@@ -14,6 +14,7 @@ from apt_energy.spark.rules import ProjectionOptions
 from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
 from apt_energy.errors import ConfigError
+from apt_energy.metrics import serve_if_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from apt_energy.spark.job import StreamJob, build_session, sink_options
+    from apt_energy.spark.metrics import job_samples
     from apt_energy.stack.jars import spark_kafka_jars
 
     settings = config.load()
@@ -54,9 +56,13 @@ def run(args: argparse.Namespace) -> int:
         notifier = build_notifier(settings)
         notifier.start_thread()
     job.start()
+    m = settings.metrics
+    server = serve_if_enabled(m, m.spark_port, lambda: job_samples(job.stats, job.queries))
     try:
         job.run_until_stopped()
     finally:
+        if server is not None:
+            server.close()
         if notifier:
             notifier.stop()
         spark.stop()
