@@ -71,9 +71,9 @@ def test_the_endpoint_serves_the_text_format_read_at_scrape_time() -> None:
     stats = BridgeStats()
     server = serve(lambda: bridge_samples(stats), host="127.0.0.1", port=0, constant={"part": "0/1"})
     try:
-        first = values(urllib.request.urlopen(server.url, timeout=5).read().decode())   # noqa: S310 (loopback)
+        first = values(urllib.request.urlopen(server.url, timeout=5).read().decode())
         stats.forwarded = 42
-        second = values(urllib.request.urlopen(server.url, timeout=5).read().decode())  # noqa: S310
+        second = values(urllib.request.urlopen(server.url, timeout=5).read().decode())
     finally:
         server.close()
     key = ("apt_bridge_forwarded_total", (("part", "0/1"),))
@@ -84,6 +84,6 @@ def test_the_endpoint_serves_the_text_format_read_at_scrape_time() -> None:
 def test_a_port_out_of_range_is_refused_naming_the_key() -> None:
     from apt_energy.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="metrics.bridge_port"):
+    with pytest.raises(ConfigError, match=r"metrics\.bridge_port"):
         config.load(environ={"APT_ENERGY_METRICS_BRIDGE_PORT": "70000"}, dotenv=None)
     assert MetricsSettings().spark_port == 9466
