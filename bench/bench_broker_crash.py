@@ -97,8 +97,10 @@ def readings_in_kafka(s: Settings, timeout: float = 60) -> set[tuple[str, str, i
     return out
 
 
-def scenario(base: Settings, kafka: Kafka, how: str) -> tuple[int, int]:
-    """(lost, published) for one run; ``how`` is ``term`` or ``kill``."""
+def scenario(base: Settings, kafka: Kafka, how: str, *, saved_first_s: float = 0.0) -> tuple[int, int]:
+    """(lost, published) for one run; ``how`` is ``term`` or ``kill``. ``saved_first_s``: wait this long
+    after the bridge subscribed before traffic starts, so an autosave has written its session (a bridge
+    that has been running a while); 0: the crash lands ~2 s into a brand-new session."""
     with tempfile.TemporaryDirectory() as tmp:
         s = isolated(base, kafka, Path(tmp))
         broker = Mosquitto(s)
@@ -113,6 +115,7 @@ def scenario(base: Settings, kafka: Kafka, how: str) -> tuple[int, int]:
         try:
             while not bridge.source.subscribed:
                 time.sleep(0.05)
+            time.sleep(saved_first_s)
             fleet = Fleet(s, households, FleetOptions(start=START, until=START + timedelta(hours=HOURS),
                                                       interval_s=3600, speed=3600 * 12, drain_timeout_s=120))
             ft = threading.Thread(target=fleet.run, daemon=True)
@@ -283,10 +286,11 @@ def main() -> None:
     figures["SIGTERM + restart: readings lost (all runs)"] = float(sum(lost for lost, _ in term))
     for name, lines in settings.items():
         with_autosave(lines)
-        runs = [scenario(base, kafka, "kill") for _ in range(args.runs)]
-        total = sum(n for _, n in runs)
-        figures[f"kill -9, {name}: lost per run"] = " ".join(str(lost) for lost, _ in runs)
-        figures[f"kill -9, {name}: share lost"] = sum(lost for lost, _ in runs) / total
+        for when, wait in (("new session", 0.0), (f"session saved ({AUTOSAVE_S + 2} s old)", AUTOSAVE_S + 2.0)):
+            runs = [scenario(base, kafka, "kill", saved_first_s=wait) for _ in range(args.runs)]
+            total = sum(n for _, n in runs)
+            figures[f"kill -9, {name}, {when}: lost per run"] = " ".join(str(lost) for lost, _ in runs)
+            figures[f"kill -9, {name}, {when}: share lost"] = sum(lost for lost, _ in runs) / total
     mosquitto_module.render_config = ORIGINAL  # type: ignore[assignment]
     figures.update(save_figures(sizes, intervals))
     report("broker_crash", figures)

@@ -26,11 +26,12 @@ logger = logging.getLogger(__name__)
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
 # Persistence, sized in bench/bench_broker_crash.py (README "Broker state"): see render_config.
-# Mosquitto 2.0 rewrites its whole database at each save and serves nobody meanwhile: 0.5-1.2 s at 100k
-# retained topics (31 MB), 4-6 s at 1-5 M queued readings (0.4-1.8 GB), on 2 busy cores. Every 60 s keeps
-# the broker serving >= 90 % of the time at the largest state it may hold, ~98 % at 100k households'
-# steady state; a kill -9 then loses what it accepted but had not delivered nor saved in the last minute.
-AUTOSAVE_S = 60
+# Mosquitto 2.0 rewrites its whole database at each save and serves nobody meanwhile: 0.1-1.2 s at 100k
+# retained topics (31 MB), 4-6 s at 1-5 M queued readings (0.4-1.8 GB), on 2 busy cores. Every 10 s: the
+# broker stands still 1-12 % of the time at 100,000 households' steady state (was 13-100 % at 1 s) and
+# about half of it only while it holds a multi-million backlog; a kill -9 loses what it accepted and had
+# neither delivered nor saved in the last 10 s (60 s measured 3-4x the loss for a fraction less stall).
+AUTOSAVE_S = 10
 # The outage it absorbs without loss: 10 minutes of the demo's rate (~8,800 readings/s, 5.3 M), +13 %.
 MAX_QUEUED_MESSAGES = 6_000_000
 # A session away longer than a day has outgrown any outage the queue absorbs (6 M = 20 h of 100,000
