@@ -286,8 +286,8 @@ def run(args: argparse.Namespace) -> int:
         return run_supervisor(options)
     if args.action == "up":
         if not is_running(options.directory) and options.bridges > 0:
-            broker = mqtt_options(config.load())
-            for client_id in retire_bridge_sessions(options, lambda c: end_session(broker, c)):
+            settings = config.load()    # the broker login is built only if a session is to be retired
+            for client_id in retire_bridge_sessions(options, lambda c: end_session(mqtt_options(settings), c)):
                 logger.info("retired bridge session client_id=%s (layout now %d bridge(s))", client_id,
                             options.bridges)
         if not up(options):
