@@ -21,7 +21,7 @@ from apt_energy.edge.fleet import Fleet, FleetOptions
 from apt_energy.stack import NativeStack
 from apt_energy.stack.process import read_pid
 
-from apt_energy.truth import read_ledger
+from apt_energy.truth import check, read_ledger
 from tests.chaos.harness import Chaos, dead_letters, quarantined, settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.soak]
 MINUTES = float(os.environ.get("APT_ENERGY_SOAK_MINUTES", "1"))
 OUTAGE_S = float(os.environ.get("APT_ENERGY_SOAK_OUTAGE_S", "240" if MINUTES >= 10 else "20"))
 HOUSEHOLDS = int(os.environ.get("APT_ENERGY_SOAK_HOUSEHOLDS", "40"))
+SETTLE_S = 600.0              # longest wait for the stored totals to equal the ledger after the run
 SIM_HOURS_PER_S = 1.0          # the fixed real rate: one simulated hour per second, every household hourly
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -77,9 +78,8 @@ def snapshot(chaos: Chaos, stack: NativeStack) -> dict[str, str]:
     services = chaos.services()
     rows: dict[str, str] = {}
     pids = {name: r.pid for name, r in services.items()}
-    pids["supervisor"] = read_pid(chaos.directory / "supervisor.pid")
-    for name, service in (("mosquitto", stack.mosquitto), ("kafka", stack.kafka), ("postgresql", stack.postgres)):
-        pids[name] = read_pid(service.pid_file)
+    pids["supervisor+all"] = read_pid(chaos.directory / "supervisor.pid")   # its tree: every service
+    pids.update({s.name: s.pid for s in stack.status()})   # mosquitto, postgresql, kafka
     for name, pid in pids.items():
         u = usage(pid)
         rows[f"{name} RSS MB"] = f"{u.rss_kb / 1024:.0f}"
@@ -88,6 +88,23 @@ def snapshot(chaos: Chaos, stack: NativeStack) -> dict[str, str]:
     rows["pipeline logs MB"] = f"{size_mb(sorted(chaos.directory.glob('*.log*'))):.2f}"
     rows["broker log MB"] = f"{size_mb([stack.mosquitto.log_file]):.2f}"
     return rows
+
+
+def restart_kafka(stack: NativeStack, attempts: int = 5) -> None:
+    """Kafka back after the outage. Seen once in a 15-min soak: while Kafka was down minutes, its controller
+    port (in the ephemeral range) was taken by some outgoing connection on this shared machine, and the
+    restart failed to bind; it is free again seconds later."""
+    from apt_energy.errors import ServiceError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            stack.kafka.up()
+            return
+        except ServiceError:
+            if attempt == attempts:
+                raise
+            stack.kafka.down()
+            time.sleep(10)
 
 
 def test_soak_with_a_kafka_outage_and_a_broker_restart(chaos: Chaos, native_stack: NativeStack,
@@ -110,14 +127,21 @@ def test_soak_with_a_kafka_outage_and_a_broker_restart(chaos: Chaos, native_stac
     time.sleep(run_s * 0.25)
     native_stack.kafka.down()                       # the bridge stops acking; the broker queues for it
     time.sleep(OUTAGE_S)
-    native_stack.kafka.up()
+    restart_kafka(native_stack)
     time.sleep(max(0.0, began + run_s * 0.7 - time.monotonic()))
     native_stack.mosquitto.down()                   # SIGTERM: it saves; the sessions come back after
     time.sleep(2)
     native_stack.mosquitto.up()
     thread.join(run_s + OUTAGE_S + 600)
     assert not thread.is_alive(), "the fleet did not finish"
-    truth = settle(chaos, read_ledger(ledger_path), restarts_before)
+    ledger = read_ledger(ledger_path)
+    truth = settle(chaos, ledger, restarts_before)
+    # After a Kafka outage the stream job's first batch can wait minutes on offset lookups (seen: 138 s
+    # after a 20 s outage): the chaos suite's "quiet for 20 s" is not an end here. Wait for the ledger.
+    deadline = time.monotonic() + SETTLE_S
+    while not truth.ok and time.monotonic() < deadline:
+        time.sleep(5)
+        truth = check(chaos.settings, ledger, only_ledger_devices=True)
     end = snapshot(chaos, native_stack)
     restarts = {k: r.restarts - restarts_before.get(k, 0) for k, r in chaos.services().items()}
     lines = [f"soak: {hours:,} simulated hours x {len(households)} households in {time.monotonic() - began:.0f} s "
