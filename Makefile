@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help bootstrap demo test test-unit chaos scale-test check up down status bench clean
+.PHONY: help bootstrap demo test test-unit chaos scale-test soak check up down status bench clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ chaos: bootstrap ## fault suite: kill -9 bridge/Spark/Kafka, restarts, Slack out
 
 scale-test: bootstrap ## 3 Kafka brokers, Spark master + 2 workers, 2 bridges, 2 edge shards; kill -9 a broker and a worker mid-run
 	$(VENV)/pytest -m scale -rxX --basetemp=.run/scale $(ARGS)
+
+soak: bootstrap ## 25 min of simulated days through the pipeline, a 4-min Kafka outage, a broker restart → truth check + growth table
+	APT_ENERGY_SOAK_MINUTES=$${APT_ENERGY_SOAK_MINUTES:-25} $(VENV)/pytest -m soak -s -rxX --timeout 7200 --basetemp=.run/soak $(ARGS)
 
 check: bootstrap ## ruff + mypy
 	$(VENV)/ruff check .

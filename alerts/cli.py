@@ -11,9 +11,11 @@ import logging
 from datetime import date, datetime
 from typing import NamedTuple
 
-from apt_energy.alerts import lifecycle, status
+import psycopg
+from apt_energy.alerts import lifecycle, outbox, status
 from apt_energy.alerts.buttons import ButtonListener, Origin
 from apt_energy.alerts.message import MessageStyle
+from apt_energy.alerts.metrics import notifier_samples
 from apt_energy.alerts.notifier import Notifier, NotifierOptions
 from apt_energy.alerts.quiet import QuietHours
 from apt_energy.alerts.slack import ConsoleTransport, destination, transport_for
@@ -22,8 +24,9 @@ from apt_energy.database import connect
 from psycopg.rows import class_row
 
 from apt_energy import config
-from apt_energy.cliutil import on_stop_signals
-from apt_energy.errors import ConfigError
+from apt_energy.cliutil import on_stop_signals, print_json
+from apt_energy.errors import ConfigError, ServiceError
+from apt_energy.metrics import serve_if_enabled
 from apt_energy.table import table
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--open", action="store_true", help="only alerts not resolved yet")
     p.add_argument("--limit", type=int, default=20, help="how many alerts (default 20)")
     p.add_argument("--rule", help="only this rule: threshold, threshold_critical, night_flow, peer")
+    p.add_argument("--json", action="store_true",
+                   help="print {alerts: [...], totals: {rule: n}, cases: {...}, notifiers: [...]} as JSON "
+                        "instead of the table")
     p.set_defaults(func=alerts_command)
     n = sub.add_parser("notifier", help="deliver queued alerts to Slack (also runs inside `apt-energy spark`)",
                        description="Slack bot token (SLACK_BOT_TOKEN + slack.channel) or incoming webhook "
@@ -145,6 +151,10 @@ def list_alerts(args: argparse.Namespace) -> int:
         with conn.cursor(row_factory=class_row(CaseTotals)) as cur:
             totals = cur.execute(CASE_TOTALS).fetchone()
         health = status.running(conn)
+    if args.json:
+        print_json({"alerts": rows, "totals": {c.rule: c.n for c in counts}, "cases": totals,
+                    "notifiers": health, "delivery": status.describe(health, would=destination(settings))})
+        return 0
 
     print("\n".join(table(
         [(r.id, f"{r.raised_at:%Y-%m-%d %H:%M}", r.building, r.door, r.energy_type, r.period, r.rule, r.severity,
@@ -204,6 +214,8 @@ def run_notifier(args: argparse.Namespace) -> int:
     notifier = build_notifier(settings)
     buttons = build_buttons(settings)
     on_stop_signals(notifier.stop_event.set)
+    m = settings.metrics
+    server = serve_if_enabled(m, m.notifier_port, lambda: notifier_samples(notifier.stats, outbox_counts(settings)))
     if buttons:
         buttons.start()
     try:
@@ -211,4 +223,16 @@ def run_notifier(args: argparse.Namespace) -> int:
     finally:
         if buttons:
             buttons.stop()
+        if server is not None:
+            server.close()
     return 0
+
+
+def outbox_counts(settings: Settings) -> dict[str, int] | None:
+    """The outbox's rows per state for the metrics; None (no samples) while PostgreSQL is unreachable."""
+    try:
+        with connect(settings, autocommit=True) as conn:
+            return outbox.state_counts(conn)
+    except (psycopg.Error, ServiceError) as exc:
+        logger.debug("metrics: outbox not read error=%s", exc)
+        return None

@@ -58,6 +58,7 @@ from apt_energy.alerts.outbox import EDIT_KINDS, Notice
 from apt_energy.alerts.quiet import QuietHours
 from apt_energy.alerts.slack import HistoryUnreadable, Posted, PostFailed, Transport
 
+from apt_energy.backoff import Backoff, BackoffPolicy
 from apt_energy.errors import ConfigError, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,8 @@ class Notifier:
     def run(self) -> None:
         """Deliver until :attr:`stop_event` is set; reconnect after PostgreSQL errors."""
         opts = self.options
-        backoff = opts.poll_s
+        # Slack or PostgreSQL trouble: poll_s doubling to max_backoff_s, reset by a good pass.
+        backoff = Backoff(policy=BackoffPolicy(base_s=opts.poll_s, cap_s=max(opts.poll_s, opts.max_backoff_s)))
         logger.info("notifier started owner=%s transport=%s", self.owner, type(self.transport).__name__)
         while not self.stop_event.is_set():
             try:
@@ -152,20 +154,20 @@ class Notifier:
                         except ServiceError as exc:   # Slack: the rows are settled, wait and go on
                             self.stats.failures += 1
                             retry_after = exc.retry_after_s if isinstance(exc, PostFailed) else None
-                            delay = retry_after if retry_after is not None else backoff
+                            step = backoff.next_delay()
+                            delay = retry_after if retry_after is not None else step
                             logger.warning("notifier: %s; next pass in %.1fs", _first_line(exc), delay)
                             self.stop_event.wait(delay)
-                            backoff = min(backoff * 2, opts.max_backoff_s)
                             continue
-                        backoff = opts.poll_s
+                        backoff.reset()
                         self.stats.passes += 1
                         if not delivered:
                             self.stop_event.wait(opts.poll_s)
             except (psycopg.Error, ServiceError) as exc:   # ServiceError here: the connection factory's
                 self.stats.failures += 1
-                logger.warning("notifier: PostgreSQL: %s; reconnecting in %.0fs", _first_line(exc), backoff)
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, opts.max_backoff_s)
+                delay = backoff.next_delay()
+                logger.warning("notifier: PostgreSQL: %s; reconnecting in %.0fs", _first_line(exc), delay)
+                self.stop_event.wait(delay)
         self._forget()
 
     def escalate(self, conn: psycopg.Connection) -> int:

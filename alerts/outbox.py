@@ -208,3 +208,16 @@ def take_expired(conn: psycopg.Connection, *, owner: str, lease_s: float, limit:
     with conn.transaction(), conn.cursor(row_factory=class_row(InDoubt)) as cur:
         return cur.execute(_TAKE_EXPIRED, {"sending": OutboxState.SENDING, "owner": owner, "lease_s": lease_s,
                                            "limit": limit}).fetchall()
+
+
+def state_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Rows per state, every state present (0 when none), plus ``in_doubt``: ``sending`` rows whose post may
+    or may not have reached Slack (an error recorded, or the lease ran out) — the metrics read this."""
+    counts = {s.value: 0 for s in OutboxState}
+    for state, n in conn.execute("SELECT state, count(*) FROM alert_notifications GROUP BY state").fetchall():
+        counts[str(state)] = int(n)
+    row = conn.execute("SELECT count(*) FROM alert_notifications WHERE state = %s AND "
+                       "(last_error IS NOT NULL OR lease_until IS NULL OR lease_until < now())",
+                       (OutboxState.SENDING.value,)).fetchone()
+    counts["in_doubt"] = int(row[0]) if row else 0
+    return counts

@@ -4,11 +4,15 @@ durations like ``1h``, and signal handling that asks a loop to stop."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
+import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -66,3 +70,28 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def jsonable(value: object) -> object:
+    """``value`` with rows (NamedTuple, dataclass) as objects, times as ISO 8601 text, decimals as exact
+    strings ("12345.678", not a float): ``json.dumps`` would write a NamedTuple as a bare list."""
+    if hasattr(value, "_asdict"):
+        return {k: jsonable(v) for k, v in value._asdict().items()}
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()           # datetimes from the database carry their zone
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def print_json(data: object) -> None:
+    """``--json`` output: one JSON document on stdout (logs and errors stay on stderr), so scripts can
+    ``| jq``; see :func:`jsonable` for the forms."""
+    json.dump(jsonable(data), sys.stdout, ensure_ascii=False, indent=1)
+    sys.stdout.write("\n")

@@ -6,7 +6,8 @@ notifier as its children, each with a log of its own, and restarts them when the
 :mod:`apt_energy.supervise` for the policy). ``up`` twice is harmless: the second one reports the
 running supervisor. ``down`` asks the supervisor to stop (SIGTERM to every child, SIGKILL after
 ``--stop-timeout``) and cleans up after a supervisor that was itself killed. The stages are run as
-processes (``python -m apt_energy.spark`` …), so this module depends on their command lines only.
+processes (``python -m apt_energy.spark`` …), so this module depends on their command lines, and on the
+bridge's public API only to remove the broker sessions of a bridge layout it no longer runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,13 @@ import psycopg
 from apt_energy import config
 from apt_energy.alerts.slack import destination
 from apt_energy.alerts.status import describe, running
-from apt_energy.cliutil import on_stop_signals
+from apt_energy.bridge import Part, end_session, mqtt_options, part_client_id
+from apt_energy.cliutil import add_env_flag, on_stop_signals
 from apt_energy.database import connect
-from apt_energy.errors import AptEnergyError, ServiceError
+from apt_energy.errors import AptEnergyError, ConfigError, ServiceError
 from apt_energy.stack.process import alive, is_ours, read_pid, spawn, terminate, wait_until
 from apt_energy.supervise import (
+    LogRotation,
     RestartPolicy,
     ServiceRecord,
     ServiceSpec,
@@ -59,6 +62,7 @@ class PipelineOptions:
     notifier: bool = True
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     stop_timeout_s: float = 60.0
+    rotation: LogRotation = field(default_factory=LogRotation)
 
     @property
     def pid_file(self) -> Path:
@@ -90,12 +94,38 @@ def service_specs(options: PipelineOptions, python: str = sys.executable) -> lis
     return specs
 
 
+def bridge_client_ids(options: PipelineOptions) -> list[str]:
+    """The MQTT client ids (one persistent session each) of this layout's bridges."""
+    if options.bridges < 1:
+        return []
+    return [part_client_id(options.bridge_client_id, Part(i, options.bridges)) for i in range(options.bridges)]
+
+
+def retire_bridge_sessions(options: PipelineOptions, end_session: Callable[[str], bool]) -> list[str]:
+    """Remove the broker sessions of the bridge layout this directory ran before, where it differs from
+    ``options``' (``--bridges 3`` after ``--bridges 2``: parts ``-0of2``, ``-1of2`` are retired). Nobody
+    resumes a retired session, yet the broker queues every reading of its buildings there until it
+    expires — a backlog it rewrites at every save. Called before the new bridges start, while the old ones
+    are stopped; the layout is recorded in ``<dir>/bridges.json``. Returns the client ids removed."""
+    layout = options.directory / "bridges.json"
+    try:
+        before = [str(x) for x in json.loads(layout.read_text())["client_ids"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = []
+    now = bridge_client_ids(options)
+    retired = [c for c in before if c not in now]
+    kept = [c for c in retired if not end_session(c)]   # not removed: try again at the next `up`
+    layout.write_text(json.dumps({"client_ids": now + kept}))
+    return [c for c in retired if c not in kept]
+
+
 def supervisor_argv(options: PipelineOptions) -> list[str]:
     """``pipeline run`` with the same options: what the daemon executes."""
     p = options.policy
     argv = [sys.executable, "-m", "apt_energy", "pipeline", "run", "--dir", str(options.directory),
             "--bridges", str(options.bridges), "--max-crashes", str(p.max_crashes),
-            "--crash-window", f"{p.window_s:g}", "--stop-timeout", f"{options.stop_timeout_s:g}"]
+            "--crash-window", f"{p.window_s:g}", "--stop-timeout", f"{options.stop_timeout_s:g}",
+            "--log-max-bytes", str(options.rotation.max_bytes), "--log-keep", str(options.rotation.keep)]
     argv += [] if options.spark else ["--no-spark"]
     argv += [] if options.notifier else ["--no-notifier"]
     return argv
@@ -212,6 +242,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="seconds (default %(default)s)")
     p.add_argument("--stop-timeout", type=float, default=60.0,
                    help="seconds between SIGTERM and SIGKILL (default %(default)s)")
+    add_env_flag(p, "--log-max-bytes", "APT_ENERGY_PIPELINE_LOG_MAX_BYTES", default=LogRotation.max_bytes, type=int,
+                 help="a service's log is rotated to <log>.1 when it grows past this size")
+    add_env_flag(p, "--log-keep", "APT_ENERGY_PIPELINE_LOG_KEEP", default=LogRotation.keep, type=int,
+                 help="rotated logs kept per service (<log>.1 … <log>.N)")
+    p.add_argument("--json", action="store_true",
+                   help="status/up/down: print the supervisor and its services as one JSON object")
     p.set_defaults(func=run)
 
 
@@ -219,14 +255,30 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
     settings = config.load()
     directory = (args.dir or settings.run_dir / "pipeline").resolve()
     policy = dataclasses.replace(RestartPolicy(), max_crashes=args.max_crashes, window_s=args.crash_window)
+    try:
+        rotation = LogRotation(max_bytes=args.log_max_bytes, keep=args.log_keep)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return PipelineOptions(directory=directory, bridges=args.bridges, bridge_client_id=settings.bridge.client_id,
                            spark=args.spark, notifier=args.notifier, policy=policy,
-                           stop_timeout_s=args.stop_timeout)
+                           stop_timeout_s=args.stop_timeout, rotation=rotation)
 
 
-def print_status(directory: Path) -> bool:
-    """Print the status table; True if the supervisor and every service are running."""
+def status_json(directory: Path) -> dict[str, object]:
+    """``pipeline status --json``: what the table shows, as data (times as Unix seconds)."""
     pid, records = status(directory)
+    return {"supervisor_pid": pid, "running": pid is not None, "directory": str(directory),
+            "services": [{"name": r.name, "pid": r.pid if r.state in ("running", "stopping") else None,
+                          "state": r.state, "restarts": r.restarts, "started_at": r.started_at,
+                          "last_exit": r.last_exit, "log": r.log, "note": r.note or None} for r in records]}
+
+
+def print_status(directory: Path, *, as_json: bool = False) -> bool:
+    """Print the status table (or JSON); True if the supervisor and every service are running."""
+    pid, records = status(directory)
+    if as_json:
+        print(json.dumps(status_json(directory), indent=1))
+        return pid is not None and bool(records) and all(r.state == "running" for r in records)
     print(f"supervisor: {'pid ' + str(pid) if pid else 'not running (services as last recorded)'}  ({directory})")
     if records:
         print(format_table(records, time.time()))
@@ -251,15 +303,21 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "run":
         return run_supervisor(options)
     if args.action == "up":
+        if not is_running(options.directory) and options.bridges > 0:
+            settings = config.load()    # the broker login is built only if a session is to be retired
+            for client_id in retire_bridge_sessions(options, lambda c: end_session(mqtt_options(settings), c)):
+                logger.info("retired bridge session client_id=%s (layout now %d bridge(s))", client_id,
+                            options.bridges)
         if not up(options):
-            print("pipeline already running")
-        print_status(options.directory)
+            # stdout carries only the JSON when it is asked for
+            print("pipeline already running", file=sys.stderr if args.json else sys.stdout)
+        print_status(options.directory, as_json=args.json)
         return 0
     if args.action == "down":
         down(options.directory, timeout_s=options.stop_timeout_s)
-        print_status(options.directory)
+        print_status(options.directory, as_json=args.json)
         return 0
-    return 0 if print_status(options.directory) else 3
+    return 0 if print_status(options.directory, as_json=args.json) else 3
 
 
 def run_supervisor(options: PipelineOptions, specs: Sequence[ServiceSpec] | None = None) -> int:
@@ -271,7 +329,8 @@ def run_supervisor(options: PipelineOptions, specs: Sequence[ServiceSpec] | None
                            service="pipeline")
     options.pid_file.write_text(f"{os.getpid()}\n")
     supervisor = Supervisor(specs or service_specs(options), state_file=options.state_file, policy=options.policy,
-                            stop_timeout_s=options.stop_timeout_s)
+                            stop_timeout_s=options.stop_timeout_s, rotation=options.rotation,
+                            extra_logs=[options.directory / "supervisor.log"])
     on_stop_signals(supervisor.stop)
     logger.info("supervisor pid=%d dir=%s services=%s", os.getpid(), options.directory,
                 ",".join(supervisor.specs))

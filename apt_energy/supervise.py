@@ -5,6 +5,11 @@ seconds (k = its crashes within ``window_s``, capped at ``cap_s``); ``max_crashe
 window is a crash loop, and the supervisor stops restarting that service and says so once, naming its
 log. The :class:`Supervisor` owns the children (one process group, stdout/stderr appended to one log
 per service) and publishes a state file that ``apt-energy pipeline status`` renders as a table.
+
+The logs are rotated by size (:func:`rotate_log`, ``copytruncate`` style): a child holds its log open in
+append mode — and keeps writing to it if the supervisor itself is killed — so the file cannot be renamed
+under it; the supervisor copies it to ``<log>.1`` and truncates it, and the child's next append lands at
+the start of the emptied file.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -21,12 +27,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from apt_energy.backoff import BackoffPolicy
+from apt_energy.logs import iso_now
 from apt_energy.table import table
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RestartPolicy", "ServiceRecord", "ServiceSpec", "ServiceState", "Supervisor", "describe_exit",
-           "format_table", "read_state", "restart_delay", "write_state"]
+__all__ = ["LogRotation", "RestartPolicy", "ServiceRecord", "ServiceSpec", "ServiceState", "Supervisor",
+           "describe_exit", "format_table", "read_state", "restart_delay", "rotate_log", "write_state"]
 
 ServiceState = Literal["starting", "running", "backoff", "crash-loop", "stopping", "stopped"]
 
@@ -44,6 +52,44 @@ class RestartPolicy:
         if self.base_s <= 0 or self.cap_s < self.base_s or self.max_crashes < 1 or self.window_s <= 0:
             raise ValueError(f"restart policy needs 0 < base_s <= cap_s, max_crashes >= 1, window_s > 0: {self}")
 
+    @property
+    def backoff(self) -> BackoffPolicy:
+        """The restart delays: the project's one backoff, plain (one process, nobody to spread out)."""
+        return BackoffPolicy(base_s=self.base_s, cap_s=self.cap_s)
+
+
+@dataclass(frozen=True)
+class LogRotation:
+    """A log over ``max_bytes`` is moved to ``<log>.1`` (older ones to ``.2`` … ``.keep``, the oldest dropped):
+    a service's disk use stays below ``(keep + 1) · max_bytes`` however long it runs."""
+
+    max_bytes: int = 20 * 1024 * 1024
+    keep: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1024 or self.keep < 1:
+            raise ValueError(f"log rotation needs max_bytes >= 1024 and keep >= 1: {self}")
+
+
+def rotate_log(path: Path, rotation: LogRotation) -> bool:
+    """Rotate ``path`` if it has outgrown ``rotation.max_bytes``; True if it did.
+
+    Copy, then truncate: the writer keeps its descriptor (O_APPEND), so it needs no signal or reopen. What
+    it appends between the copy and the truncate (microseconds at a log's rates) is the one thing lost."""
+    try:
+        if path.stat().st_size < rotation.max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for k in range(rotation.keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{k}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{k + 1}"))
+    with open(path, "rb") as src, open(path.with_name(f"{path.name}.1"), "wb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+        os.truncate(path, 0)
+    return True
+
 
 def restart_delay(crashes: Sequence[float], now: float, policy: RestartPolicy) -> float | None:
     """Seconds to wait before the next start, or ``None`` for a crash loop (stop restarting).
@@ -54,7 +100,7 @@ def restart_delay(crashes: Sequence[float], now: float, policy: RestartPolicy) -
     recent = sum(1 for t in crashes if now - t <= policy.window_s)
     if recent >= policy.max_crashes:
         return None
-    return float(min(policy.cap_s, policy.base_s * 2 ** max(recent - 1, 0)))
+    return policy.backoff.ceiling(max(recent - 1, 0))
 
 
 def describe_exit(returncode: int) -> str:
@@ -144,8 +190,12 @@ class Supervisor:
     down`` can still find them by the pids and command lines in the state file."""
 
     def __init__(self, specs: Sequence[ServiceSpec], *, state_file: Path, policy: RestartPolicy,
-                 stop_timeout_s: float = 60.0, env: dict[str, str] | None = None) -> None:
+                 stop_timeout_s: float = 60.0, env: dict[str, str] | None = None,
+                 rotation: LogRotation | None = None, extra_logs: Sequence[Path] = ()) -> None:
         self.specs = {s.name: s for s in specs}
+        self.rotation = rotation or LogRotation()
+        # The children's logs and any other log the supervisor answers for (its own supervisor.log).
+        self.logs = [*(s.log_file for s in specs), *extra_logs]
         self.state_file = state_file
         self.policy = policy
         self.stop_timeout_s = stop_timeout_s
@@ -177,6 +227,7 @@ class Supervisor:
                         changed = True
                 if changed or now - last_write >= 5.0:
                     self._write()
+                    self._rotate_logs()
                     last_write = now
                 self.stop_event.wait(0.2)
         finally:
@@ -186,7 +237,7 @@ class Supervisor:
         spec, record = self.specs[name], self.records[name]
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(spec.log_file, "ab") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: starting {name} "
+            log.write(f"--- {iso_now()} supervisor: starting {name} "
                       f"(restart {record.restarts})\n".encode())
             log.flush()
             proc = subprocess.Popen(  # noqa: S603 - argv is built by the pipeline, never from input
@@ -241,6 +292,15 @@ class Supervisor:
             record.pid = None
         self.procs.clear()
         self._write()
+
+    def _rotate_logs(self) -> None:
+        for path in self.logs:
+            try:
+                if rotate_log(path, self.rotation):
+                    logger.info("rotated log=%s max_bytes=%d keep=%d", path, self.rotation.max_bytes,
+                                self.rotation.keep)
+            except OSError as exc:   # a full disk must not stop the supervision
+                logger.warning("log rotation failed log=%s error=%s", path, exc)
 
     def _write(self) -> None:
         write_state(self.state_file, os.getpid(), list(self.records.values()))

@@ -17,6 +17,7 @@ from apt_energy.config import load as load_settings
 from apt_energy.database import completeness
 from apt_energy.database.connection import connect
 
+from apt_energy.cliutil import print_json
 from apt_energy.table import table
 
 
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("action", choices=["compute", "show", "summary"])
     p.add_argument("--household", metavar="DEVICE_ID", help="household gateway id, e.g. hanbit-01-101 (show)")
     p.add_argument("--month", type=_month, metavar="YYYY-MM", help="one month only")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (show: the statement's lines)")
     p.set_defaults(func=run)
     register_statement(sub)
     register_export(sub)
@@ -121,26 +123,37 @@ def run(args: argparse.Namespace) -> int:
         areas = contract_areas(settings)
         written = compute(conn, settings, rates, args.month)
         if args.action == "compute":
-            print(f"bills computed: {written}")
             month = args.month or latest_month(conn)
+            n = None
             if month is not None:
                 n = store.project(conn, rates, month, tz=settings.complex.tz, model=settings.rules.projection.model,
                                   contract_areas=areas, reading_day=settings.billing.reading_day)
+            if args.json:
+                print_json({"computed": written, "projected_month": month, "projections": n})
+                return 0
+            print(f"bills computed: {written}")
+            if month is not None:
                 print(f"bill projections {month:%Y-%m}: {n}")
             return 0
         if args.action == "summary":
             if args.month is None:
                 raise argparse.ArgumentTypeError("summary needs --month")
+            if args.json:
+                print_json(store.month_summary(conn, args.month))
+                return 0
             print("\n".join(store.summary_lines(conn, args.month)))
             return 0
         if not args.household:
-            print("apt-energy bills show: --household DEVICE_ID is required")
+            print("apt-energy bills show: --household DEVICE_ID is required", file=sys.stderr)
             return 2
         lines = store.statement(conn, args.household, month=args.month)
-        notes = {(c.usage_month, c.meter): completeness.estimated_note(c.expected_s, c.measured_s)
-                 for c in completeness.household(conn, args.household, month=args.month)}
+        measured = completeness.household(conn, args.household, month=args.month)
+    notes = {(c.usage_month, c.meter): completeness.estimated_note(c.expected_s, c.measured_s) for c in measured}
+    if args.json:
+        print_json({"household": args.household, "lines": lines, "completeness": measured})
+        return 0 if lines else 1
     if not lines:
-        print(f"no bills for {args.household}")
+        print(f"no bills for {args.household}", file=sys.stderr)
         return 1
     current: tuple[date, str] | None = None
     rows: list[tuple[str, ...]] = []

@@ -70,6 +70,15 @@ class BridgeOptions:
             raise ConfigError(f"bridge.max_in_flight: expected an integer ≥ 1, got {self.max_in_flight}")
 
 
+def mqtt_options(settings: Settings) -> MqttOptions:
+    """The bridge's broker connection, from the settings (its identity, TLS and session knobs)."""
+    b, mq = settings.bridge, settings.mqtt
+    username, password = credentials(settings, "bridge")
+    return MqttOptions(host=mq.host, port=mq.port, keepalive_s=mq.keepalive_s, username=username,
+                       password=password.reveal(), tls=tls_context(settings.mqtt_ca_file) if mq.tls else None,
+                       session_expiry_s=b.session_expiry_s, receive_maximum=b.max_in_flight)
+
+
 def part_client_id(base: str, part: Part) -> str:
     """A fixed client id per part, so the broker keeps each part's session: ``base`` alone for ``0/1``,
     ``base-<i>of<n>`` otherwise (a new layout gets new sessions, so old and new can overlap while it changes)."""
@@ -128,12 +137,7 @@ class Bridge:
         partition = Partition(mq.topic_prefix, settings.complex.id, buildings, part,
                               shared_group=b.group if b.shared_subscription else None,
                               former_groups=() if b.shared_subscription else (b.group,))
-        username, password = credentials(settings, "bridge")
-        mqtt_options = MqttOptions(host=mq.host, port=mq.port, keepalive_s=mq.keepalive_s, username=username,
-                                   password=password.reveal(),
-                                   tls=tls_context(settings.mqtt_ca_file) if mq.tls else None,
-                                   session_expiry_s=b.session_expiry_s, receive_maximum=b.max_in_flight)
-        return cls(partition=partition, mqtt_options=mqtt_options, kafka=kafka_client(settings, "bridge"),
+        return cls(partition=partition, mqtt_options=mqtt_options(settings), kafka=kafka_client(settings, "bridge"),
                    topics=KafkaTopics(k.readings_topic, k.devices_topic, k.dead_letter_topic),
                    client_id=part_client_id(client_id or b.client_id, part),
                    options=BridgeOptions(max_payload_bytes=b.max_payload_bytes, max_in_flight=b.max_in_flight,

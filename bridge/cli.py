@@ -8,12 +8,14 @@ import json
 import time
 from pathlib import Path
 
-from apt_energy.bridge.bridge import Bridge, part_client_id
+from apt_energy.bridge.bridge import Bridge, mqtt_options, part_client_id
+from apt_energy.bridge.metrics import BrokerSys, bridge_samples
 from apt_energy.bridge.partition import Part
 
 from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
 from apt_energy.errors import ConfigError
+from apt_energy.metrics import serve_if_enabled
 
 
 def part(text: str) -> Part:
@@ -66,5 +68,18 @@ def run(args: argparse.Namespace) -> int:
     bridge = Bridge.from_settings(settings, part=args.part, client_id=args.client_id,
                                   stats_path=args.stats_file or stats_dir / f"{client_id}.json")
     on_stop_signals(bridge.stop)
-    bridge.run()
+    m = settings.metrics
+    broker_sys = BrokerSys(mqtt_options(settings), client_id=f"{client_id}-sys") if m.enabled else None
+    server = serve_if_enabled(m, m.bridge_port + args.part.index,
+                              lambda: bridge_samples(bridge.stats) + (broker_sys.samples() if broker_sys else []),
+                              constant={"part": f"{args.part.index}/{args.part.count}"})
+    if broker_sys is not None:
+        broker_sys.start()
+    try:
+        bridge.run()
+    finally:
+        if broker_sys is not None:
+            broker_sys.stop()
+        if server is not None:
+            server.close()
     return 0

@@ -26,10 +26,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from apt_energy.backoff import Backoff
+from apt_energy.backoff import Backoff, BackoffPolicy
 from apt_energy.mqtt import BufferedClient
 
 logger = logging.getLogger(__name__)
+
+#: The bridge is one client per part: it retries sooner and waits less than a device (the readings wait on it).
+RECONNECT_BACKOFF = BackoffPolicy(base_s=0.2, cap_s=5.0, jitter=True)
 
 OnMessage = Callable[[mqtt.MQTTMessage], None]
 
@@ -76,7 +79,7 @@ class MqttSource:
         self.closing = False
         self.ever_connected = False
         self.next_attempt = 0.0
-        self.backoff = Backoff(base_s=0.2, cap_s=5.0)
+        self.backoff = Backoff(policy=RECONNECT_BACKOFF)
         self.messages_read = 0
         self._subscribe_mid: int | None = None
         c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -193,3 +196,33 @@ class MqttSource:
 
 def _write_in_poll(client: mqtt.Client, userdata: object, sock: object) -> None:
     """Queued packets are written by :meth:`MqttSource.poll`, which selects for write while paho wants to."""
+
+
+def end_session(options: MqttOptions, client_id: str, *, timeout_s: float = 10.0) -> bool:
+    """Remove the broker's persistent session of ``client_id`` (a retired bridge part): connect with a clean
+    start and a session expiry of 0, then disconnect. A session nobody resumes would otherwise keep queueing
+    everything it subscribed to until it expires, and the broker would rewrite that queue at every save.
+    True once the broker accepted the connection (the old session is gone then)."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.username_pw_set(options.username or client_id, options.password or None)
+    if options.tls is not None:
+        c.tls_set_context(options.tls)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    try:
+        c.connect(options.host, options.port, keepalive=max(5, options.keepalive_s), clean_start=True,
+                  properties=props)
+    except OSError as exc:
+        logger.warning("mqtt session not removed client_id=%s error=%s", client_id, exc)
+        return False
+    deadline = time.monotonic() + timeout_s
+    while not c.is_connected() and time.monotonic() < deadline:
+        c.loop(timeout=0.2)
+    ok = c.is_connected()
+    c.disconnect()
+    c.loop(timeout=0.2)
+    if ok:
+        logger.info("mqtt session removed client_id=%s", client_id)
+    else:
+        logger.warning("mqtt session not removed client_id=%s (no CONNACK within %.0fs)", client_id, timeout_s)
+    return ok

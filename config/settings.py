@@ -31,6 +31,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent
 # log4j2 for a Spark driver whose log goes to the user's terminal (the forecast job, benchmarks): errors only
 SPARK_QUIET_LOG4J2 = DEFAULT_CONFIG_DIR / "spark-log4j2.properties"
+# log4j2 for the stream job's driver (warnings too; the same ISO time with zone as every Python log line)
+SPARK_STREAM_LOG4J2 = DEFAULT_CONFIG_DIR / "spark-log4j2-stream.properties"
 
 
 def spark_driver_network(host: str) -> dict[str, str]:
@@ -39,6 +41,8 @@ def spark_driver_network(host: str) -> dict[str, str]:
     unauthenticated) and executors reach it there (``spark.driver.host``). ``spark.driver_host``:
     loopback unless a cluster on other machines needs the driver on a LAN address."""
     return {"spark.driver.bindAddress": host, "spark.driver.host": host}
+
+
 CONFIG_FILES = ("complex.yaml", "pipeline.yaml", "messages.yaml")
 
 
@@ -451,6 +455,25 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus endpoints of the long-lived processes (apt_energy/metrics.py): off unless enabled, loopback
+    unless ``host`` says otherwise. Bridge part i of n listens on ``bridge_port + i``, edge shard i on
+    ``fleet_port + i``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    bridge_port: int = 9470
+    fleet_port: int = 9480
+    spark_port: int = 9466
+    notifier_port: int = 9467
+
+    def __post_init__(self) -> None:
+        for key in ("bridge_port", "fleet_port", "spark_port", "notifier_port"):
+            port = getattr(self, key)
+            _require(0 <= port <= 65535, key, "a TCP port 0-65535 (0: any free port)", port)
+
+
+@dataclass(frozen=True)
 class StackSettings:
     run_dir: str = ".run"
     cache_dir: str = "~/.cache/apt-energy"
@@ -516,6 +539,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     stack: StackSettings = field(default_factory=StackSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
     secrets: Secrets = field(default_factory=Secrets)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timedelta
 
+from apt_energy.dashboards import health
 from apt_energy.dashboards.build import JSON_DIR, stale, write
 from apt_energy.dashboards.check import run_panels
 from apt_energy.dashboards.definitions import all_dashboards
 from apt_energy.dashboards.macros import TimeRange
 from apt_energy.database import connect
+from apt_energy.stack.mosquitto import MAX_QUEUED_MESSAGES
 
 from apt_energy import config
 from apt_energy.cliutil import in_zone, local_date
@@ -42,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "build":
         written = write(settings)
         print(f"{len(written)} dashboard file(s) updated in {JSON_DIR}" if written else "dashboards up to date")
+        monitoring = health.write(settings.metrics, max_queued_messages=MAX_QUEUED_MESSAGES)
+        print(f"{len(monitoring)} monitoring file(s) updated (pipeline health, Prometheus)" if monitoring
+              else "monitoring files up to date")
         return 0
     tz = settings.complex.tz
     end = in_zone(args.end, tz) if args.end else datetime.now(tz)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from apt_energy.config import Household, Settings
 from apt_energy.edge.fleet import Fleet, FleetOptions
+from apt_energy.edge.metrics import fleet_samples
 from apt_energy.edge.shards import MembershipWatch, Replicas, assign, discover, settle
 
 from apt_energy import config
 from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
 from apt_energy.errors import ConfigError
+from apt_energy.metrics import serve_if_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +140,14 @@ def run(args: argparse.Namespace) -> int:
     logger.info("edge fleet devices=%d shard=%d/%d start=%s until=%s interval=%ds speed=%s broker=%s:%d",
                 len(households), *part, options.start.isoformat(), options.until.isoformat(), options.interval_s,
                 options.speed or "max", settings.mqtt.host, settings.mqtt.port)
-    stats = fleet.run()
+    m = settings.metrics
+    server = serve_if_enabled(m, m.fleet_port + part[0], lambda: fleet_samples(fleet.stats()),
+                              constant={"shard": f"{part[0]}/{part[1]}"})
+    try:
+        stats = fleet.run()
+    finally:
+        if server is not None:
+            server.close()
     print(stats.line())
     if watch is not None and watch.changed:
         print("apt-energy edge: the replica set changed; exiting (code 3) so the restart takes its new share")

@@ -14,6 +14,7 @@ from apt_energy.spark.rules import ProjectionOptions
 from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
 from apt_energy.errors import ConfigError
+from apt_energy.metrics import Sample, serve_if_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from apt_energy.alerts.cli import outbox_counts
+    from apt_energy.alerts.metrics import notifier_samples
     from apt_energy.spark.job import StreamJob, build_session, sink_options
+    from apt_energy.spark.metrics import job_samples
     from apt_energy.stack.jars import spark_kafka_jars
 
     settings = config.load()
@@ -54,9 +58,18 @@ def run(args: argparse.Namespace) -> int:
         notifier = build_notifier(settings)
         notifier.start_thread()
     job.start()
+    m = settings.metrics
+    def samples() -> list[Sample]:
+        # The in-process notifier (compose runs no other) reports on the same endpoint.
+        extra = notifier_samples(notifier.stats, outbox_counts(settings)) if notifier is not None else []
+        return job_samples(job.stats, job.queries) + extra
+
+    server = serve_if_enabled(m, m.spark_port, samples)
     try:
         job.run_until_stopped()
     finally:
+        if server is not None:
+            server.close()
         if notifier:
             notifier.stop()
         spark.stop()

@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import psycopg
 from apt_energy.config import Settings
-from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2, spark_driver_network
+from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2, SPARK_STREAM_LOG4J2, spark_driver_network
 from apt_energy.database import conninfo
 from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions
 from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager, RecordCheck, stream_id
@@ -31,6 +31,7 @@ from apt_energy.spark.transforms import parse_devices, received_ms
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from apt_energy.backoff import BackoffPolicy
 from apt_energy.errors import ServiceError
 from apt_energy.kafka import kafka_client
 
@@ -47,7 +48,8 @@ def build_session(settings: Settings, *, jars: Sequence[Path], app: str = "apt-e
     ``quiet``: only errors from the JVM (its log goes to a terminal: benchmarks), else warnings too."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     java = JIT_OPTIONS[settings.spark.jit]
-    driver_java = f"{java} -Dlog4j2.configurationFile={SPARK_QUIET_LOG4J2}" if quiet else java
+    log4j = SPARK_QUIET_LOG4J2 if quiet else SPARK_STREAM_LOG4J2
+    driver_java = f"{java} -Dlog4j2.configurationFile={log4j}"
     builder = SparkSession.builder
     for key, value in spark_driver_network(settings.spark.driver_host).items():
         builder = builder.config(key, value)
@@ -103,6 +105,9 @@ class JobStats:
 
 T = TypeVar("T")
 
+#: Transient database failures: 0.5 s doubling to 10 s, for as long as the outage lasts.
+DB_RETRY = BackoffPolicy(base_s=0.5, cap_s=10.0)
+
 
 def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | None = None,
                  attempts: int | None = None) -> T:
@@ -110,7 +115,6 @@ def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | 
     deadlock — psycopg's ``OperationalError`` family) cost a delay, not the query: retried with backoff
     until it works, ``stop`` is set or ``attempts`` are spent. The batch's transaction either committed
     or not, so retrying it is safe (and exact). Data errors never reach here: the sink quarantines them."""
-    delay = 0.5
     attempt = 0
     while True:
         attempt += 1
@@ -119,13 +123,13 @@ def with_retries(action: Callable[[], T], *, what: str, stop: threading.Event | 
         except psycopg.OperationalError as exc:
             if (attempts is not None and attempt >= attempts) or (stop is not None and stop.is_set()):
                 raise
+            delay = DB_RETRY.ceiling(attempt - 1)
             logger.warning("transient failure what=%s attempt=%d retry_in=%.1fs error=%s", what, attempt, delay,
                            str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__)
             if stop is not None:
                 stop.wait(delay)
             else:
                 time.sleep(delay)
-            delay = min(delay * 2, 10)
 
 
 class WatchedQuery(Protocol):

@@ -18,6 +18,7 @@ from apt_energy.stack.prepare import prepare
 from apt_energy.stack.secrets import GENERATED, ensure_dotenv
 
 from apt_energy import config
+from apt_energy.cliutil import print_json
 from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "stack.kafka_brokers, env APT_ENERGY_STACK_KAFKA_BROKERS, 1). Set the same in the "
                         "environment of the clients so they bootstrap from every node. status and down follow "
                         "what runs")
+    p.add_argument("--json", action="store_true",
+                   help="up/down/status: print the services as a JSON list (name, running, healthy, endpoint, pid)")
     p.set_defaults(func=run)
 
 
@@ -89,10 +92,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "down":
         stack.down()
     statuses = stack.status()
-    width = max(len(s.name) for s in statuses)
-    for s in statuses:
-        pid = f"pid {s.pid}" if s.pid else ""
-        print(f"{s.name:<{width}}  {s.state:<18} {s.endpoint:<40} {pid}")
+    if args.json:
+        print_json([{**dataclasses.asdict(s), "state": s.state} for s in statuses])
+    else:
+        width = max(len(s.name) for s in statuses)
+        for s in statuses:
+            pid = f"pid {s.pid}" if s.pid else ""
+            print(f"{s.name:<{width}}  {s.state:<18} {s.endpoint:<40} {pid}")
     if args.action == "status":
         return 0 if all(s.healthy for s in statuses) else 3
     if args.action == "up" and not all(s.healthy for s in statuses):

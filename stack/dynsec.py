@@ -68,7 +68,9 @@ def render(*, prefix: str, devices: Iterable[tuple[str, str, Secret]], bridge: B
     roles: list[dict[str, Any]] = [
         # Mosquitto checks a shared subscription with its "$share/<group>/" part, so both forms are granted.
         {"rolename": "bridge", "acls": [_acl("subscribePattern", t) for p in prefixes
-                                        for t in (f"{p}/#", f"$share/+/{p}/#")]},
+                                        for t in (f"{p}/#", f"$share/+/{p}/#")]
+                                       # read-only broker figures for its metrics (queue depth: bridge/metrics.py)
+                                       + [_acl("subscribePattern", "$SYS/broker/#")]},
         {"rolename": "operator", "acls": [_acl("subscribePattern", "#"), _acl("subscribePattern", "$SYS/#"),
                                           *(_acl("publishClientSend", f"{p}/+/+/+/cmd") for p in prefixes)]},
         {"rolename": "admin", "acls": [_acl("subscribePattern", "#"), _acl("publishClientSend", "#"),

@@ -100,7 +100,7 @@ def render_log4j2(log_file: Path) -> str:
         f"appender.file.fileName = {log_file}",
         f"appender.file.filePattern = {log_file}.%i",
         "appender.file.layout.type = PatternLayout",
-        "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+        "appender.file.layout.pattern = [%d{yyyy-MM-dd'T'HH:mm:ss.SSSXXX}{UTC}] %p %m (%c)%n",  # ISO, zone
         "appender.file.policies.type = Policies",
         "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
         "appender.file.policies.size.size = 20MB",

@@ -28,6 +28,19 @@ logger = logging.getLogger(__name__)
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 BROKER_USER = "mosquitto"   # the Debian package's unprivileged user
 
+# Persistence, sized in bench/bench_broker_crash.py (README "Broker state"): see render_config.
+# Mosquitto 2.0 rewrites its whole database at each save and serves nobody meanwhile: 0.1-1.2 s at 100k
+# retained topics (31 MB), 4-6 s at 1-5 M queued readings (0.4-1.8 GB), on 2 busy cores. Every 10 s: the
+# broker stands still 1-12 % of the time at 100,000 households' steady state (was 13-100 % at 1 s) and
+# about half of it only while it holds a multi-million backlog; a kill -9 loses what it accepted and had
+# neither delivered nor saved in the last 10 s (60 s measured 3-4x the loss for a fraction less stall).
+AUTOSAVE_S = 10
+# The outage it absorbs without loss: 10 minutes of the demo's rate (~8,800 readings/s, 5.3 M), +13 %.
+MAX_QUEUED_MESSAGES = 6_000_000
+# A session away longer than a day has outgrown any outage the queue absorbs (6 M = 20 h of 100,000
+# households' hourly readings): drop it (the bridge's own session_expiry_s is the same day).
+PERSISTENT_CLIENT_EXPIRATION = "1d"
+
 
 def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls, dynsec_file: Path,
                   host: str = "127.0.0.1", run_as_root: bool = False, plugin: str = DYNSEC_PLUGIN,
@@ -38,9 +51,10 @@ def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls,
     queue limits are raised so a bridge that is down for a while does not lose its backlog.
 
     Mosquitto writes its database on a clean stop (SIGTERM), so a restart loses nothing; a crash (kill -9)
-    loses what changed since the last save and was not yet delivered. ``autosave_interval 1`` saves every
-    second, the smallest time window it offers (``autosave_on_changes`` saves after every N changes instead:
-    a whole-database write several times a second at our rates, and no better in bench/bench_broker_crash.py).
+    loses what changed since the last save and was not yet delivered. Each save rewrites the whole database
+    in the broker's one thread, so the interval is a trade between that loss window and the time the broker
+    stands still (:data:`AUTOSAVE_S`, measured in bench/bench_broker_crash.py); the queue cap and the session
+    expiry bound the state a save has to write.
     Payloads over ``message_size_limit`` are refused at the door (the bridge dead-letters anything over its
     own, smaller ``max_payload_bytes``)."""
     lines = [
@@ -59,18 +73,18 @@ def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls,
         "protocol mqtt",
         "persistence true",
         f"persistence_location {data_dir}/",
-        "autosave_interval 1",
+        f"autosave_interval {AUTOSAVE_S}",
         f"message_size_limit {MESSAGE_SIZE_LIMIT}",
-        "max_queued_messages 2000000",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         "max_queued_bytes 0",
         "max_inflight_messages 0",
         "max_keepalive 300",
-        "persistent_client_expiration 2d",
+        f"persistent_client_expiration {PERSISTENT_CLIENT_EXPIRATION}",
         "log_dest stdout",
         "log_type error",
         "log_type warning",
         "log_type notice",
-        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S%z",
         "connection_messages false",
     ]
     if user is not None:

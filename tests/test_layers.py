@@ -25,7 +25,8 @@ CORE, STORAGE, STAGE, OPS, APP = range(5)
 LAYER_NAMES = {CORE: "core", STORAGE: "storage", STAGE: "stage", OPS: "ops", APP: "application"}
 CORE_MODULES = {"apt_energy", "apt_energy.errors", "apt_energy.contract", "apt_energy.canonical", "apt_energy.topics",
                 "apt_energy.mqtt", "apt_energy.kafka",
-                "apt_energy.backoff", "apt_energy.logs", "apt_energy.cliutil", "apt_energy.table"}
+                "apt_energy.backoff", "apt_energy.logs", "apt_energy.cliutil", "apt_energy.metrics",
+                "apt_energy.table"}
 APP_MODULES = {"apt_energy.cli", "apt_energy.__main__", "apt_energy.demo", "apt_energy.pipeline",
                "apt_energy.supervise", "apt_energy.truth", "apt_energy.report", "apt_energy.reset",
                "apt_energy.progress", "apt_energy.bad_input"}

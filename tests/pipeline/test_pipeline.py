@@ -31,6 +31,21 @@ def test_one_bridge_uses_the_configured_client_id_and_the_notifier_runs_on_its_o
 
 
 @pytest.mark.unit
+def test_pipeline_status_json_lists_the_recorded_services_for_scripts(tmp_path: Path) -> None:
+    from apt_energy.supervise import ServiceRecord, write_state
+
+    write_state(tmp_path / "state.json", None, [ServiceRecord("bridge", str(tmp_path / "bridge.log"), ["py"],
+                                                              state="stopped", restarts=2, last_exit="exit 1")])
+    result = subprocess.run([sys.executable, "-m", "apt_energy", "pipeline", "status", "--json", "--dir",
+                             str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr       # no supervisor running: the same code as the table's
+    data = json.loads(result.stdout)
+    assert data["running"] is False and data["supervisor_pid"] is None
+    assert data["services"] == [{"name": "bridge", "pid": None, "state": "stopped", "restarts": 2, "started_at": None,
+                                 "last_exit": "exit 1", "log": str(tmp_path / "bridge.log"), "note": None}]
+
+
+@pytest.mark.unit
 def test_several_bridges_each_run_their_own_part_with_distinct_client_ids_stats_and_logs(tmp_path: Path) -> None:
     specs = service_specs(PipelineOptions(directory=tmp_path, bridges=2, bridge_client_id="b", notifier=False,
                                           spark=False), python="py")

@@ -108,3 +108,32 @@ def test_stopping_terminates_the_children_and_records_them_stopped(tmp_path: Pat
     _supervise(tmp_path, [sleeper], RestartPolicy(), until="running")
     (r,) = read_state(tmp_path / "state.json")[1]
     assert (r.state, r.pid, r.last_exit) == ("stopped", None, "signal 15 (SIGTERM)")
+
+
+@pytest.mark.unit
+def test_a_log_over_its_size_is_rotated_and_its_writer_keeps_appending(tmp_path: Path) -> None:
+    from apt_energy.supervise import LogRotation, rotate_log
+
+    log = tmp_path / "bridge.log"
+    rotation = LogRotation(max_bytes=4096, keep=2)
+    with open(log, "ab", buffering=0) as writer:        # the child's descriptor, held across rotations
+        for round_ in range(4):
+            writer.write(f"round {round_}\n".encode() + b"x" * 5000 + b"\n")
+            assert rotate_log(log, rotation)
+            assert log.stat().st_size == 0
+            writer.write(b"after\n")                    # O_APPEND: lands at the start of the emptied file
+            assert log.read_bytes() == b"after\n"
+    assert not rotate_log(log, rotation)                # under the size: left alone
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["bridge.log", "bridge.log.1", "bridge.log.2"]   # keep=2: the oldest rounds are dropped
+    assert (tmp_path / "bridge.log.1").read_bytes().startswith(b"after\nround 3")
+    assert (tmp_path / "bridge.log.2").read_bytes().startswith(b"after\nround 2")
+
+
+@pytest.mark.unit
+def test_a_rotation_below_a_kilobyte_or_keeping_nothing_is_refused() -> None:
+    from apt_energy.supervise import LogRotation
+
+    for bad in ({"max_bytes": 100}, {"keep": 0}):
+        with pytest.raises(ValueError, match="log rotation"):
+            LogRotation(**bad)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import subprocess
 import sys
@@ -117,6 +118,15 @@ def test_stack_status_cli_lists_services(native_stack: NativeStack) -> None:
     assert result.returncode == 0, result.stderr
     for name in ("mosquitto", "postgresql", "kafka"):
         assert any(line.startswith(name) and "healthy" in line for line in result.stdout.splitlines())
+
+
+def test_stack_status_json_is_one_document_scripts_can_read(native_stack: NativeStack) -> None:
+    result = subprocess.run([sys.executable, "-m", "apt_energy.stack", "status", "--json"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    services = {s["name"]: s for s in json.loads(result.stdout)}
+    assert set(services) == {"mosquitto", "postgresql", "kafka"}
+    assert all(s["healthy"] and s["state"] == "healthy" and s["pid"] for s in services.values())
 
 
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:

@@ -1,0 +1,5 @@
+"""The soak run uses the chaos suite's isolated, supervised pipeline (tests/chaos/conftest.py)."""
+
+from tests.chaos.conftest import chaos, slack
+
+__all__ = ["chaos", "slack"]
