@@ -126,7 +126,7 @@ def test_seq_and_life_survive_a_restart(stack_settings: Settings, tmp_path: Path
     settings = isolated(stack_settings)
     first = run_fleet(settings, 2, 3, tmp_path)
     state = json.loads((tmp_path / "state.json").read_text())["devices"]
-    assert all(v[0] == 3 for d in state.values() for v in d["meters"].values())
+    assert all(v["seq"] == 3 for d in state.values() for v in d["meters"].values())   # state format 3
     assert {d["life"] for d in state.values()} == {first.devices[0].life} and first.devices[0].life > 0
     rec = Recorder(settings)
     try:
