@@ -13,6 +13,7 @@ megabytes): the device it was sent to logs and counts it and keeps running, and 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -119,3 +120,13 @@ def parse_command(payload: bytes, *, meters: tuple[str, ...], base_interval_s: i
                 raise InvalidInput("total must not be negative")
         return ReplaceMeter(meter, serial, total)
     raise InvalidInput("unknown command (expected inject, clear, set, offline or replace)")
+
+
+def replace_command(meter: str, *, serial: str | None = None, total: float | None = None) -> bytes:
+    """The ``replace`` command an operator sends (``apt-energy replace-meter``)."""
+    data: dict[str, Any] = {"replace": meter}
+    if serial is not None:
+        data["serial"] = serial
+    if total is not None:
+        data["total"] = total
+    return json.dumps(data).encode()

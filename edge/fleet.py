@@ -38,6 +38,7 @@ from apt_energy.edge.profile import FleetModel
 from apt_energy.edge.state import STATE_FORMAT, Journal, Register, SavedDevice, journal_path, load_state, save_state
 
 from apt_energy.contract import Reading
+from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,9 @@ class FleetOptions:
             raise ValueError("start and until must be timezone-aware")
         if self.interval_s <= 0:
             raise ValueError("interval_s must be positive")
-        if not self.speed >= 0:
-            raise ValueError("speed must be 0 (as fast as the pipeline takes) or positive")
+        if not 0 <= self.speed < float("inf"):
+            raise ConfigError(f"speed must be 0 (as fast as the pipeline takes) or a positive number of simulated "
+                              f"seconds per real second, got {self.speed:g}")
 
 
 @dataclass
