@@ -115,6 +115,10 @@ class Reason(StrEnum):
     BAD_TOPIC = "bad_topic"
     DEVICE_MISMATCH = "device_mismatch"
     METER_MISMATCH = "meter_mismatch"
+    # The stream job's measurement identity (spark/sink.py): an interval of a meter already stored with
+    # another value or register, or one overlapping a stored interval of another length or alignment.
+    CONFLICT = "conflict"
+    OVERLAP = "overlap"
 
 
 class ContractError(InvalidInput):

@@ -27,6 +27,7 @@ class Progress:
     alerts: int = 0
     delivered: int = 0
     quarantined: int = 0
+    duplicates: int = 0       # readings of an interval already stored (duplicate_readings): not summed
 
 
 def sample(settings: Settings, bridge_stats: Path, published: int, p: Progress) -> None:
@@ -41,9 +42,11 @@ def sample(settings: Settings, bridge_stats: Path, published: int, p: Progress) 
             """SELECT (SELECT COALESCE(sum(reading_count), 0) FROM energy_usage),
                       (SELECT count(*) FROM alerts),
                       (SELECT count(*) FROM alert_notifications WHERE state IN ('sent', 'console')),
-                      (SELECT count(*) FROM quarantine)""").fetchone()
+                      (SELECT count(*) FROM quarantine),
+                      (SELECT count(*) FROM duplicate_readings)""").fetchone()
     assert row is not None
     p.stored, p.alerts, p.delivered, p.quarantined = int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    p.duplicates = int(row[4])
 
 
 def pending_notifications(settings: Settings) -> int:
@@ -58,7 +61,8 @@ def status_text(stats: FleetStats, p: Progress, elapsed: float, tz: ZoneInfo) ->
     lag = max(p.bridged - p.stored, 0)
     return (f"[{elapsed:5.0f}s] sim {stats.sim_time.astimezone(tz):%Y-%m-%d}  online {stats.online}/"
             f"{stats.devices}  published {p.published:,}  bridged {p.bridged:,}  stored {p.stored:,}  "
-            f"lag {lag:,}  alerts {p.alerts:,} raised / {p.delivered:,} delivered")
+            f"lag {lag:,}  alerts {p.alerts:,} raised / {p.delivered:,} delivered"
+            + (f"  duplicates {p.duplicates:,}" if p.duplicates else ""))
 
 
 class StatusLine:

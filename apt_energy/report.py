@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from apt_energy.config import Settings
-from apt_energy.database import connect
+from apt_energy.database import completeness, connect
 from apt_energy.progress import Progress
 from apt_energy.truth import TruthResult
 
@@ -38,6 +38,8 @@ def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[s
                JOIN households h ON h.id = a.household_id JOIN buildings b ON b.id = h.building_id
                WHERE a.n <= 3 ORDER BY rule, a.n""").fetchall()
         quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+        duplicates = conn.execute("SELECT count(*) FROM duplicate_readings").fetchone()
+        complete = completeness.complex_summary(conn)
         devices = conn.execute("SELECT count(*) FROM devices").fetchone()
 
     print("\nYearly usage and emissions per building")
@@ -78,9 +80,14 @@ def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[s
             print(f"    {k}: ledger {tuple(want)}, database {tuple(got) if got else None}")
     print(f"  generated {generated:,} readings, published {p.published:,}, stored {p.stored:,}, quarantined "
           f"{quarantined[0] if quarantined else 0}, device status rows {devices[0] if devices else 0}")
+    dup = duplicates[0] if duplicates else 0
+    print(f"  duplicate readings (an interval already stored under another seq or life) {dup}")
     if wall:
         print(f"  wall time {wall:.0f} s (edge done at {timings.get('published', 0):.0f} s), "
               f"{count / wall:,.0f} readings/s end to end")
+    print("\nCompleteness (seconds measured of those expected, per household × meter × month)")
+    for c in complete:
+        print(f"  {completeness.summary_line(c)}")
     return truth.ok
 
 

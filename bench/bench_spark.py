@@ -52,6 +52,7 @@ from apt_energy.contract import Reading, exact
 from apt_energy.kafka import kafka_client
 from bench.common import percentile, report, stack_settings
 from bench.figure import Figure
+from bench.previous_merge import PreviousMergeSink, previous_schema
 
 
 def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list[Reading]:
@@ -59,13 +60,15 @@ def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list
     units = {k: e.unit for k, e in settings.energy.items()}
     out = []
     per = len(households) * len(units)
+    registers: dict[tuple[str, str], int] = {}   # in 1/4000 units: each register steps by exactly its value
     for i in range(n):
         h = households[(i // len(units)) % len(households)]
         meter = list(units)[i % len(units)]
         step = seq0 + i // per
-        value = round(0.05 + (i * 7919 % 1000) / 4000, 3)
+        units_4000 = 200 + i * 7919 % 1000
+        total = registers[(h.device_id, meter)] = registers.get((h.device_id, meter), 0) + units_4000
         end = start + timedelta(hours=step + 1)
-        out.append(Reading(h.device_id, meter, step, end, 3600, value, value, units[meter]))
+        out.append(Reading(h.device_id, meter, step, end, 3600, units_4000 / 4000, total / 4000, units[meter]))
     return out
 
 
@@ -134,6 +137,16 @@ class CollectJob(StreamJob):
                                      stop=self.stop_event))
 
 
+class PreviousMergeJob(StreamJob):
+    """The executor path with the merge as it was before measurement identity (bench/previous_merge.py):
+    the same-run baseline of what the interval key and the register check cost."""
+
+    def __init__(self, settings: Settings, spark: Any, **kw: Any) -> None:
+        super().__init__(settings, spark, **kw)
+        dsn = conninfo(settings)
+        self.sink = PreviousMergeSink(lambda: psycopg.connect(dsn), options=sink_options(settings))
+
+
 class RowAtATime:
     """The original design: a new connection and one INSERT per row (Spark ``foreach``)."""
 
@@ -152,7 +165,8 @@ class RowAtATime:
         pass
 
 
-def fresh_settings(base: Settings, stack: NativeStack, tag: str, *, database: str | None = None) -> Settings:
+def fresh_settings(base: Settings, stack: NativeStack, tag: str, *, database: str | None = None,
+                   previous: bool = False) -> Settings:
     """A fresh database (``bench_<tag>``, or ``database``) and, unless ``base`` already points at this
     run's topics, fresh topics."""
     name = database or f"bench_{tag}"
@@ -171,6 +185,8 @@ def fresh_settings(base: Settings, stack: NativeStack, tag: str, *, database: st
         conn.execute("CREATE TABLE baseline_usage (device_id text, meter text, seq bigint, amount numeric)")
         migrate(conn, roles=roles(s))
         seed(conn, s)
+        if previous:
+            previous_schema(conn)
         conn.commit()
     ensure_acls(s)  # the stream job's principal may read this run's topics
     return s
@@ -287,6 +303,7 @@ class Results:
     cap: int             # readings per micro-batch in the sustained phases
     rate: float
     old_rate: float
+    previous_merge_rate: float   # the executor path with the merge before measurement identity
     exact: bool
     fresh: list[float]
     old_fresh: list[float]
@@ -303,18 +320,21 @@ def run(*, n: int = 250_000, cap: int = TRIGGER_CAP, rate: int = 5000, seconds: 
     stack = NativeStack(base)
     tag = uuid.uuid4().hex[:8]
     settings = fresh_settings(base, stack, tag)
-    # A-B-B-A on the same topic, each phase into its own fresh database: the machine is shared, and its
-    # load drifts during a run; the order spreads that drift over both paths.
+    # A-B-C-C-B-A on the same topic, each phase into its own fresh database: the machine is shared, and its
+    # load drifts during a run; the palindrome spreads that drift evenly over every pair of paths.
     order: list[tuple[type[StreamJob], Settings]] = [
-        (StreamJob, settings), (CollectJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_c1")),
+        (StreamJob, settings),
+        (PreviousMergeJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_p1", previous=True)),
+        (CollectJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_c1")),
         (CollectJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_c2")),
+        (PreviousMergeJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_p2", previous=True)),
         (StreamJob, fresh_settings(settings, stack, tag, database=f"bench_{tag}_e2"))]
     fresh = fresh_settings(base, stack, f"{tag}f")
     old_fresh = fresh_settings(base, stack, f"{tag}g")
     workdir = Path(tempfile.mkdtemp(prefix="bench-spark-"))
     spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir), quiet=True)
     load = [os.getloadavg()[0]]
-    phases: dict[type[StreamJob], list[Phase]] = {StreamJob: [], CollectJob: []}
+    phases: dict[type[StreamJob], list[Phase]] = {StreamJob: [], CollectJob: [], PreviousMergeJob: []}
     try:
         produce(settings, readings(settings, n, datetime(2024, 3, 1, tzinfo=UTC)))
         warm_up(spark, settings, stack, tag, n, workdir, cap)
@@ -324,7 +344,8 @@ def run(*, n: int = 250_000, cap: int = TRIGGER_CAP, rate: int = 5000, seconds: 
             print(f"sustained ({job_type.__name__}): {phase.rows / phase.seconds:,.0f} readings/s, "
                   f"exact: {phase.exact}", flush=True)
             load.append(os.getloadavg()[0])
-        new, old = (sum(p.rows for p in phases[t]) / sum(p.seconds for p in phases[t]) for t in (StreamJob, CollectJob))
+        new, old, previous = (sum(p.rows for p in phases[t]) / sum(p.seconds for p in phases[t])
+                              for t in (StreamJob, CollectJob, PreviousMergeJob))
         exact = all(p.exact for ps in phases.values() for p in ps)
         delays = freshness(spark, fresh, rate, seconds, workdir)
         print(f"freshness p95 (executors): {percentile(delays, 95):.2f} s", flush=True)
@@ -335,7 +356,7 @@ def run(*, n: int = 250_000, cap: int = TRIGGER_CAP, rate: int = 5000, seconds: 
     finally:
         spark.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    return Results(n, cap, new, old, exact, delays, old_delays, rate, original, original_rows, load)
+    return Results(n, cap, new, old, previous, exact, delays, old_delays, rate, original, original_rows, load)
 
 
 def figures_of(r: Results) -> list[Figure]:
@@ -351,6 +372,9 @@ def figures_of(r: Results) -> list[Figure]:
                note=f"p50 {percentile(r.fresh, 50):.2f} s vs {percentile(r.old_fresh, 50):.2f} s; 1 s trigger"),
         Figure("stream job vs the original design", r.rate, "readings/s",
                f"foreach + connection per row ({r.original_rows} rows)", r.original, goal=100.0),
+        Figure("stream job: merge with measurement identity + register check", r.rate, "readings/s",
+               "previous merge (seq key only), same run", r.previous_merge_rate,
+               note="A-B-C-C-B-A with the collect() phases; issue 21's cost of the interval key"),
     ]
 
 
@@ -361,7 +385,7 @@ def figures() -> list[Figure]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--readings", type=int, default=250_000, help="readings per sustained phase (4 phases)")
+    ap.add_argument("--readings", type=int, default=250_000, help="readings per sustained phase (6 phases)")
     ap.add_argument("--trigger-cap", type=int, default=TRIGGER_CAP,
                     help="readings per micro-batch in the sustained phases (the job ships with 200000)")
     ap.add_argument("--rate", type=int, default=5000, help="readings/s for the freshness phase")
@@ -372,7 +396,7 @@ def main() -> None:
             original_rows=args.baseline_rows)
     figs = figures_of(r)
     report("spark", {
-        "readings per sustained phase (4 phases, A-B-B-A)": float(r.readings),
+        "readings per sustained phase (6 phases, A-B-C-C-B-A)": float(r.readings),
         "database equals what was produced": "yes" if r.exact else "NO",
         **{f"{f.name} ({f.unit})": f.value for f in figs[:1]},
         "same run, previous collect() path (readings/s)": r.old_rate,
@@ -383,6 +407,8 @@ def main() -> None:
         "ratio p95 collect() / executors": figs[1].ratio,
         f"original design: foreach + connection per row (rows/s, {r.original_rows} rows)": r.original,
         "ratio ours / original": figs[2].ratio,
+        "same run, previous merge without the interval key (readings/s)": r.previous_merge_rate,
+        "ratio measurement-identity merge / previous merge": figs[3].ratio,
         "load average 1 min (start, after each sustained phase, end)": " ".join(f"{x:.1f}" for x in r.load),
     })
 

@@ -10,6 +10,7 @@ import psycopg
 from apt_energy.billing import store, tariffs
 from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
+from apt_energy.database import completeness
 from apt_energy.database.connection import connect
 
 
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             print("apt-energy bills show: --household DEVICE_ID is required")
             return 2
         lines = store.statement(conn, args.household, month=args.month)
+        notes = {(c.usage_month, c.meter): completeness.estimated_note(c.expected_s, c.measured_s)
+                 for c in completeness.household(conn, args.household, month=args.month)}
     if not lines:
         print(f"no bills for {args.household}")
         return 1
@@ -80,5 +83,7 @@ def run(args: argparse.Namespace) -> int:
             tier = f", tier {line.tier}" if line.tier else ""
             print(f"\n{line.usage_month:%Y-%m} {line.energy_type} usage {line.usage:.3f}{tier}: "
                   f"{line.total_krw:,.0f} KRW")
+            if note := notes.get(current):   # gaps: billed on what was measured
+                print(f"  ({note})")
         print(f"  {line.label:<20} {line.quantity:>12.3f} × {line.rate:>10.4f} = {line.amount:>10,.0f}")
     return 0

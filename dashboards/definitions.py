@@ -387,6 +387,20 @@ FROM households h
 JOIN buildings b ON b.id = h.building_id
 LEFT JOIN devices d ON d.device_id = h.device_id
 WHERE {ONE_HOUSEHOLD}""")),
+            Panel("table", "Missing intervals / 누락 검침 구간", unit="none", width=12,
+                  description="Per month and meter: hours the database expects (from the meter's first reading, "
+                              "to the complex's latest in the month in progress) and hours measured "
+                              "(month_completeness). A month missing hours is billed as estimated.",
+                  query=Query(f"""
+SELECT c.usage_month AS "month", et.label_ko || ' ' || et.label_en AS "energy",
+       round(c.expected_s / 3600.0, 1) AS "expected h", round(c.measured_s / 3600.0, 1) AS "measured h",
+       round(GREATEST(c.expected_s - c.measured_s, 0) / 3600.0, 1) AS "missing h"
+FROM month_completeness c
+JOIN households h ON h.id = c.household_id
+JOIN buildings b ON b.id = h.building_id
+JOIN energy_types et ON et.key = c.meter
+WHERE {ONE_HOUSEHOLD} AND {sql.months_in_range('c.usage_month')}
+ORDER BY c.usage_month DESC, c.meter""")),
             Panel("table", "Recent readings / 최근 검침값", unit="none", width=12, height=10,
                   description="The last 100 readings in the time range; value is per reading interval.",
                   overrides=(column_unit("value", "none"), column_unit("time", "dateTimeAsIso")),

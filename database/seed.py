@@ -34,6 +34,10 @@ def seed(conn: psycopg.Connection, settings: Settings) -> SeedResult:
                 """INSERT INTO emission_factors (energy_type, valid_from, factor, unit, source)
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT (energy_type, valid_from) DO NOTHING""",
                 (key, DEFAULT_FACTOR_FROM, factor.value, factor.unit, factor.source.strip()))
+        # The complex's zone lets SQL turn local months into instants (view month_completeness).
+        conn.execute(
+            """INSERT INTO complexes (complex_id, timezone) VALUES (%s, %s)
+               ON CONFLICT (complex_id) DO UPDATE SET timezone = EXCLUDED.timezone""", (cx.id, cx.timezone))
         with conn.cursor() as cur:
             cur.executemany(
                 """INSERT INTO buildings (building_number, complex_id, floors, units_per_floor)

@@ -83,6 +83,7 @@ class JobStats:
     rows: int = 0
     inserted: int = 0
     quarantined: int = 0
+    duplicates: int = 0         # measurement duplicates set aside (spark/sink.py)
     alerts: int = 0
     last: BatchResult | None = None
     staging_s: float = 0.0      # time in Spark: read, judge and COPY by the executors
@@ -238,6 +239,7 @@ class StreamJob:
         st.rows += result.rows
         st.inserted += result.inserted
         st.quarantined += result.quarantined
+        st.duplicates += result.duplicates
         st.alerts += result.alerts
         st.merge_s += result.seconds
         st.last = result

@@ -1,15 +1,32 @@
 """The exact PostgreSQL sink: one transaction per micro-batch, COPY into a temp table, set-based SQL.
 
-Raw readings are inserted with ``ON CONFLICT (device_id, meter, life, seq) DO NOTHING`` and only what
-was *newly* inserted is added to ``energy_usage`` (exact NUMERIC sums), so Kafka duplicates, replays
-after a crash and late data change nothing or land in the right month. A reading whose key is already
-stored with another value or ts is a reused seq (a gateway that lost its counter without starting a
-new ``life``) and is quarantined as ``reused seq``; an identical replay stays silent. Bad records go
-to ``quarantine`` (keyed by their Kafka coordinates, so a replay does not duplicate them). Alerts for
-the rows the batch changed are written in the same transaction, with their Slack delivery queued in
-the outbox.
-"""
+Two identities
+--------------
+A reading's identity for *transport* is (device_id, meter, life, seq); its identity as a *measurement*
+is the meter and the interval it covers (interval end ``ts`` and ``interval_s``). The merge judges each
+good reading of a batch (``_JUDGE``, one index probe per reading) and gives it one verdict:
 
+* **replay** — its transport key is stored (a Kafka replay after a crash, a duplicating producer): silent,
+  counted nowhere, so replaying the same offsets any number of times changes nothing. A stored key with
+  another value or ts is a reused seq (a gateway that lost its counter without starting a new ``life``),
+  quarantined as ``reused seq`` as before.
+* **duplicate** — the same interval is stored under another seq or life with the same value and register
+  (a restarted gateway re-sending its buffer, a reset sequence): not stored, not summed, counted once per
+  transport key in ``duplicate_readings`` (so a replay of the duplicate does not count again).
+* **conflict** — the same interval is stored with another value or register: quarantined with a reason
+  naming both readings (``conflict: interval 2024-03-01T01:00:00Z/3600s of hanbit-01-1001 water already
+  stored as seq 17 life 5 value 0.012 total 3.1; this seq 93 life 6 value 0.02 total 3.2``). The first
+  stored reading stands: there is no revision policy.
+* **overlap** — the interval overlaps a stored one of another length or alignment: quarantined the same way.
+* **new** — inserted into ``meter_readings`` (unique on the interval end per meter) and added to
+  ``energy_usage`` (exact NUMERIC sums); its meter's row in ``meter_lives`` follows.
+
+Inside one batch the first record of an interval (Kafka order) is the candidate and later ones are
+duplicates or conflicts of it; an interval overlapping an earlier-ending one of the same batch is an
+overlap. Bad records go to ``quarantine`` (keyed by their Kafka coordinates, so a replay does not
+duplicate them). Alerts for the rows the batch changed are written in the same transaction, with their
+Slack delivery queued in the outbox.
+"""
 from __future__ import annotations
 
 import json
@@ -31,6 +48,8 @@ from apt_energy.spark.poison import find_poison, is_data_error, printable, probe
 from apt_energy.spark.rules import ProjectionOptions
 from apt_energy.spark.staging import STAGED_COLUMNS, BatchKey
 from psycopg.rows import class_row
+
+from apt_energy.contract import Reason
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +81,7 @@ SELECT (SELECT count(*) FROM bad) AS bad, (SELECT count(*) FROM ins) AS new
 
 # After _APPLY: good readings whose key is stored with another value or ts (by an earlier batch, or by
 # another record of this one) reuse a seq. An identical replay matches its stored row and stays silent.
+# Duplicates, conflicts and overlaps were judged already (``judged``): only the others are looked at here.
 _REUSED = """
 WITH reused AS (
     SELECT s.topic, s.kafka_partition, s.kafka_offset, 'reused seq' AS reason, left(s.device_id, 64) AS device_id,
@@ -69,6 +89,8 @@ WITH reused AS (
     FROM staging s
     JOIN meter_readings m ON m.device_id = s.device_id AND m.meter = s.meter AND m.life = s.life AND m.seq = s.seq
     WHERE s.reason IS NULL AND (m.value IS DISTINCT FROM s.value OR m.ts IS DISTINCT FROM s.ts)
+      AND NOT EXISTS (SELECT 1 FROM judged j WHERE j.topic = s.topic AND j.kafka_partition = s.kafka_partition
+                      AND j.kafka_offset = s.kafka_offset AND j.verdict NOT IN ('new', 'replay'))
 ), ins AS (
     INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
     SELECT * FROM reused
@@ -107,23 +129,171 @@ _DELETE_STAGED = "DELETE FROM reading_staging WHERE stream_id = %s AND batch_id 
 
 _COUNT_STAGED = "SELECT count(*) FROM reading_staging WHERE stream_id = %s AND batch_id = %s"
 
-# Readings → meter_readings (idempotent) → energy_usage (only the new ones), returning each changed
-# month with its month-to-date before and after this batch.
-_APPLY = """
+def _utc(column: str) -> str:
+    """SQL: a timestamptz column as the reason texts write instants (UTC, ISO-8601, Z)."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+
+
+def _reading(label: str, prefix: str = "") -> str:
+    """SQL: 'already stored as seq 17 life 5 value 0.012 total 3.1' of a judged row's columns."""
+    return (f"' {label} seq ' || {prefix}seq || ' life ' || {prefix}life || ' value ' || trim_scale({prefix}value)"
+            f" || ' total ' || trim_scale({prefix}total)").replace("' this seq", "'this seq")
+
+
+_this_interval = f"'interval ' || {_utc('ts')} || '/' || interval_s || 's of ' || device_id || ' ' || meter"
+
+# Each good reading of the batch judged by its measurement identity (see the module docstring): a
+# temp table the merge's next statements read. ``verdict`` is new | replay | duplicate | conflict | overlap;
+# ``detail`` names both readings for the quarantine reason.
+_JUDGE = f"""
+CREATE TEMP TABLE judged ON COMMIT DROP AS
 WITH good AS (
     SELECT DISTINCT ON (s.device_id, s.meter, s.life, s.seq) s.*, h.id AS household_id
     FROM staging s JOIN households h ON h.device_id = s.device_id
     JOIN energy_types t ON t.key = s.meter  -- meter_readings has no foreign keys: these joins are its checks
     WHERE s.reason IS NULL
     ORDER BY s.device_id, s.meter, s.life, s.seq, s.kafka_partition, s.kafka_offset
-), new AS (
+), met AS (
+    -- The first stored reading of the meter that ends after this one starts: stored readings never
+    -- overlap, so if that one does not overlap this interval, none does.
+    SELECT g.*, m.life AS m_life, m.seq AS m_seq, m.ts AS m_ts, m.interval_s AS m_interval_s,
+           m.value AS m_value, m.total AS m_total
+    FROM good g LEFT JOIN LATERAL (
+        SELECT r.life, r.seq, r.ts, r.interval_s, r.value, r.total FROM meter_readings r
+        WHERE r.household_id = g.household_id AND r.meter = g.meter AND r.ts > g.ts - g.interval_s * interval '1 second'
+        ORDER BY r.ts LIMIT 1) m ON m.ts - m.interval_s * interval '1 second' < g.ts
+), ranked AS (
+    -- Among this batch's readings of intervals not stored yet: the first record (Kafka order) of an
+    -- interval end is the candidate; a later-ending one overlapping an earlier one of the batch is refused.
+    SELECT met.*,
+           first_value(life) OVER same AS f_life, first_value(seq) OVER same AS f_seq,
+           first_value(interval_s) OVER same AS f_interval_s, first_value(value) OVER same AS f_value,
+           first_value(total) OVER same AS f_total, row_number() OVER same AS nth,
+           max(ts) OVER prior AS prior_end
+    FROM met WHERE m_ts IS NULL
+    WINDOW same AS (PARTITION BY household_id, meter, ts ORDER BY kafka_partition, kafka_offset),
+           prior AS (PARTITION BY household_id, meter ORDER BY ts, kafka_partition, kafka_offset
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+), verdicts AS (
+    SELECT met.*, NULL::bigint AS f_life, NULL::bigint AS f_seq, NULL::int AS f_interval_s, NULL::numeric AS f_value,
+           NULL::numeric AS f_total, NULL::bigint AS nth, NULL::timestamptz AS prior_end,
+           CASE WHEN (m_life, m_seq) = (life, seq) THEN 'replay'        -- the same record again (or a reused seq)
+                WHEN m_ts <> ts OR m_interval_s <> interval_s THEN '{Reason.OVERLAP.value}'
+                WHEN m_value = value AND m_total = total THEN 'duplicate'
+                ELSE '{Reason.CONFLICT.value}' END AS verdict
+    FROM met WHERE m_ts IS NOT NULL
+    UNION ALL
+    SELECT ranked.*,
+           CASE WHEN nth = 1 AND prior_end > ts - interval_s * interval '1 second' THEN '{Reason.OVERLAP.value}'
+                WHEN nth = 1 THEN 'new'
+                WHEN f_interval_s <> interval_s THEN '{Reason.OVERLAP.value}'
+                WHEN f_value = value AND f_total = total THEN 'duplicate'
+                ELSE '{Reason.CONFLICT.value}' END
+    FROM ranked
+)
+SELECT v.*, CASE
+    WHEN verdict = 'new' THEN NULL
+    WHEN nth IS NULL THEN  -- against a stored reading
+        {_this_interval}
+        || CASE WHEN verdict = '{Reason.OVERLAP.value}'
+                THEN ' overlaps ' || {_utc("m_ts")} || '/' || m_interval_s || 's' ELSE '' END
+        || {_reading("already stored as", "m_")} || '; ' || {_reading("this")}
+    WHEN nth = 1 THEN      -- overlapping an earlier-ending reading of this batch
+        {_this_interval} || ' overlaps a reading of the same batch ending ' || {_utc("prior_end")}
+        || '; ' || {_reading("this")}
+    ELSE                   -- the same interval end as the batch's first record of it
+        {_this_interval}
+        || CASE WHEN verdict = '{Reason.OVERLAP.value}' THEN ' overlaps the same end /' || f_interval_s || 's'
+                ELSE '' END
+        || {_reading("already stored as", "f_")} || '; ' || {_reading("this")}
+    END AS detail
+FROM verdicts v
+"""
+
+# Register continuity (spark/register.py's judge_step, as SQL) for the judged new readings, before they are
+# stored: each against its predecessor in time within (device, meter, life) — the batch's own when it ends
+# exactly where this one starts, else the latest stored reading ending at or before its start — and,
+# for readings arriving after their successor, against the first stored one starting at or after its
+# end. Stored lookups happen only at a batch run's edges (once per meter and batch in a steady stream).
+_REGISTER = """
+WITH c AS (
+    SELECT device_id, household_id, meter, life, seq, ts, interval_s, value, total,
+           ts - interval_s * interval '1 second' AS start,
+           lag(ts) OVER w AS b_ts, lag(total) OVER w AS b_total, lag(seq) OVER w AS b_seq,
+           lead(ts - interval_s * interval '1 second') OVER w AS a_start
+    FROM judged WHERE verdict = 'new'
+    WINDOW w AS (PARTITION BY household_id, meter, life ORDER BY ts)
+), before AS (
+    SELECT c.*, p.life AS p_life, p.ts AS p_ts, p.total AS p_total, p.seq AS p_seq
+    FROM c LEFT JOIN LATERAL (
+        SELECT r.life, r.ts, r.total, r.seq FROM meter_readings r
+        WHERE r.household_id = c.household_id AND r.meter = c.meter AND r.ts <= c.start
+        ORDER BY r.ts DESC LIMIT 1) p ON true
+    WHERE c.b_ts IS DISTINCT FROM c.start
+), after AS (
+    SELECT c.*, n.life AS n_life, n.ts AS n_ts, n.interval_s AS n_interval_s, n.total AS n_total,
+           n.value AS n_value, n.seq AS n_seq
+    FROM c JOIN LATERAL (
+        SELECT r.life, r.ts, r.interval_s, r.total, r.value, r.seq FROM meter_readings r
+        WHERE r.household_id = c.household_id AND r.meter = c.meter AND r.ts > c.ts
+        ORDER BY r.ts LIMIT 1) n ON true
+    WHERE c.a_start IS DISTINCT FROM c.ts
+), pairs AS (   -- (earlier, later) readings of one life: seq and ts of each, the later one's value
+    SELECT device_id, meter, life, b_seq AS prev_seq, b_ts AS prev_ts, b_total AS prev_total, seq, start, ts,
+           value, total FROM c WHERE b_ts = start
+    UNION ALL
+    SELECT device_id, meter, life, p_seq, p_ts, p_total, seq, start, ts, value, total FROM before
+    WHERE p_life = life AND (b_ts IS NULL OR p_ts > b_ts)
+    UNION ALL
+    SELECT device_id, meter, life, b_seq, b_ts, b_total, seq, start, ts, value, total FROM before
+    WHERE b_ts IS NOT NULL AND NOT COALESCE(p_life = life AND p_ts > b_ts, false)
+    UNION ALL
+    SELECT device_id, meter, life, seq, ts, total, n_seq, n_ts - n_interval_s * interval '1 second', n_ts,
+           n_value, n_total FROM after
+    WHERE n_life = life AND (a_start IS NULL OR n_ts - n_interval_s * interval '1 second' < a_start)
+), judged_pairs AS (
+    SELECT p.*, total - prev_total AS step, extract(epoch FROM start - prev_ts)::bigint AS missing_s FROM pairs p
+), breaks AS (
+    INSERT INTO register_breaks (device_id, meter, life, seq, prev_seq, kind, ts, step, value, missing_s)
+    SELECT device_id, meter, life, seq, prev_seq,
+           CASE WHEN step < 0 THEN 'backwards' WHEN missing_s = 0 OR step < value THEN 'step' ELSE 'gap' END,
+           ts, step, value, missing_s
+    FROM judged_pairs
+    WHERE step < 0 OR missing_s > 0 OR step <> value
+    ON CONFLICT DO NOTHING
+    RETURNING kind
+)
+SELECT count(*) FILTER (WHERE kind <> 'gap') AS breaks, count(*) FILTER (WHERE kind = 'gap') AS gaps FROM breaks
+"""
+
+
+# The judged new readings → meter_readings → energy_usage, returning each changed month with its
+# month-to-date before and after this batch; the meter's life in meter_lives follows what was stored.
+# ON CONFLICT without a target: a reused seq (its key stored at another time) is left for _REUSED.
+_APPLY = """
+WITH new AS (
     INSERT INTO meter_readings (device_id, meter, life, seq, household_id, ts, interval_s, value, total,
                                 usage_month, kafka_partition, kafka_offset)
     SELECT device_id, meter, life, seq, household_id, ts, interval_s, value, total, usage_month, kafka_partition,
            kafka_offset
-    FROM good
-    ON CONFLICT (device_id, meter, life, seq) DO NOTHING
-    RETURNING household_id, meter, usage_month, value, interval_s
+    FROM judged WHERE verdict = 'new'
+    ON CONFLICT DO NOTHING
+    RETURNING household_id, device_id, meter, life, usage_month, ts, value, total, interval_s
+), lives AS (
+    INSERT INTO meter_lives AS l (device_id, meter, life, first_interval_start, first_register, last_interval_end,
+                                  last_register)
+    SELECT device_id, meter, life, min(ts - interval_s * interval '1 second'),
+           (array_agg(total - value ORDER BY ts))[1], max(ts), (array_agg(total ORDER BY ts DESC))[1]
+    FROM new GROUP BY device_id, meter, life
+    ON CONFLICT (device_id, meter, life) DO UPDATE SET
+        first_register = CASE WHEN l.first_interval_start IS NULL
+                                OR EXCLUDED.first_interval_start < l.first_interval_start
+                              THEN EXCLUDED.first_register ELSE l.first_register END,
+        first_interval_start = LEAST(l.first_interval_start, EXCLUDED.first_interval_start),
+        last_register = CASE WHEN l.last_interval_end IS NULL OR EXCLUDED.last_interval_end > l.last_interval_end
+                             THEN EXCLUDED.last_register ELSE l.last_register END,
+        last_interval_end = GREATEST(l.last_interval_end, EXCLUDED.last_interval_end),
+        updated_at = now()
 ), agg AS (
     SELECT household_id, meter, usage_month, sum(value) AS amount, count(*) AS n, sum(interval_s) AS covered
     FROM new GROUP BY household_id, meter, usage_month
@@ -156,6 +326,32 @@ FROM up
 JOIN energy_types et ON et.label_ko = up.energy_type
 JOIN agg a ON a.household_id = up.household_id AND a.meter = et.key AND a.usage_month = up.usage_date
 JOIN households h ON h.id = up.household_id
+"""
+
+# Duplicates are counted (once per transport identity, so a replay adds nothing) and conflicts and
+# overlaps quarantined with the reason naming both readings. Returns the batch's counts.
+_SET_ASIDE = """
+WITH dup AS (
+    INSERT INTO duplicate_readings (device_id, meter, life, seq, household_id, ts, interval_s, usage_month,
+                                    stored_life, stored_seq, kafka_partition, kafka_offset)
+    SELECT device_id, meter, life, seq, household_id, ts, interval_s, usage_month, COALESCE(m_life, f_life),
+           COALESCE(m_seq, f_seq), kafka_partition, kafka_offset
+    FROM judged WHERE verdict = 'duplicate'
+    ON CONFLICT (device_id, meter, life, seq) DO NOTHING
+    RETURNING 1
+), bad AS (
+    SELECT topic, kafka_partition, kafka_offset, verdict || ': ' || detail AS reason, left(device_id, 64) AS device_id,
+           raw
+    FROM judged WHERE verdict NOT IN ('new', 'replay', 'duplicate')
+), ins AS (
+    INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
+    SELECT * FROM bad
+    ON CONFLICT (source_topic, kafka_partition, kafka_offset) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM bad) AS bad, (SELECT count(*) FROM ins) AS new,
+       (SELECT count(*) FROM judged WHERE verdict = 'duplicate') AS duplicates,
+       (SELECT count(*) FROM dup) AS new_duplicates
 """
 
 
@@ -237,6 +433,22 @@ class Counts(NamedTuple):
     new: int
 
 
+class SetAside(NamedTuple):
+    """What the measurement identity set aside in one batch."""
+
+    bad: int               # conflicts and overlaps (quarantined)
+    new: int               # of which not quarantined before (a replay finds them there)
+    duplicates: int        # repeats of a stored interval (not stored, not summed)
+    new_duplicates: int    # of which counted now (a replay of the same records counts nothing)
+
+
+class Continuity(NamedTuple):
+    """Register pairs one batch flagged (spark/register.py)."""
+
+    breaks: int     # backwards or a step that is not the interval's value
+    gaps: int       # intervals missing in between (not an error)
+
+
 class StagingSummary(NamedTuple):
     rows: int
     oldest_received_ms: int | None
@@ -251,6 +463,7 @@ class Applied(NamedTuple):
     alerts: int
     resolved: int
     oldest_received_ms: int | None
+    duplicates: int = 0    # readings of an interval already stored (same value and register)
 
     @property
     def inserted(self) -> int:
@@ -286,11 +499,13 @@ class BatchResult:
     resolved: int
     seconds: float
     lag_s: float | None
+    duplicates: int = 0    # measurement duplicates (another seq or life, same interval, value and register)
 
     def line(self) -> str:
         lag = f"{self.lag_s:.2f}s" if self.lag_s is not None else "-"
-        return (f"batch={self.batch_id} rows={self.rows} inserted={self.inserted} duplicates="
-                f"{self.rows - self.inserted - self.quarantined} quarantined={self.quarantined} alerts={self.alerts} "
+        replays = self.rows - self.inserted - self.quarantined - self.duplicates
+        return (f"batch={self.batch_id} rows={self.rows} inserted={self.inserted} duplicates={self.duplicates} "
+                f"replays={replays} quarantined={self.quarantined} alerts={self.alerts} "
                 f"resolved={self.resolved} duration={self.seconds:.2f}s lag={lag}")
 
 
@@ -436,7 +651,7 @@ class PostgresSink:
         oldest = applied.oldest_received_ms
         lag = time.time() - oldest / 1000 if oldest is not None else None
         return BatchResult(batch_id, applied.rows, applied.inserted, applied.quarantined, applied.alerts,
-                           applied.resolved, time.monotonic() - started, lag)
+                           applied.resolved, time.monotonic() - started, lag, applied.duplicates)
 
     def _apply_readings(self, conn: psycopg.Connection, load: Callable[[], None]) -> Applied:
         """The batch's effect, inside the caller's transaction: ``load`` fills the temp ``staging``."""
@@ -447,17 +662,26 @@ class PostgresSink:
                                   "FROM staging").fetchone()
         with conn.cursor(row_factory=class_row(Counts)) as cur:
             bad = cur.execute(_QUARANTINE).fetchone()
+        conn.execute(_JUDGE)
+        with conn.cursor(row_factory=class_row(Continuity)) as cur:
+            continuity = cur.execute(_REGISTER).fetchone() or Continuity(0, 0)
+        if continuity.breaks:
+            logger.warning("register breaks flagged=%d gaps=%d (table register_breaks)", continuity.breaks,
+                           continuity.gaps)
         with conn.cursor(row_factory=class_row(MonthChange)) as cur:
             changes = cur.execute(_APPLY).fetchall()
-        assert bad is not None and summary is not None
+        with conn.cursor(row_factory=class_row(SetAside)) as cur:
+            aside = cur.execute(_SET_ASIDE).fetchone()
+        assert bad is not None and summary is not None and aside is not None
         reused = Counts(0, 0)
-        if sum(c.inserted for c in changes) < summary.rows - bad.bad:
+        if sum(c.inserted for c in changes) < summary.rows - bad.bad - aside.bad - aside.duplicates:
             # Some good reading was not new: a replay, or a reused seq. (When every one was inserted,
             # none can be: the check costs a lookup per reading, so it runs only then.)
             with conn.cursor(row_factory=class_row(Counts)) as cur:
                 reused = cur.execute(_REUSED).fetchone() or reused
         alerts, resolved = self._evaluate_rules(conn, changes)
-        return Applied(summary.rows, changes, bad.bad + reused.bad, alerts, resolved, summary.oldest_received_ms)
+        return Applied(summary.rows, changes, bad.bad + aside.bad + reused.bad, alerts, resolved,
+                       summary.oldest_received_ms, aside.duplicates)
 
     def _evaluate_rules(self, conn: psycopg.Connection, changes: list[MonthChange]) -> tuple[int, int]:
         cfg = self.options.rules
@@ -634,6 +858,8 @@ class PostgresSink:
                        last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
                        updated_at = now()""",
                 {"state": None, "firmware": None, "interval_s": None, "meta": None, **e})
+            if e.get("meta") is not None:
+                conn.execute(_META_LIVES, {"device_id": e["device_id"], "meta": e["meta"]})
         for r, reason in bad:
             conn.execute(
                 """INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
@@ -670,6 +896,19 @@ class PostgresSink:
             items.append(rules.MonthSoFar(r.household_id, r.energy_type, r.month, float(r.so_far),
                                           (r.latest - start).total_seconds() / 86400, r.forecast))
         return rules.projection_alerts(items, options)
+
+
+# The retained meta's meters list may name each meter's life, serial and since (a replaced meter is a new
+# life): the meter's history keeps them, whether its readings came first or not.
+_META_LIVES = """
+INSERT INTO meter_lives AS l (device_id, meter, life, serial, since)
+SELECT %(device_id)s::text, m->>'meter', (m->>'life')::bigint, left(m->>'serial', 64), (m->>'since')::timestamptz
+FROM jsonb_array_elements(CASE WHEN jsonb_typeof(%(meta)s::jsonb -> 'meters') = 'array'
+                               THEN %(meta)s::jsonb -> 'meters' ELSE '[]'::jsonb END) AS m
+WHERE jsonb_typeof(m -> 'life') = 'number' AND jsonb_typeof(m -> 'meter') = 'string'
+ON CONFLICT (device_id, meter, life) DO UPDATE SET
+    serial = COALESCE(EXCLUDED.serial, l.serial), since = COALESCE(EXCLUDED.since, l.since), updated_at = now()
+"""
 
 
 # The projection's inputs per changed household-month: the latest issued household forecast of the

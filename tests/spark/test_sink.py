@@ -67,7 +67,8 @@ def test_poison_readings_are_quarantined_with_the_database_reason_and_the_rest_c
     with connect(settings, role="owner") as conn:
         conn.execute("ALTER TABLE meter_readings ADD CONSTRAINT only_in_the_database CHECK (seq NOT IN (500, 501))")
         conn.commit()
-    poison = [json.dumps({**template, "seq": 500}).encode(), json.dumps({**template, "seq": 501}).encode()]
+    # (intervals of their own: a reading of good[0]'s interval would be its duplicate, never inserted)
+    poison = [json.dumps({**template, "seq": 500 + i, "ts": f"2024-04-02T0{i}:00:00Z"}).encode() for i in range(2)]
     # Hostile records PostgreSQL would refuse too; the contract stops them first, with its own reason.
     hostile = [
         json.dumps({**template, "device_id": devices[0] + "\x00"}).encode(),   # no text column holds a NUL
