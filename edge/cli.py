@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 from apt_energy.config import Household, Settings
@@ -169,6 +171,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no households selected (check --households, --buildings, --shard)")
     options = options_from_args(args, settings, part)
     fleet = Fleet(settings, households, options)
+    if fleet.sim_time + timedelta(seconds=options.interval_s) > options.until:
+        # the devices keep running time: a finished run started again has nothing left to generate
+        print(f"apt-energy edge: the devices of {options.state_path} already reached "
+              f"{fleet.sim_time.isoformat()}; nothing left to simulate until {options.until.isoformat()} "
+              f"(a later --until continues them, another --state starts new devices)", file=sys.stderr)
+    elif fleet.sim_time > options.start:
+        logger.info("edge resumes the devices of %s at %s", options.state_path, fleet.sim_time.isoformat())
     on_stop_signals(fleet.stop)
     if args.shard == AUTO:
         def changed(seen: Replicas) -> None:

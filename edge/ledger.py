@@ -106,6 +106,7 @@ class Ledger:
         """Continue ``path`` as JSON Lines: rewritten atomically as a header and one line of what is known
         (this ledger, after ``load``), then appended to by ``flush``."""
         self._fold()
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("w") as f:
             f.write(json.dumps({"ledger": LEDGER_FORMAT, "timezone": str(self.tz)}) + "\n")
