@@ -176,8 +176,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"apt-energy edge: the devices of {options.state_path} already reached "
               f"{fleet.sim_time.isoformat()}; nothing left to simulate until {options.until.isoformat()} "
               f"(a later --until continues them, another --state starts new devices)", file=sys.stderr)
-    elif fleet.sim_time > options.start:
-        logger.info("edge resumes the devices of %s at %s", options.state_path, fleet.sim_time.isoformat())
     on_stop_signals(fleet.stop)
     if args.shard == AUTO:
         def changed(seen: Replicas) -> None:

@@ -236,7 +236,7 @@ class Fleet:
                 self.with_buffer.add(i)
                 resumed += 1
         self.generated += resumed
-        if resumed:
+        if resumed or self.sim_time > self.options.start:
             logger.info("edge resumes sim=%s re-sending=%d unacknowledged readings", self.sim_time.isoformat(),
                         resumed)
         return resumed

@@ -222,10 +222,14 @@ def run_scenario(chaos: Chaos, name: str, start: datetime, *, fault: Callable[[]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_edge_killed(chaos: Chaos, name: str, start: datetime, *, kill_at_s: float,
+def acknowledged(ledger_path: Path) -> int:
+    return sum(t.readings for t in read_ledger(ledger_path).values()) if ledger_path.exists() else 0
+
+
+def run_edge_killed(chaos: Chaos, name: str, start: datetime, *, kill_after: int,
                     tmp: Path) -> tuple[Outcome, TruthResult, Path]:
-    """The edge as a process of its own, killed with SIGKILL ``kill_at_s`` into the run and started again
-    with the very same command; returns the measurement and the state file."""
+    """The edge as a process of its own, killed with SIGKILL once the broker acknowledged ``kill_after``
+    readings and started again with the very same command; returns the measurement and the state file."""
     households = chaos.next_households()
     was = before(chaos)
     ledger_path, state_path = tmp / f"ledger-{name}.json", tmp / f"edge-state-{name}.json"
@@ -236,7 +240,11 @@ def run_edge_killed(chaos: Chaos, name: str, start: datetime, *, kill_at_s: floa
     env = {**os.environ, **chaos.env}
     with (tmp / "edge-1.log").open("w") as log:
         first = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(kill_at_s)
+        # half-way by what the broker acknowledged (the ledger grows as it goes), not by the clock alone: a
+        # loaded machine may take seconds to start the process
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and acknowledged(ledger_path) < kill_after:
+            time.sleep(0.05)
         assert first.poll() is None, f"the edge ended before the kill; see {tmp / 'edge-1.log'}"
         first.kill()
         first.wait(30)

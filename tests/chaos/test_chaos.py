@@ -54,13 +54,15 @@ NEEDS_SINK = pytest.mark.xfail(not MEASUREMENT_IDENTITY, strict=True, reason=(
 
 def exactly(chaos: Chaos, name: str, tmp: Path, fault: object = None, **kw: object) -> Outcome:
     outcome, truth = run_scenario(chaos, name, START, fault=fault, tmp=tmp, **kw)  # type: ignore[arg-type]
-    return checked(outcome, truth)
+    return checked(chaos, outcome, truth)
 
 
-def checked(outcome: Outcome, truth: object) -> Outcome:
+def checked(chaos: Chaos, outcome: Outcome, truth: object) -> Outcome:
     OUTCOMES.append(outcome)
     assert (outcome.lost, outcome.doubled) == (0, 0), f"{outcome}: {list(truth.differ.items())[:3]}"  # type: ignore[attr-defined]
     assert truth.ok  # type: ignore[attr-defined]
+    devices = sorted({k[0] for k in truth.ledger})  # type: ignore[attr-defined]
+    assert stored_twice(chaos.settings, devices) == 0, f"{outcome}: an interval stored twice"
     assert outcome.alerts > 0 and outcome.posts_per_alert == "1", outcome
     return outcome
 
@@ -150,11 +152,9 @@ def test_hostile_messages(chaos: Chaos, scenario_dir: Path) -> None:
 
 
 def test_kill_9_edge_and_the_same_command_again(chaos: Chaos, scenario_dir: Path) -> None:
-    outcome, truth, state = run_edge_killed(chaos, "kill -9 edge, same command again", START, kill_at_s=4.0,
+    outcome, truth, state = run_edge_killed(chaos, "kill -9 edge, same command again", START, kill_after=1500,
                                             tmp=scenario_dir)
-    checked(outcome, truth)
-    devices = [k[0] for k in truth.ledger]
-    assert stored_twice(chaos.settings, devices) == 0
+    checked(chaos, outcome, truth)
     assert outcome.duplicates == outcome.conflicts == 0, outcome      # re-sent with their identity: no repeat
     log = (scenario_dir / "edge-2.log").read_text()
     assert "edge resumes sim=" in log, "the second run did not resume where the first stopped"
