@@ -148,7 +148,11 @@ _this_interval = f"'interval ' || {_utc('ts')} || '/' || interval_s || 's of ' |
 _JUDGE = f"""
 CREATE TEMP TABLE judged ON COMMIT DROP AS
 WITH good AS (
-    SELECT DISTINCT ON (s.device_id, s.meter, s.life, s.seq) s.*, h.id AS household_id
+    -- only what the verdicts, the inserts and the reasons need: the raw payload stays in staging (a wide
+    -- temp table spills past temp_buffers), fetched back for the few readings quarantined
+    SELECT DISTINCT ON (s.device_id, s.meter, s.life, s.seq) s.device_id, s.meter, s.life, s.seq, s.ts,
+           s.interval_s, s.value, s.total, s.usage_month, s.topic, s.kafka_partition, s.kafka_offset,
+           h.id AS household_id
     FROM staging s JOIN households h ON h.device_id = s.device_id
     JOIN energy_types t ON t.key = s.meter  -- meter_readings has no foreign keys: these joins are its checks
     WHERE s.reason IS NULL
@@ -340,9 +344,10 @@ WITH dup AS (
     ON CONFLICT (device_id, meter, life, seq) DO NOTHING
     RETURNING 1
 ), bad AS (
-    SELECT topic, kafka_partition, kafka_offset, verdict || ': ' || detail AS reason, left(device_id, 64) AS device_id,
-           raw
-    FROM judged WHERE verdict NOT IN ('new', 'replay', 'duplicate')
+    SELECT j.topic, j.kafka_partition, j.kafka_offset, j.verdict || ': ' || j.detail AS reason,
+           left(j.device_id, 64) AS device_id, s.raw
+    FROM judged j JOIN staging s USING (topic, kafka_partition, kafka_offset)
+    WHERE j.verdict NOT IN ('new', 'replay', 'duplicate')
 ), ins AS (
     INSERT INTO quarantine (source_topic, kafka_partition, kafka_offset, reason, device_id, raw_payload)
     SELECT * FROM bad

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from apt_energy.config import Settings
-from apt_energy.database import connect, conninfo
+from apt_energy.database import completeness, connect, conninfo
 from apt_energy.spark.job import StreamJob, sink_options
 from apt_energy.spark.sink import PostgresSink, StagedReading
 from confluent_kafka import Producer
@@ -155,6 +155,12 @@ def test_register_breaks_and_gaps_are_flagged_pairwise_in_any_arrival_order_and_
     # hour 3 is missing (a gap: the register holds its consumption); hour 6's register went backwards
     sink.write_readings(1, [r(4, "0.5", "12.25", seq=3), r(5, "1", "13.25", seq=4), r(6, "0.5", "2", seq=5)])
     assert breaks(settings) == {(3, 1, "gap", Decimal("1.5"), 3600), (5, 4, "backwards", Decimal("-11.25"), 0)}
+    with connect(settings) as conn:   # the missing hour, as the bill and the demo's summary say it
+        month = completeness.household(conn, r.device)
+        assert [completeness.estimated_note(c.expected_s, c.measured_s) for c in month] == [
+            "estimated: 5 of 6 hours measured"]
+        assert [completeness.summary_line(c) for c in completeness.complex_summary(conn)] == [
+            "water        83.33 % of 6 expected hours measured, 1 of 1 household-months incomplete"]
     # hour 3 arrives late: continuous with both its stored neighbours, nothing new flagged
     sink.write_readings(2, [r(3, "1", "11.75", seq=2)])
     assert len(breaks(settings)) == 2
