@@ -71,6 +71,7 @@ MAX_LENGTH: Final[Mapping[str, int]] = {
     "complex": 32,       # buildings.complex_id VARCHAR(32)
     "state": 16,         # devices.state VARCHAR(16)
     "ts": 40,
+    "serial": 64,        # a meter's serial number (meta only)
 }
 # Integer fields and the width of the column they land in (bits): the Spark schema reads this.
 INTEGER_BITS: Final[Mapping[str, int]] = {"seq": 64, "life": 64, "interval_s": 32, "v": 32}
@@ -544,8 +545,25 @@ def validate_device_record(kind: str, device_id: str, payload: bytes | bytearray
 
 @dataclass(frozen=True)
 class MeterInfo:
+    """One meter of a device, and optionally which physical meter measures it: the ``life`` its readings
+    carry (Unix ms at installation), its ``serial`` and ``since`` when (simulated UTC time) it was
+    installed. A replaced meter announces a new life; documents without these fields stay valid."""
+
     meter: str
     unit: str
+    life: int | None = None
+    serial: str | None = None
+    since: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"meter": self.meter, "unit": self.unit}
+        if self.life is not None:
+            out["life"] = self.life
+        if self.serial is not None:
+            out["serial"] = self.serial
+        if self.since is not None:
+            out["since"] = format_ts(self.since)
+        return out
 
 
 @dataclass(frozen=True)
@@ -566,7 +584,7 @@ class DeviceMeta:
             "device_id": self.device_id,
             "household": {"complex": self.complex_id, "building": self.building, "floor": self.floor,
                           "unit": self.unit},
-            "meters": [{"meter": m.meter, "unit": m.unit} for m in self.meters],
+            "meters": [m.to_dict() for m in self.meters],
             "firmware": self.firmware, "interval_s": self.interval_s,
         }, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -593,9 +611,13 @@ class DeviceMeta:
         for i, m in enumerate(meters):
             if not isinstance(m, dict):
                 raise _fail(Reason.WRONG_TYPE, f"meters[{i}] is not an object")
+            life, serial, since = m.get("life"), m.get("serial"), m.get("since")
             infos.append(MeterInfo(
                 _text(_required(m, "meter"), f"meters[{i}].meter", max_len=MAX_LENGTH["meter"], pattern=_METER),
-                _text(_required(m, "unit"), f"meters[{i}].unit", max_len=MAX_LENGTH["unit"])))
+                _text(_required(m, "unit"), f"meters[{i}].unit", max_len=MAX_LENGTH["unit"]),
+                life=None if life is None else _integer(life, f"meters[{i}].life", low=0, high=BIGINT_MAX),
+                serial=None if serial is None else _text(serial, f"meters[{i}].serial", max_len=MAX_LENGTH["serial"]),
+                since=None if since is None else parse_ts(since, f"meters[{i}].since")))
         firmware = _text(_required(data, "firmware"), "firmware", max_len=MAX_LENGTH["firmware"])
         interval_s = _integer(_required(data, "interval_s"), "interval_s", low=1, high=INT_MAX)
         return cls(device_id, complex_id, numbers[0], numbers[1], numbers[2], tuple(infos), firmware, interval_s)

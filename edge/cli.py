@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 from apt_energy.config import Household, Settings
@@ -91,6 +93,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "(env APT_ENERGY_MQTT_HOST, APT_ENERGY_MQTT_PORT).")
     add_arguments(p)
     p.set_defaults(func=run)
+    r = sub.add_parser(
+        "replace-meter", help="tell a device that one of its meters was replaced (new life, seq 0, new register)",
+        description="Publishes {\"replace\": METER} on the device's .../cmd topic (QoS 1, not retained) as the "
+                    "operator identity (mqtt.operator_user, APT_ENERGY_MQTT_OPERATOR_PASSWORD). The gateway "
+                    "continues the meter under a new life and announces it in its retained meta.")
+    r.add_argument("device", help="device id, e.g. hanbit-01-1001")
+    r.add_argument("meter", help="electricity, heating or water")
+    r.add_argument("--serial", default=None, help="the new meter's serial number (default: made up by the device)")
+    r.add_argument("--total", type=float, default=None,
+                   help="the new meter's start register in its unit (default: a small one)")
+    r.set_defaults(func=replace_meter)
 
 
 def options_from_args(args: argparse.Namespace, settings: Settings, part: tuple[int, int]) -> FleetOptions:
@@ -100,10 +113,42 @@ def options_from_args(args: argparse.Namespace, settings: Settings, part: tuple[
         start, 12 if args.months is None else args.months, tz)
     if until <= start:
         raise ConfigError("--until/--months must end after --start")
+    if not args.speed >= 0 or args.speed == float("inf"):
+        raise ConfigError(f"--speed (APT_ENERGY_EDGE_SPEED) must be 0 (as fast as the pipeline takes) or a positive "
+                          f"number of simulated seconds per real second, got {args.speed:g}")
     i, n = part
     return FleetOptions(start=start, until=until, interval_s=args.interval, speed=args.speed,
                         buffer_limit=args.buffer, ledger_path=args.ledger,
                         state_path=args.state or settings.run_dir / "edge" / f"state-{i}-of-{n}.json")
+
+
+def replace_meter(args: argparse.Namespace) -> int:
+    topic = send_replace(config.load(), args.device, args.meter, serial=args.serial, total=args.total)
+    print(f"sent replace {args.meter} to {args.device} ({topic})")
+    return 0
+
+
+def send_replace(settings: Settings, device_id: str, meter: str, *, serial: str | None = None,
+                 total: float | None = None) -> str:
+    """Publish the ``replace`` command to one device as the operator; returns the topic."""
+    from apt_energy.edge.commands import replace_command
+
+    from apt_energy import topics
+    from apt_energy.reset import mqtt_session
+
+    household = next((h for h in settings.complex.households() if h.device_id == device_id), None)
+    if household is None:
+        raise ConfigError(f"unknown device {device_id!r} (expected an id like hanbit-01-1001)")
+    if meter not in settings.energy:
+        raise ConfigError(f"unknown meter {meter!r} (expected one of {', '.join(settings.energy)})")
+    topic = f"{topics.device_base(settings.mqtt.topic_prefix, household)}/cmd"
+    with mqtt_session(settings, f"operator-replace-{device_id}", "operator") as client:
+        info = client.publish(topic, replace_command(meter, serial=serial, total=total), qos=1)
+        info.wait_for_publish(10)
+        if not info.is_published():
+            raise ConfigError(f"the broker did not acknowledge the command on {topic} "
+                              f"(broker {settings.mqtt.host}:{settings.mqtt.port})")
+    return topic
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no households selected (check --households, --buildings, --shard)")
     options = options_from_args(args, settings, part)
     fleet = Fleet(settings, households, options)
+    if fleet.sim_time + timedelta(seconds=options.interval_s) > options.until:
+        # the devices keep running time: a finished run started again has nothing left to generate
+        print(f"apt-energy edge: the devices of {options.state_path} already reached "
+              f"{fleet.sim_time.isoformat()}; nothing left to simulate until {options.until.isoformat()} "
+              f"(a later --until continues them, another --state starts new devices)", file=sys.stderr)
     on_stop_signals(fleet.stop)
     if args.shard == AUTO:
         def changed(seen: Replicas) -> None:

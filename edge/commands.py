@@ -5,6 +5,7 @@
     {"clear": "anomalies"}
     {"set": "interval", "interval_s": 7200}                      a multiple of the fleet interval
     {"offline": {"hours": 6}}                                    drop the connection, buffer, come back
+    {"replace": "water", "serial": "W-123", "total": 0.5}          a new meter (serial, start register optional)
 
 Anything else raises :class:`InvalidInput`, for any bytes whatever (a 3,000-deep array, NaN, non-UTF-8,
 megabytes): the device it was sent to logs and counts it and keeps running, and so does every other.
@@ -12,6 +13,7 @@ megabytes): the device it was sent to logs and counts it and keeps running, and 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +48,16 @@ class GoOffline:
     hours: float
 
 
-Command = Inject | ClearAnomalies | SetInterval | GoOffline
+@dataclass(frozen=True)
+class ReplaceMeter:
+    meter: str
+    serial: str | None = None
+    total: float | None = None     # the new meter's start register, in the meter's unit (None: a small one)
+
+
+Command = Inject | ClearAnomalies | SetInterval | GoOffline | ReplaceMeter
+
+MAX_SERIAL = 64
 
 
 def _number(data: dict[str, Any], key: str, *, default: float | None = None, low: float = 0.0,
@@ -94,4 +105,28 @@ def parse_command(payload: bytes, *, meters: tuple[str, ...], base_interval_s: i
         return SetInterval(interval)
     if isinstance(data.get("offline"), dict):
         return GoOffline(_number(data["offline"], "hours", high=24 * 31))
-    raise InvalidInput("unknown command (expected inject, clear, set or offline)")
+    if "replace" in data:
+        meter = data["replace"]
+        if not isinstance(meter, str) or meter not in meters:
+            raise InvalidInput(f"replace must name one of {', '.join(meters)}")
+        serial = data.get("serial")
+        if serial is not None and not (isinstance(serial, str) and 0 < len(serial) <= MAX_SERIAL
+                                       and serial.isprintable()):
+            raise InvalidInput(f"serial must be 1 to {MAX_SERIAL} printable characters")
+        total = data.get("total")
+        if total is not None:
+            total = _number(data, "total", low=-1.0, high=1e9)   # (-1, 1e9]: 0 is a fine start register
+            if total < 0:
+                raise InvalidInput("total must not be negative")
+        return ReplaceMeter(meter, serial, total)
+    raise InvalidInput("unknown command (expected inject, clear, set, offline or replace)")
+
+
+def replace_command(meter: str, *, serial: str | None = None, total: float | None = None) -> bytes:
+    """The ``replace`` command an operator sends (``apt-energy replace-meter``)."""
+    data: dict[str, Any] = {"replace": meter}
+    if serial is not None:
+        data["serial"] = serial
+    if total is not None:
+        data["total"] = total
+    return json.dumps(data).encode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,25 +19,26 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import paho.mqtt.client as mqtt
 from apt_energy.config import Household, Settings
-from apt_energy.edge.commands import ClearAnomalies, GoOffline, Inject, InvalidInput, SetInterval, parse_command
+from apt_energy.edge.commands import (
+    ClearAnomalies,
+    GoOffline,
+    Inject,
+    InvalidInput,
+    ReplaceMeter,
+    SetInterval,
+    parse_command,
+)
+from apt_energy.edge.state import Register, SavedDevice
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from apt_energy import topics
 from apt_energy.backoff import Backoff
-from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading
+from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, format_ts, parse_ts
 from apt_energy.mqtt import BufferedClient, login
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Register:
-    """A meter's persistent state: next sequence number and cumulative total in 10^-decimals units."""
-
-    seq: int = 0
-    total_units: int = 0
 
 
 @dataclass
@@ -46,6 +48,7 @@ class DeviceCounters:
     dropped: int = 0
     commands: int = 0
     bad_commands: int = 0
+    retained_commands: int = 0
     connects: int = 0
 
 
@@ -71,8 +74,16 @@ class Device:
         self.base_interval_s = base_interval_s
         self.interval_s = base_interval_s
         self.registers = registers or {m: Register() for m in self.meters}
-        # the generation of this seq state (see apt_energy.contract): a new one restarts seq at 0
+        # the generation of this seq state (see apt_energy.contract): a new one restarts seq at 0. Each
+        # meter has its own from then on (a replaced meter starts a new one); the device's is the default.
         self.life = life
+        for reg in self.registers.values():
+            if reg.life is None:
+                reg.life = life
+        self.at: datetime | None = None     # end of the last interval generated (simulated time)
+        self.made: list[tuple[Reading, int]] = []   # the last tick's readings with their registers in units
+        self.on_command: Callable[[], None] | None = None   # after a command changed state (a checkpoint)
+        self.rng = rng or random.Random(self.device_id)
         self.buffer: deque[Reading] = deque()
         self.buffer_limit = buffer_limit
         self.inflight: dict[int, Reading] = {}
@@ -83,7 +94,7 @@ class Device:
         self.ever_connected = False
         self.offline_until: datetime | None = None
         self.next_connect_at = 0.0
-        self.backoff = Backoff(rng=rng or random.Random(self.device_id))
+        self.backoff = Backoff(rng=self.rng)
         self._active: list[_Active] = []
         self._accum = np.zeros(len(self.meters))
         self._accum_ticks = 0
@@ -120,13 +131,20 @@ class Device:
         self.connected = True
         self.backoff.reset()
         self.counters.connects += 1
-        meta = DeviceMeta(self.device_id, self.household.complex_id, self.household.building, self.household.floor,
-                          self.household.unit, tuple(MeterInfo(m, self.units[m]) for m in self.meters),
-                          self.settings.simulation.firmware, self.interval_s)
-        client.publish(f"{self.base}/meta", meta.to_json(), qos=1, retain=True)
+        self.publish_meta()
         client.publish(f"{self.base}/status", DeviceStatus(self.device_id, "online", _utcnow()).to_json(),
                        qos=1, retain=True)
         client.subscribe(f"{self.base}/cmd", qos=1)
+
+    def meta(self) -> DeviceMeta:
+        """What the device announces (retained): who it is, and which physical meter measures each meter."""
+        meters = tuple(MeterInfo(m, self.units[m], life=self.registers[m].life, serial=self.registers[m].serial,
+                                 since=self.registers[m].since) for m in self.meters)
+        return DeviceMeta(self.device_id, self.household.complex_id, self.household.building, self.household.floor,
+                          self.household.unit, meters, self.settings.simulation.firmware, self.interval_s)
+
+    def publish_meta(self) -> None:
+        self.client.publish(f"{self.base}/meta", self.meta().to_json(), qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode,
                        properties: object) -> None:
@@ -142,6 +160,14 @@ class Device:
             self.on_ack(reading)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.retain:
+            # A retained message is state left on the topic, delivered again at every subscribe; a command
+            # is an event, executed once when it is sent.
+            self.counters.retained_commands += 1
+            if self.counters.retained_commands == 1:
+                logger.warning("ignored retained command device=%s topic=%s payload=%.80r", self.device_id,
+                               message.topic, bytes(message.payload))
+            return
         self.handle_command(bytes(message.payload), self.sim_clock())
 
     def pump(self, window: int) -> int:
@@ -188,13 +214,15 @@ class Device:
         if self._accum_ticks * self.base_interval_s < self.interval_s:
             return 0, 0
         dropped = 0
+        self.made = []
         for j, meter in enumerate(self.meters):
             units = round(float(self._accum[j]) * self.scale[meter])
             reg = self.registers[meter]
             reg.total_units += units
-            dropped += self.enqueue(Reading(self.device_id, meter, reg.seq, end, self.interval_s,
-                                            units / self.scale[meter], reg.total_units / self.scale[meter],
-                                            self.units[meter], life=self.life))
+            reading = Reading(self.device_id, meter, reg.seq, end, self.interval_s, units / self.scale[meter],
+                              reg.total_units / self.scale[meter], self.units[meter], life=reg.life or 0)
+            self.made.append((reading, reg.total_units))
+            dropped += self.enqueue(reading)
             reg.seq += 1
         self._accum[:] = 0
         self._accum_ticks = 0
@@ -236,6 +264,57 @@ class Device:
             self.interval_s = command.interval_s
         elif isinstance(command, GoOffline):
             self.go_offline(now + timedelta(hours=command.hours))
+        elif isinstance(command, ReplaceMeter):
+            self.replace_meter(command, now)
+        if self.on_command:
+            self.on_command()
+
+    def replace_meter(self, command: ReplaceMeter, now: datetime) -> None:
+        """An installer swapped the meter: a new physical meter continues it under a new life (Unix ms now,
+        above every life the device had), seq from 0 and its own start register, and the device says so
+        (retained meta). Readings of the old meter still buffered keep their life."""
+        reg = self.registers[command.meter]
+        life = max(time.time_ns() // 1_000_000, *(r.life or 0 for r in self.registers.values()), self.life) + 1
+        scale = self.scale[command.meter]
+        # a new meter's register starts where its factory or installer left it: a small number
+        start = round(command.total * scale) if command.total is not None else self.rng.randrange(0, 10 * scale)
+        reg.seq, reg.total_units, reg.life, reg.since = 0, start, life, now
+        reg.serial = command.serial or f"{self.device_id}-{command.meter}-{life}"
+        logger.info("meter replaced device=%s meter=%s life=%d serial=%s register=%s since=%s", self.device_id,
+                    command.meter, life, reg.serial, start / self.scale[command.meter], now.isoformat())
+        if self.connected:
+            self.publish_meta()
+
+    # --------------------------------------------------------------------------------- state
+
+    def saved(self) -> SavedDevice:
+        """What a checkpoint keeps of this device (see :mod:`apt_energy.edge.state`)."""
+        pending = sorted([*self.inflight.values(), *self.buffer], key=lambda r: (r.meter, r.life, r.seq))
+        return SavedDevice(
+            self.life, self.registers, at=self.at, interval_s=self.interval_s, offline_until=self.offline_until,
+            accum=[float(x) for x in self._accum] if self._accum_ticks else [], accum_ticks=self._accum_ticks,
+            active=[{"kind": a.inject.kind, "meter": a.inject.meter, "hours": a.inject.hours,
+                     "factor": a.inject.factor, "flow": a.inject.flow, "until": format_ts(a.until)}
+                    for a in self._active],
+            pending=pending)
+
+    def restore(self, saved: SavedDevice) -> None:
+        """Continue from a checkpoint: position, commands in force, the partial interval (pending readings
+        are the fleet's to re-send)."""
+        self.at = saved.at
+        if saved.interval_s:
+            self.interval_s = saved.interval_s
+        self.offline_until = saved.offline_until
+        if saved.accum_ticks and len(saved.accum) == len(self.meters):
+            self._accum[:] = saved.accum
+            self._accum_ticks = saved.accum_ticks
+        self._active = [_Active(Inject(a["kind"], a["meter"], float(a["hours"]), float(a["factor"]),
+                                       float(a["flow"])), parse_ts(a["until"]))
+                        for a in saved.active if a.get("meter") in self.meters]
+
+    def accumulating(self) -> tuple[int, list[float]] | None:
+        """A partial interval of the device's own (longer) interval, for the journal."""
+        return (self._accum_ticks, [float(x) for x in self._accum]) if self._accum_ticks else None
 
     @property
     def pending(self) -> int:

@@ -5,19 +5,22 @@ fleet interval at a time when it is due (``speed`` simulated seconds per real se
 while the pipeline keeps up (total unacknowledged readings under a bound), (c) hands buffered
 readings to paho, (d) services the sockets epoll reports ready and (e) runs paho's keepalive.
 
-Sequence numbers survive a restart through a high-water mark saved ahead of use (hi-lo): after a
-crash a device resumes above anything it may have sent, so downstream de-duplication by
-(device, meter, life, seq) can never swallow a new reading. A device without saved state (a new or
-replaced gateway, a lost state volume) starts a new *life* (Unix milliseconds now) with seq 0; the life
-is saved with the seqs before its first reading is published, so a restart continues the same life.
+A restart with the same state file resumes where the devices stopped, like real gateways that keep
+running time (:mod:`apt_energy.edge.state`): each device continues after the last interval it generated,
+with its next seq and register, and re-sends the readings the broker had not acknowledged with their
+identity (device, meter, life, seq), so downstream de-duplication takes them once. Every interval's
+readings are journaled before they are handed to MQTT, and a checkpoint is taken every few seconds, on
+every command and at a stop. A device without saved state (a new or replaced gateway, a lost state
+volume) starts a new *life* (Unix milliseconds now) with seq 0; the life is checkpointed before its first
+reading is published, so a restart continues the same life. The ledger is appended to as PUBACKs arrive
+(:mod:`apt_energy.edge.ledger`).
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
-import json
 import logging
-import os
 import selectors
 import sys
 import threading
@@ -29,26 +32,17 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from apt_energy.config import Household, Settings
-from apt_energy.edge.device import Device, Register
-from apt_energy.edge.ledger import Ledger
+from apt_energy.edge.device import Device
+from apt_energy.edge.ledger import Identity, Ledger
 from apt_energy.edge.profile import FleetModel
+from apt_energy.edge.state import STATE_FORMAT, Journal, Register, SavedDevice, journal_path, load_state, save_state
 
 from apt_energy.contract import Reading
+from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SEQ_BLOCK = 1000
-
-
-STATE_FORMAT = 2   # {"format": 2, "devices": {id: {"life": L, "meters": {meter: [seq, total_units]}}}}
-
-
-@dataclass
-class SavedDevice:
-    """A device's persisted sequence state: its life and its meters' registers."""
-
-    life: int
-    registers: dict[str, Register]
+__all__ = ["STATE_FORMAT", "Fleet", "FleetOptions", "FleetStats", "Register", "SavedDevice", "load_state"]
 
 
 @dataclass(frozen=True)
@@ -65,12 +59,16 @@ class FleetOptions:
     state_path: Path | None = None
     drain_timeout_s: float = 300.0
     progress_s: float = 2.0
+    checkpoint_s: float = 2.0           # real seconds between checkpoints of the state (see edge/state.py)
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.until.tzinfo is None:
             raise ValueError("start and until must be timezone-aware")
         if self.interval_s <= 0:
             raise ValueError("interval_s must be positive")
+        if not 0 <= self.speed < float("inf"):
+            raise ConfigError(f"speed must be 0 (as fast as the pipeline takes) or a positive number of simulated "
+                              f"seconds per real second, got {self.speed:g}")
 
 
 @dataclass
@@ -84,12 +82,17 @@ class FleetStats:
     dropped: int
     bad_commands: int
     real_s: float
+    retained_commands: int = 0
+    resumed: int = 0          # unacknowledged readings of an earlier run, re-sent with their identity
 
     def line(self) -> str:
         rate = self.acked / self.real_s if self.real_s > 0 else 0.0
         bad = f"  bad commands {self.bad_commands:,}" if self.bad_commands else ""
+        retained = f"  retained commands ignored {self.retained_commands:,}" if self.retained_commands else ""
+        resumed = f"  re-sent {self.resumed:,}" if self.resumed else ""
         return (f"sim {self.sim_time.astimezone(UTC):%Y-%m-%d %H:%M}Z  online {self.online}/{self.devices}  "
-                f"sent {self.acked:,}  buffered {self.buffered:,}  dropped {self.dropped:,}{bad}  {rate:,.0f}/s")
+                f"sent {self.acked:,}  buffered {self.buffered:,}  dropped {self.dropped:,}{resumed}{bad}"
+                f"{retained}  {rate:,.0f}/s")
 
 
 @dataclass
@@ -104,9 +107,8 @@ class Fleet:
         self.model = FleetModel(self.settings, self.households)
         self.ledger = Ledger(tz)
         if self.options.ledger_path and self.options.ledger_path.exists():
-            self._load_ledger(self.options.ledger_path)
+            self.ledger.load(self.options.ledger_path)
         saved = self._load_state()
-        self.sim_time = self.options.start
         self.index = {h.device_id: i for i, h in enumerate(self.households)}
         new_life = time.time_ns() // 1_000_000
         meters = tuple(self.settings.energy)
@@ -120,8 +122,12 @@ class Fleet:
                    sim_clock=lambda: self.sim_time)
             for h in self.households
         ]
-        self.hwm: dict[str, dict[str, int]] = {
-            d.device_id: {m: r.seq for m, r in d.registers.items()} for d in self.devices}
+        for device in self.devices:
+            device.restore(states[device.device_id])
+            device.on_command = self._checkpoint
+        # simulated time resumes after the interval the devices generated last (a later --start skips ahead)
+        self.sim_time: datetime = min(max(d.at or self.options.start, self.options.start) for d in self.devices)
+        self.origin = self.sim_time
         self.selector = selectors.DefaultSelector()
         self.want_write: list[Device] = []          # queued packets to write in this pass
         self.waiting_writable: set[str] = set()     # devices whose socket was full: epoll says when to go on
@@ -133,6 +139,12 @@ class Fleet:
         self.with_buffer: set[int] = set()
         self.buffered: list[Device] = []
         self.connect_queue: list[tuple[float, int]] = [(0.0, i) for i in range(len(self.devices))]
+        self.resumed = self._resume(states)
+        if self.options.ledger_path:
+            self.ledger.open_append(self.options.ledger_path)
+        self.journal = Journal(journal_path(self.options.state_path)) if self.options.state_path else None
+        self._checkpoint()   # the journal of the run before is in the checkpoint now
+        self.last_flush = self.last_checkpoint = time.monotonic()
         self.started = time.monotonic()
         self.drained_at: float | None = None        # monotonic: every reading of the run acknowledged
         self.stop_event = threading.Event()
@@ -210,39 +222,90 @@ class Fleet:
         self.acked += 1
         self.ledger.record(reading)
 
+    def _resume(self, states: dict[str, SavedDevice]) -> int:
+        """Buffer the readings an earlier run generated that the ledger does not know as acknowledged
+        (all of them without a ledger): re-sent first, with their identity."""
+        acked = self.ledger.acknowledged() if self.options.ledger_path else {}
+        resumed = 0
+        for i, device in enumerate(self.devices):
+            for reading in states[device.device_id].pending:
+                if _acknowledged(acked, (reading.device_id, reading.meter, reading.life), reading.seq):
+                    continue
+                device.buffer.append(reading)
+                device.counters.generated += 1
+                self.with_buffer.add(i)
+                resumed += 1
+        self.generated += resumed
+        if resumed or self.sim_time > self.options.start:
+            logger.info("edge resumes sim=%s re-sending=%d unacknowledged readings", self.sim_time.isoformat(),
+                        resumed)
+        return resumed
+
     def _tick_due(self, now: float) -> bool:
         nxt = self.sim_time + timedelta(seconds=self.options.interval_s)
         if nxt > self.options.until:
             return False
-        if self.pending() > self.max_pending:
+        if self.pending() > self.max_pending or not self._room():
             return False  # the pipeline is behind: simulated time waits rather than piling up
         if self.options.speed <= 0:
             return True
-        due = self.started + (nxt - self.options.start).total_seconds() / self.options.speed
+        due = self.started + (nxt - self.origin).total_seconds() / self.options.speed
         return now >= due
+
+    def _room(self) -> bool:
+        """Backpressure per device (the buffer is per device): the clock waits while a device that could
+        send has no room for another interval's readings. A device the broker cannot reach keeps
+        measuring at a set speed (a buffer that overflows then drops its oldest, counted); at full speed
+        the clock waits for it too. A simulated outage (offline command) never holds the clock."""
+        need = len(self.settings.energy)
+        limit = self.options.buffer_limit
+        for i in self.with_buffer:
+            d = self.devices[i]
+            if len(d.buffer) + need > limit and d.offline_until is None and (d.connected or self.options.speed <= 0):
+                return False
+        return True
 
     def _tick(self) -> None:
         end = self.sim_time + timedelta(seconds=self.options.interval_s)
-        self._reserve_seqs()
         values = self.model.interval_values(end, self.options.interval_s)
         self.sim_time = end
+        made: list[tuple[Reading, int]] = []
+        accum: dict[str, tuple[int, list[float]]] = {}
         for i, (device, row) in enumerate(zip(self.devices, values, strict=True)):
-            made, dropped = device.tick(end, row)
-            self.generated += made
+            if device.at is not None and device.at >= end:
+                continue   # resumed ahead of the fleet (its state came from another shard's later run)
+            count, dropped = device.tick(end, row)
+            device.at = end
+            self.generated += count
             self.dropped += dropped
-            if made:
+            if count:
                 self.with_buffer.add(i)
+                made.extend(device.made)
+            elif self.journal is not None and (partial := device.accumulating()) is not None:
+                accum[device.device_id] = partial
+        if self.journal is not None:
+            self.journal.append(end, made, accum)   # before any of them reaches paho (see _network_pass)
 
-    def _reserve_seqs(self) -> None:
-        """Raise the saved high-water mark before any device's seq could pass it."""
+    def _checkpoint(self) -> None:
+        """Ledger first (what leaves the unacknowledged list is on disk), then the state, then an empty
+        journal (see apt_energy.edge.state)."""
+        self.ledger.flush(sync=True)
         if not self.options.state_path:
             return
-        if all(d.registers[m].seq + 1 < self.hwm[d.device_id][m] for d in self.devices for m in d.meters):
-            return
-        for d in self.devices:
-            for m in d.meters:
-                self.hwm[d.device_id][m] = d.registers[m].seq + SEQ_BLOCK
-        self._save_state(self.hwm)
+        save_state(self.options.state_path, {d.device_id: d.saved() for d in self.devices})
+        if self.journal is not None:
+            self.journal.clear()
+        self.last_checkpoint = time.monotonic()
+
+    def _persist(self, now: float) -> None:
+        """Acknowledgements to the ledger file several times a second (fsync'd at checkpoints), a
+        checkpoint every ``checkpoint_s``."""
+        if now - self.last_checkpoint >= self.options.checkpoint_s:
+            self._checkpoint()
+            self.last_flush = now
+        elif now - self.last_flush >= 0.2:
+            self.ledger.flush()
+            self.last_flush = now
 
     def pending(self) -> int:
         """Readings generated but neither acknowledged by the broker nor dropped."""
@@ -330,6 +393,7 @@ class Fleet:
                     self._misc()
                     last_misc = now
                 self._report(now)
+                self._persist(now)
                 if self.sim_time + timedelta(seconds=self.options.interval_s) <= self.options.until:
                     continue
                 if done_since is None:
@@ -366,7 +430,9 @@ class Fleet:
                 device.client.disconnect()
                 device.client.loop_write()
         self._network_pass(0.1)
-        self._save_state({d.device_id: {m: r.seq for m, r in d.registers.items()} for d in self.devices})
+        self._checkpoint()
+        if self.journal is not None:
+            self.journal.close()
         if self.options.ledger_path:
             self.ledger.write(self.options.ledger_path)
         self._report(time.monotonic(), force=True)
@@ -376,21 +442,6 @@ class Fleet:
     def _load_state(self) -> dict[str, SavedDevice]:
         return load_state(self.options.state_path) if self.options.state_path else {}
 
-    def _save_state(self, seqs: dict[str, dict[str, int]]) -> None:
-        path = self.options.state_path
-        if not path:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        devices = {d.device_id: {"life": d.life, "meters": {m: [seqs[d.device_id][m], r.total_units]
-                                                           for m, r in d.registers.items()}}
-                   for d in self.devices}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"format": STATE_FORMAT, "devices": devices}))
-        os.replace(tmp, path)
-
-    def _load_ledger(self, path: Path) -> None:
-        self.ledger.load(path)
-
     # ---------------------------------------------------------------------------- progress
 
     def stats(self) -> FleetStats:
@@ -398,7 +449,8 @@ class Fleet:
         return FleetStats(self.sim_time, len(self.devices), sum(1 for d in self.devices if d.connected),
                           sum(x.generated for x in c), sum(x.acked for x in c),
                           sum(d.pending for d in self.devices), sum(x.dropped for x in c),
-                          sum(x.bad_commands for x in c), time.monotonic() - self.started)
+                          sum(x.bad_commands for x in c), time.monotonic() - self.started,
+                          sum(x.retained_commands for x in c), self.resumed)
 
     def _report(self, now: float, force: bool = False) -> None:
         if not force and now - self.last_progress < self.options.progress_s:
@@ -413,30 +465,9 @@ class Fleet:
             logger.info("%s", stats.line())
 
 
-def load_state(path: Path) -> dict[str, SavedDevice]:
-    """Saved lives and registers from ``path`` and from other shards' files beside it
-    (``state-<i>-of-<n>.json``).
-
-    When the shard split changes, a household's registers are in another shard's file: taking the latest
-    life of every device and, within it, the highest saved seq of every meter from all of them keeps
-    (life, seq) unique, never reused. Files from before lives (``{id: {meter: [seq, total]}}``) are life 0,
-    the life their readings had."""
-    files = {path, *path.parent.glob("state-*-of-*.json")} if path.name.startswith("state-") else {path}
-    merged: dict[str, SavedDevice] = {}
-    for file in sorted(f for f in files if f.exists()):
-        data = json.loads(file.read_text())
-        if data.get("format") == STATE_FORMAT:
-            devices = {dev: (int(d["life"]), d["meters"]) for dev, d in data["devices"].items()}
-        else:
-            devices = {dev: (0, meters) for dev, meters in data.items()}
-        for dev, (life, meters) in devices.items():
-            known = merged.get(dev)
-            if known is None or life > known.life:
-                known = merged[dev] = SavedDevice(life, {})
-            elif life < known.life:
-                continue  # an older generation's state: its seqs belong to a life that has ended
-            for meter, (seq, total) in meters.items():
-                reg = known.registers.get(meter)
-                if reg is None or int(seq) > reg.seq:
-                    known.registers[meter] = Register(seq=int(seq), total_units=int(total))
-    return merged
+def _acknowledged(acked: dict[Identity, list[list[int]]], identity: Identity, seq: int) -> bool:
+    ranges = acked.get(identity)
+    if not ranges:
+        return False
+    i = bisect.bisect_right(ranges, [seq, float("inf")]) - 1
+    return i >= 0 and ranges[i][0] <= seq <= ranges[i][1]

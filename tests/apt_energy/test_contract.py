@@ -247,3 +247,27 @@ def test_a_reading_ending_at_local_midnight_on_the_first_belongs_to_the_month_be
 def test_exact_is_the_decimal_json_wrote() -> None:
     assert exact(0.1) + exact(0.2) == Decimal("0.3")
     assert exact(round(0.12345, 4)) == Decimal("0.1235") or exact(round(0.12345, 4)) == Decimal("0.1234")
+
+
+def test_meta_meters_may_name_their_life_serial_and_since_and_old_documents_stay_valid() -> None:
+    since = datetime(2024, 3, 10, 5, tzinfo=UTC)
+    meta = DeviceMeta("hanbit-01-101", "hanbit", 1, 1, 1, (
+        MeterInfo("water", "m³", life=1_700_000_000_123, serial="W-1", since=since), MeterInfo("electricity", "kWh")),
+        "wallpad-sim/1.0", 3600)
+    assert DeviceMeta.from_json(meta.to_json()) == meta
+    doc = json.loads(meta.to_json())
+    assert doc["meters"][0] == {"meter": "water", "unit": "m³", "life": 1_700_000_000_123, "serial": "W-1",
+                                "since": "2024-03-10T05:00:00Z"}
+    assert doc["meters"][1] == {"meter": "electricity", "unit": "kWh"}      # what readers have always seen
+
+
+@pytest.mark.parametrize(("meter", "reason"), [
+    ({"meter": "water", "unit": "m³", "life": -1}, Reason.NEGATIVE),
+    ({"meter": "water", "unit": "m³", "life": "7"}, Reason.WRONG_TYPE),
+    ({"meter": "water", "unit": "m³", "serial": "s" * 65}, Reason.TOO_LONG),
+    ({"meter": "water", "unit": "m³", "since": "yesterday"}, Reason.BAD_TS),
+])
+def test_bad_meter_history_fields_get_their_reason(meter: dict[str, object], reason: Reason) -> None:
+    with pytest.raises(ContractError) as info:
+        DeviceMeta.from_json(meta_with(meters=[meter]))
+    assert info.value.reason == reason

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -50,6 +52,8 @@ class Outcome:
     readings: int = 0
     lost: int = 0
     doubled: int = 0
+    duplicates: int = 0        # intervals received again with the same value: counted, not stored
+    conflicts: int = 0         # intervals received again with another value: quarantined
     quarantined: int = 0
     dead_lettered: int = 0
     alerts: int = 0
@@ -59,11 +63,13 @@ class Outcome:
 
     def row(self) -> tuple[str, ...]:
         restarts = ",".join(f"{k} {v}" for k, v in self.restarts.items() if v) or "-"
-        return (self.scenario, f"{self.readings:,}", str(self.lost), str(self.doubled), str(self.quarantined),
+        return (self.scenario, f"{self.readings:,}", str(self.lost), str(self.doubled), str(self.duplicates),
+                str(self.conflicts), str(self.quarantined),
                 str(self.dead_lettered), str(self.alerts), self.posts_per_alert, restarts, self.note)
 
 
-HEADER = ("scenario", "readings", "lost", "doubled", "quarantined", "dead-lettered", "alerts", "posts/alert",
+HEADER = ("scenario", "readings", "lost", "doubled", "duplicates", "conflicts",
+          "quarantined", "dead-lettered", "alerts", "posts/alert",
           "restarts", "note")
 
 
@@ -151,18 +157,58 @@ def quarantined(settings: Settings) -> int:
     return int(row[0]) if row else 0
 
 
+def duplicates(settings: Settings, devices: list[str]) -> int:
+    """Readings the sink counted as repeats of a stored interval (its ``duplicate_readings``, issue 21)."""
+    with connect(settings) as conn:
+        row = conn.execute("SELECT to_regclass('duplicate_readings') IS NOT NULL").fetchone()
+        if not row or not row[0]:
+            return 0
+        row = conn.execute("SELECT count(*) FROM duplicate_readings WHERE device_id = ANY(%s)", (devices,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def conflicts(settings: Settings, devices: list[str]) -> int:
+    """Readings quarantined because their interval was stored with another value."""
+    with connect(settings) as conn:
+        row = conn.execute("SELECT count(*) FROM quarantine WHERE device_id = ANY(%s) AND reason LIKE 'conflict%%'",
+                           (devices,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def stored_twice(settings: Settings, devices: list[str]) -> int:
+    """Intervals (device, meter, interval end) stored more than once."""
+    with connect(settings) as conn:
+        row = conn.execute("""SELECT count(*) FROM (SELECT 1 FROM meter_readings WHERE device_id = ANY(%s)
+                              GROUP BY device_id, meter, ts HAVING count(*) > 1) x""", (devices,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class Before:
+    restarts: dict[str, int]
+    quarantined: int
+    dead_lettered: int
+
+
+def before(chaos: Chaos) -> Before:
+    return Before({k: r.restarts for k, r in chaos.services().items()}, quarantined(chaos.settings),
+                  dead_letters(chaos.settings))
+
+
 def run_scenario(chaos: Chaos, name: str, start: datetime, *, fault: Callable[[], None] | None = None,
-                 fault_at_s: float = 2.5, tmp: Path) -> tuple[Outcome, TruthResult]:
+                 fault_at_s: float = 2.5, tmp: Path, on_fleet: Callable[[Fleet], None] | None = None,
+                 settled: Callable[[list[str]], bool] | None = None) -> tuple[Outcome, TruthResult]:
     """Simulate fresh households for DAYS with ``fault`` injected ``fault_at_s`` into the run, wait
-    until the pipeline settles, and measure."""
+    until the pipeline settles (and ``settled`` holds for the scenario's devices), and measure."""
     households = chaos.next_households()
-    restarts_before = {k: r.restarts for k, r in chaos.services().items()}
-    quarantine_before, dead_before = quarantined(chaos.settings), dead_letters(chaos.settings)
+    was = before(chaos)
     ledger_path = tmp / f"ledger-{name}.json"
     until = start + timedelta(days=DAYS)
     fleet = Fleet(chaos.settings, households, FleetOptions(
         start=start, until=until, interval_s=INTERVAL_S, speed=DAYS * 86400 / RUN_S, ledger_path=ledger_path,
         state_path=tmp / f"edge-state-{name}.json", progress_s=3600.0, drain_timeout_s=240.0))
+    if on_fleet is not None:
+        on_fleet(fleet)
     thread = threading.Thread(target=fleet.run, name=f"fleet-{name}", daemon=True)
     thread.start()
     if fault is not None:
@@ -170,11 +216,55 @@ def run_scenario(chaos: Chaos, name: str, start: datetime, *, fault: Callable[[]
         fault()
     thread.join(300)
     assert not thread.is_alive(), "the fleet did not finish"
+    return measure(chaos, name, households, ledger_path, was, settled)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def acknowledged(ledger_path: Path) -> int:
+    return sum(t.readings for t in read_ledger(ledger_path).values()) if ledger_path.exists() else 0
+
+
+def run_edge_killed(chaos: Chaos, name: str, start: datetime, *, kill_after: int,
+                    tmp: Path) -> tuple[Outcome, TruthResult, Path]:
+    """The edge as a process of its own, killed with SIGKILL once the broker acknowledged ``kill_after``
+    readings and started again with the very same command; returns the measurement and the state file."""
+    households = chaos.next_households()
+    was = before(chaos)
+    ledger_path, state_path = tmp / f"ledger-{name}.json", tmp / f"edge-state-{name}.json"
+    until = start + timedelta(days=DAYS)
+    command = [sys.executable, "-m", "tests.chaos.edge_process", "--devices", ",".join(h.device_id for h in households),
+               "--start", start.isoformat(), "--until", until.isoformat(), "--interval", str(INTERVAL_S),
+               "--speed", str(DAYS * 86400 / RUN_S), "--ledger", str(ledger_path), "--state", str(state_path)]
+    env = {**os.environ, **chaos.env}
+    with (tmp / "edge-1.log").open("w") as log:
+        first = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        # half-way by what the broker acknowledged (the ledger grows as it goes), not by the clock alone: a
+        # loaded machine may take seconds to start the process
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and acknowledged(ledger_path) < kill_after:
+            time.sleep(0.05)
+        assert first.poll() is None, f"the edge ended before the kill; see {tmp / 'edge-1.log'}"
+        first.kill()
+        first.wait(30)
+    with (tmp / "edge-2.log").open("w") as log:
+        rc = subprocess.run(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=300).returncode
+    assert rc == 0, f"the restarted edge exited {rc}; see {tmp / 'edge-2.log'}"
+    outcome, truth = measure(chaos, name, households, ledger_path, was)
+    return outcome, truth, state_path
+
+
+def measure(chaos: Chaos, name: str, households: list[Household], ledger_path: Path, was: Before,
+            settled: Callable[[list[str]], bool] | None = None) -> tuple[Outcome, TruthResult]:
+    devices = [h.device_id for h in households]
     ledger = read_ledger(ledger_path)
-    truth = settle(chaos, ledger, restarts_before)
+    truth = settle(chaos, ledger, was.restarts, (lambda: settled(devices)) if settled else None)  # type: ignore[arg-type]
     outcome = Outcome(name, readings=truth.readings, lost=truth.lost, doubled=truth.doubled,
-                      quarantined=quarantined(chaos.settings) - quarantine_before,
-                      dead_lettered=dead_letters(chaos.settings) - dead_before)
+                      duplicates=duplicates(chaos.settings, devices), conflicts=conflicts(chaos.settings, devices),
+                      quarantined=quarantined(chaos.settings) - was.quarantined,
+                      dead_lettered=dead_letters(chaos.settings) - was.dead_lettered)
+    restarts_before = was.restarts
     outcome.alerts, outcome.posts_per_alert = slack_delivery(chaos, [h.device_id for h in households])
     services = chaos.services()
     outcome.restarts = {k: r.restarts - restarts_before.get(k, 0) for k, r in services.items()}
@@ -182,7 +272,8 @@ def run_scenario(chaos: Chaos, name: str, start: datetime, *, fault: Callable[[]
     return outcome, truth
 
 
-def settle(chaos: Chaos, ledger: dict[tuple[str, str, str], object], restarts_before: dict[str, int]) -> TruthResult:
+def settle(chaos: Chaos, ledger: dict[tuple[str, str, str], object], restarts_before: dict[str, int],
+           settled: Callable[[], bool] | None = None) -> TruthResult:
     """Wait until the database holds the ledger and Slack every alert, or nothing has moved for QUIET_S
     (counted from the last change and the last service start) — a lost reading never arrives — or a
     service keeps crashing (GIVE_UP_RESTARTS in this scenario: a poison message, it will not recover)."""
@@ -193,7 +284,7 @@ def settle(chaos: Chaos, ledger: dict[tuple[str, str, str], object], restarts_be
     while True:
         truth = check(chaos.settings, ledger, only_ledger_devices=True)  # type: ignore[arg-type]
         pending = pending_notifications(chaos.settings)
-        if truth.ok and pending == 0:
+        if truth.ok and pending == 0 and (settled is None or settled()):
             return truth
         services = chaos.services().values()
         if any(r.state == "crash-loop" or r.restarts - restarts_before.get(r.name, 0) >= GIVE_UP_RESTARTS

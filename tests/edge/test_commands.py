@@ -59,3 +59,16 @@ def test_any_payload_is_a_command_or_invalid_input(payload: bytes) -> None:
         parse(payload)
     except InvalidInput:
         pass
+
+
+def test_replace_names_a_meter_and_optionally_its_serial_and_start_register() -> None:
+    from apt_energy.edge.commands import ReplaceMeter, replace_command
+
+    assert parse(b'{"replace": "water"}') == ReplaceMeter("water")
+    assert parse(b'{"replace": "water", "serial": "W-9", "total": 0}') == ReplaceMeter("water", "W-9", 0.0)
+    assert parse(replace_command("heating", serial="H-1", total=12.5)) == ReplaceMeter("heating", "H-1", 12.5)
+    for bad in (b'{"replace": "gas"}', b'{"replace": 1}', b'{"replace": "water", "total": -1}',
+                b'{"replace": "water", "serial": ""}', b'{"replace": "water", "serial": "\\u0000"}',
+                b'{"replace": "water", "total": "lots"}'):
+        with pytest.raises(InvalidInput):
+            parse(bad)

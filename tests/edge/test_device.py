@@ -85,3 +85,35 @@ def test_hostile_commands_are_counted_by_the_device_and_never_raise() -> None:
     for payload in (b"[" * 3000 + b"]" * 3000, b"\xff\xfe", b'{"inject": "leak", "hours": 1e400}', b"x" * 100_000):
         d.handle_command(payload, T0)
     assert d.counters.bad_commands == 4 and d.counters.commands == 0
+
+
+def test_replace_starts_the_meter_over_in_a_new_life_and_leaves_the_others() -> None:
+    d = device(life=1_700_000_000_123, registers={m: Register(seq=5, total_units=9000) for m in SETTINGS.energy})
+    d.tick(T0 + timedelta(hours=1), np.array([0.5, 1.25, 0.0123]))
+    d.handle_command(b'{"replace": "water", "serial": "W-7", "total": 0.5}', T0 + timedelta(hours=1))
+    d.tick(T0 + timedelta(hours=2), np.array([0.5, 1.25, 0.0123]))
+    water = [r for r in d.buffer if r.meter == "water"]
+    assert [(r.life, r.seq) for r in water] == [(1_700_000_000_123, 5), (d.registers["water"].life, 0)]
+    assert d.registers["water"].life > 1_700_000_000_123  # type: ignore[operator]
+    assert exact(water[1].total) == Decimal("0.5") + Decimal("0.0123")
+    heat = [r for r in d.buffer if r.meter == "heating"]
+    assert [(r.life, r.seq) for r in heat] == [(1_700_000_000_123, 5), (1_700_000_000_123, 6)]
+    meters = {m.meter: m for m in d.meta().meters}
+    assert (meters["water"].serial, meters["water"].since) == ("W-7", T0 + timedelta(hours=1))
+    assert meters["heating"].life == 1_700_000_000_123 and meters["heating"].serial is None
+
+
+def test_a_checkpoint_of_a_device_restores_its_commands_and_partial_interval() -> None:
+    d = device()
+    d.handle_command(b'{"set": "interval", "interval_s": 10800}', T0)
+    d.handle_command(b'{"inject": "leak", "meter": "water", "hours": 5, "flow": 0.5}', T0)
+    d.tick(T0 + timedelta(hours=1), np.array([1.0, 2.0, 0.001]))
+    saved = d.saved()
+    again = device()
+    again.restore(saved)
+    for dev in (d, again):
+        for h in (2, 3):
+            dev.tick(T0 + timedelta(hours=h), np.array([1.0, 2.0, 0.001]))
+    assert [(r.meter, r.value, r.interval_s) for r in again.buffer] == [
+        (r.meter, r.value, r.interval_s) for r in d.buffer]
+    assert len(d.buffer) == 3

@@ -126,7 +126,7 @@ def test_seq_and_life_survive_a_restart(stack_settings: Settings, tmp_path: Path
     settings = isolated(stack_settings)
     first = run_fleet(settings, 2, 3, tmp_path)
     state = json.loads((tmp_path / "state.json").read_text())["devices"]
-    assert all(v[0] == 3 for d in state.values() for v in d["meters"].values())
+    assert all(v["seq"] == 3 for d in state.values() for v in d["meters"].values())   # state format 3
     assert {d["life"] for d in state.values()} == {first.devices[0].life} and first.devices[0].life > 0
     rec = Recorder(settings)
     try:
@@ -236,3 +236,92 @@ def test_commands_inject_a_leak_and_malformed_ones_are_ignored(stack_settings: S
     assert len(water) == 48  # it kept publishing through the bad commands
     leaking = [r["value"] for r in water if r["value"] >= 0.5]
     assert len(leaking) >= 10 and water[-1]["value"] >= 0.5  # the leak flows day and night until the end
+
+
+def test_full_speed_drops_nothing_when_one_device_outruns_its_buffer(stack_settings: Settings,
+                                                                    tmp_path: Path) -> None:
+    # issue 27: one household at 1 s intervals and --speed 0 generated far faster than one connection sends;
+    # the fleet-wide bound let its buffer (10,000) overflow. An hour is 10,800 readings.
+    settings = isolated(stack_settings)
+    env = {**os.environ, "APT_ENERGY_MQTT_TOPIC_PREFIX": settings.mqtt.topic_prefix}
+    out = subprocess.run([sys.executable, "-m", "apt_energy.edge", "--households", "1", "--interval", "1s",
+                          "--start", "2024-01-01T00:00:00+09:00", "--until", "2024-01-01T01:00:00+09:00",
+                          "--state", str(tmp_path / "state.json"), "--ledger", str(tmp_path / "ledger.json")],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert "dropped 0" in out.stdout and "sent 10,800" in out.stdout, out.stdout
+    assert sum(c for _, c in Ledger.read(tmp_path / "ledger.json").values()) == 10_800
+
+
+def test_a_retained_command_is_ignored_and_counted_not_executed_at_every_connect(stack_settings: Settings,
+                                                                                tmp_path: Path) -> None:
+    settings = isolated(stack_settings)
+    household = settings.complex.households()[0]
+    from apt_energy import topics
+    from apt_energy.reset import mqtt_session
+
+    cmd = f"{topics.device_base(settings.mqtt.topic_prefix, household)}/cmd"
+    with mqtt_session(settings, "retained-cmd-test", "admin") as client:
+        client.publish(cmd, b'{"set": "interval", "interval_s": 7200}', qos=1, retain=True).wait_for_publish(10)
+    try:
+        fleet = run_fleet(settings, 1, 4, tmp_path)
+    finally:
+        with mqtt_session(settings, "retained-cmd-test", "admin") as client:
+            client.publish(cmd, b"", qos=1, retain=True).wait_for_publish(10)
+    device = fleet.devices[0]
+    assert device.counters.retained_commands >= 1 and device.counters.commands == 0
+    assert device.interval_s == 3600
+    assert fleet.stats().retained_commands >= 1
+
+
+def test_replace_meter_command_starts_a_new_life_announced_in_retained_meta(stack_settings: Settings,
+                                                                            tmp_path: Path) -> None:
+    from apt_energy.edge.cli import send_replace
+
+    settings = isolated(stack_settings)
+    fleet = Fleet(settings, settings.complex.households()[:1], FleetOptions(
+        start=START, until=START + timedelta(hours=40), interval_s=3600, speed=3600 * 4,
+        ledger_path=tmp_path / "ledger.json", state_path=tmp_path / "state.json", drain_timeout_s=60))
+    device = fleet.devices[0]
+    old_life = device.registers["water"].life
+    rec = Recorder(settings)
+    thread = threading.Thread(target=fleet.run)
+    thread.start()
+    try:
+        wait_for(lambda: device.connected and fleet.acked > 10, 20, "first readings")
+        send_replace(settings, device.device_id, "water", serial="W-42", total=0.25)
+        wait_for(lambda: device.registers["water"].serial == "W-42", 10, "the replace command")
+        thread.join(90)
+        assert not thread.is_alive()
+        wait_for(lambda: len(water_readings(rec)) >= 40, 30, "every water reading")
+        fresh = Recorder(settings)
+        try:
+            wait_for(lambda: len(fresh.last_json("/meta")) == 1, 10, "retained meta")
+            (meta,) = fresh.last_json("/meta").values()
+        finally:
+            fresh.close()
+    finally:
+        rec.close()
+    new_life = device.registers["water"].life
+    assert new_life is not None and old_life is not None and new_life > old_life
+    water = next(m for m in meta["meters"] if m["meter"] == "water")  # type: ignore[index]
+    assert water["life"] == new_life and water["serial"] == "W-42" and "since" in water
+    assert all(m["life"] == old_life for m in meta["meters"] if m["meter"] != "water")  # type: ignore[index]
+    readings = water_readings(rec)
+    new = sorted((r for r in readings if r["life"] == new_life), key=lambda r: r["seq"])
+    old = [r for r in readings if r["life"] == old_life]
+    assert len(old) + len(new) == 40 and new[0]["seq"] == 0
+    assert [r["seq"] for r in new] == list(range(len(new)))
+    assert Decimal(str(new[0]["total"])) == Decimal("0.25") + Decimal(str(new[0]["value"]))
+    # the ledger holds both lives of the meter, and the state file the new one
+    rows = json.loads((tmp_path / "ledger.json").read_text())["rows"]
+    assert {r["life"] for r in rows if r["meter"] == "water"} == {old_life, new_life}
+    state = json.loads((tmp_path / "state.json").read_text())["devices"][device.device_id]["meters"]["water"]
+    assert (state["life"], state["serial"]) == (new_life, "W-42")
+
+
+def water_readings(rec: Recorder) -> list[dict[str, object]]:
+    """Every water reading received, one per (life, seq) (``Recorder.readings`` keys by seq alone)."""
+    with rec.lock:
+        raw = [json.loads(p) for t, ps in rec.messages.items() if t.endswith("/water/reading") for p in ps]
+    return list({(r["life"], r["seq"]): r for r in raw}.values())

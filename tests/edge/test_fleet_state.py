@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from apt_energy.edge.fleet import STATE_FORMAT, Register, SavedDevice, load_state
+from apt_energy.edge.fleet import Register, SavedDevice, load_state
 
 pytestmark = pytest.mark.unit
 
 
 def write(path: Path, devices: dict[str, tuple[int, dict[str, list[int]]]]) -> None:
-    path.write_text(json.dumps({"format": STATE_FORMAT,
+    path.write_text(json.dumps({"format": 2,   # the layout before positions (format 3)
                                 "devices": {d: {"life": life, "meters": m} for d, (life, m) in devices.items()}}))
 
 
