@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help bootstrap demo test test-unit chaos scale-test check up down status bench clean
+.PHONY: help bootstrap demo test test-unit chaos scale-test compose-test lock check up down status bench clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,12 @@ chaos: bootstrap ## fault suite: kill -9 bridge/Spark/Kafka, restarts, Slack out
 
 scale-test: bootstrap ## 3 Kafka brokers, Spark master + 2 workers, 2 bridges, 2 edge shards; kill -9 a broker and a worker mid-run
 	$(VENV)/pytest -m scale -rxX --basetemp=.run/scale $(ARGS)
+
+compose-test: bootstrap ## compose.yaml for real: podman + docker-compose, --scale edge=3→4, restarts, truth check (~10 min)
+	$(VENV)/pytest -m compose -rxX -s --basetemp=.run/compose $(ARGS)
+
+lock: ## re-resolve requirements.lock / requirements-dev.lock from pyproject.toml's ranges
+	$(VENV)/python stack/lock.py
 
 check: bootstrap ## ruff + mypy
 	$(VENV)/ruff check .

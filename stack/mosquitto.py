@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import sysconfig
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
@@ -23,7 +26,22 @@ from apt_energy.topics import device_base
 logger = logging.getLogger(__name__)
 
 
-DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+PLUGIN_NAME = "mosquitto_dynamic_security.so"
+
+
+def find_dynsec_plugin(roots: Sequence[Path] = (Path("/usr/lib"), Path("/usr/local/lib"))) -> str:
+    """The dynamic-security plugin of the installed Mosquitto: Debian puts it under the architecture's
+    multiarch folder (``/usr/lib/aarch64-linux-gnu/…`` on arm64), Alpine and source builds directly in
+    ``/usr/lib``. Python's own MULTIARCH is tried first; the path it names is returned when none exists
+    yet (the error then comes from :meth:`Mosquitto.up`, naming the package)."""
+    multiarch = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+    candidates = [roots[0] / multiarch / PLUGIN_NAME,
+                  *sorted(p for root in roots for p in root.glob(f"*/{PLUGIN_NAME}")),
+                  *(root / PLUGIN_NAME for root in roots)]
+    return str(next((p for p in candidates if p.exists()), candidates[0]))
+
+
+DYNSEC_PLUGIN = find_dynsec_plugin()
 
 
 def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls, dynsec_file: Path,
@@ -109,6 +127,9 @@ class Mosquitto:
         if port_open("127.0.0.1", self.settings.mqtt.plain_port):
             raise ServiceError(f"port {self.settings.mqtt.plain_port} is in use by another process; set "
                                "APT_ENERGY_MQTT_PLAIN_PORT to a free port")
+        if not Path(DYNSEC_PLUGIN).exists():
+            raise ServiceError(f"mosquitto's dynamic-security plugin is missing ({DYNSEC_PLUGIN}): "
+                               "`apt-get install mosquitto` (Debian ships it in the package)")
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         tls = ensure_server_tls(self.dir / "tls", hosts=(host, "localhost"))
         # Written on every start: .env is the source of truth, so rotating a secret is edit + restart.
