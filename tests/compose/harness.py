@@ -31,10 +31,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from apt_energy import config, truth
 from apt_energy.config import Settings
 from apt_energy.stack.jars import jars_for, kafka_jars, kafka_version
 from apt_energy.stack.secrets import GENERATED
+
+from apt_energy import config, truth
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class ComposeProject:
         wanted = set(services)
         while True:
             states = self.health()
-            pending = {n: s for n, s in states.items() if _service(n) in wanted and not s.endswith("healthy")
+            pending = {n: s for n, s in states.items() if (_service(n) in wanted and not s.endswith("healthy"))
                        or s.endswith("unhealthy")}
             seen = {_service(n) for n in states}
             if not pending and wanted <= seen:
