@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from apt_energy.stack.mosquitto import PLUGIN_NAME, find_dynsec_plugin
 
 pytestmark = pytest.mark.unit
