@@ -311,8 +311,26 @@ class ComposeProject:
         return out
 
     def down(self, *, volumes: bool) -> None:
+        """``down`` (``-v``: named volumes too, and the anonymous ones the images declare, e.g. Mosquitto's
+        /mosquitto/log, which docker-compose 1.29 carries over to a re-created container and leaves behind)."""
+        anonymous = set()
+        if volumes:
+            for c in self.containers(all_states=True):
+                mounts = run(["podman", "inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", c["Id"]],
+                             env=self.env, quiet=True, check=False).stdout.split()
+                anonymous |= {m for m in mounts if re.fullmatch(r"[0-9a-f]{64}", m)}
         self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), "--timeout", "30", timeout=300,
                      check=False)
+        if anonymous:
+            run(["podman", "volume", "rm", "-f", *sorted(anonymous)], env=self.env, quiet=True, check=False)
+
+    def leftovers(self) -> list[str]:
+        """Volumes and networks of this project still present (the test must leave none)."""
+        vols = run(["podman", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+                   env=self.env, quiet=True).stdout.split()
+        nets = [n for n in run(["podman", "network", "ls", "--format", "{{.Name}}"], env=self.env,
+                               quiet=True).stdout.split() if n.startswith(PROJECT)]
+        return vols + nets
 
 
 def _service(container_name: str) -> str:

@@ -69,6 +69,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, phases: Phases) -> Iterato
         left = project.containers(all_states=True)
         report(phases.table())
         assert not left, f"containers left behind: {[c['Names'] for c in left]}"
+        assert not project.leftovers(), f"volumes or networks left behind: {project.leftovers()}"
 
 
 def run_edges_then_check(project: ComposeProject, step: str) -> Exactness:
