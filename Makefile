@@ -26,7 +26,7 @@ chaos: bootstrap ## fault suite: kill -9 bridge/Spark/Kafka, restarts, Slack out
 scale-test: bootstrap ## 3 Kafka brokers, Spark master + 2 workers, 2 bridges, 2 edge shards; kill -9 a broker and a worker mid-run
 	$(VENV)/pytest -m scale -rxX --basetemp=.run/scale $(ARGS)
 
-compose-test: bootstrap ## compose.yaml for real: podman + docker-compose, --scale edge=3→4, restarts, truth check (~10 min)
+compose-test: bootstrap ## compose.yaml for real: podman + docker-compose, --scale edge=3→4, restarts, truth check (~15 min)
 	$(VENV)/pytest -m compose -rxX -s --basetemp=.run/compose $(ARGS)
 
 lock: ## re-resolve requirements.lock / requirements-dev.lock from pyproject.toml's ranges

@@ -195,6 +195,7 @@ class ComposeProject:
     households: int = 24
     interval: str = "2s"
     values: dict[str, str] = field(default_factory=dict)
+    anonymous: set[str] = field(default_factory=set)    # anonymous volumes of this project's containers
 
     def __post_init__(self) -> None:
         self.values = {name: secrets.token_urlsafe(18) for name in GENERATED}
@@ -313,16 +314,16 @@ class ComposeProject:
     def down(self, *, volumes: bool) -> None:
         """``down`` (``-v``: named volumes too, and the anonymous ones the images declare, e.g. Mosquitto's
         /mosquitto/log, which docker-compose 1.29 carries over to a re-created container and leaves behind)."""
-        anonymous = set()
-        if volumes:
-            for c in self.containers(all_states=True):
-                mounts = run(["podman", "inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", c["Id"]],
-                             env=self.env, quiet=True, check=False).stdout.split()
-                anonymous |= {m for m in mounts if re.fullmatch(r"[0-9a-f]{64}", m)}
+        # Remembered across a `down` without -v too: its containers' anonymous volumes outlive them.
+        for c in self.containers(all_states=True):
+            mounts = run(["podman", "inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", c["Id"]],
+                         env=self.env, quiet=True, check=False).stdout.split()
+            self.anonymous |= {m for m in mounts if re.fullmatch(r"[0-9a-f]{64}", m)}
         self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), "--timeout", "30", timeout=300,
                      check=False)
-        if anonymous:
-            run(["podman", "volume", "rm", "-f", *sorted(anonymous)], env=self.env, quiet=True, check=False)
+        if volumes and self.anonymous:
+            run(["podman", "volume", "rm", "-f", *sorted(self.anonymous)], env=self.env, quiet=True, check=False)
+            self.anonymous.clear()
 
     def leftovers(self) -> list[str]:
         """Volumes and networks of this project still present (the test must leave none)."""
