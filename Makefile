@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help bootstrap demo test test-unit chaos scale-test soak check up down status bench clean
+.PHONY: help bootstrap demo test test-unit chaos scale-test soak compose-test lock check up down status bench clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,12 @@ scale-test: bootstrap ## 3 Kafka brokers, Spark master + 2 workers, 2 bridges, 2
 
 soak: bootstrap ## 25 min of simulated days through the pipeline, a 4-min Kafka outage, a broker restart → truth check + growth table
 	APT_ENERGY_SOAK_MINUTES=$${APT_ENERGY_SOAK_MINUTES:-25} $(VENV)/pytest -m soak -s -rxX --timeout 7200 --basetemp=.run/soak $(ARGS)
+
+compose-test: bootstrap ## compose.yaml for real: podman + docker-compose, --scale edge=3→4, restarts, truth check (~15 min)
+	$(VENV)/pytest -m compose -rxX -s --basetemp=.run/compose $(ARGS)
+
+lock: ## re-resolve requirements.lock / requirements-dev.lock from pyproject.toml's ranges
+	$(VENV)/python stack/lock.py
 
 check: bootstrap ## ruff + mypy
 	$(VENV)/ruff check .

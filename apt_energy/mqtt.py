@@ -37,6 +37,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from apt_energy.config import Secret, Settings
 from apt_energy.errors import ConfigError
 
+# The paho-mqtt minor version whose private methods the overrides below were written and tested against
+# (pyproject.toml pins it; tests/apt_energy/test_paho_version.py fails on any other).
+PAHO_TESTED_MINOR = (2, 2)
 CHUNK = 65536
 COALESCE_BYTES = 65536     # at most this much of queued packets joined into one write
 

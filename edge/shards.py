@@ -43,12 +43,20 @@ def assign(replicas: Replicas) -> tuple[int, int]:
     return ranked.index(me), len(ranked)
 
 
+def numbered_name(entry: tuple[str, list[str], list[str]]) -> str:
+    """The name carrying a replica number among a ``gethostbyaddr`` answer's names. A container's own
+    address comes from its /etc/hosts, whose first name is the hostname (the container id), with the
+    container name as an alias (podman; measured under make compose-test); DNS answers the others'."""
+    host, aliases, _ = entry
+    return next((n for n in (host, *aliases) if _NUMBER.search(n)), host)
+
+
 def discover(service: str) -> Replicas:
     """Read the replica set from DNS (inside a compose network)."""
     try:
         mine = set(socket.gethostbyname_ex(socket.gethostname())[2])
         addresses = socket.gethostbyname_ex(service)[2]
-        names = {ip: socket.gethostbyaddr(ip)[0] for ip in addresses}
+        names = {ip: numbered_name(socket.gethostbyaddr(ip)) for ip in addresses}
     except OSError as exc:
         raise ConfigError(f"cannot resolve the replicas of service {service!r}: {exc} "
                          "(--shard auto works inside docker compose; elsewhere use --shard i/n)") from exc

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from apt_energy.config import Settings
 from apt_energy.spark.rules import ProjectionOptions
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_env_flag(p, "--checkpoint", "APT_ENERGY_SPARK_CHECKPOINT_DIR", default=None,
                  help="checkpoint directory (default spark.checkpoint_dir)")
     p.add_argument("--no-notifier", action="store_true", help="do not run the Slack notifier in this process")
+    add_env_flag(p, "--health-file", "APT_ENERGY_SPARK_HEALTH_FILE", default=None, type=Path,
+                 help="touch this file every second while both streaming queries are alive (healthchecks)")
     p.set_defaults(func=run)
 
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     server = serve_if_enabled(m, m.spark_port, samples)
     try:
-        job.run_until_stopped()
+        job.run_until_stopped(health_file=args.health_file)
     finally:
         if server is not None:
             server.close()

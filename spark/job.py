@@ -284,10 +284,14 @@ class StreamJob:
             if why is not None:
                 raise ServiceError(f"query {q.name} died: {why}", service="spark")
 
-    def run_until_stopped(self) -> None:
+    def run_until_stopped(self, *, health_file: Path | None = None) -> None:
+        """Check the queries every second until stopped; ``health_file`` is touched after each check that
+        found both alive (a container healthcheck reads its age)."""
         try:
             while not self.stop_event.wait(1.0):
                 self.check()
+                if health_file is not None:
+                    health_file.touch()
         finally:
             self.stop()
 

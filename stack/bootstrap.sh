@@ -35,13 +35,15 @@ fi
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     echo "bootstrap: Python >= 3.11 is required (found $(python3 --version))" >&2; exit 1; }
 
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+# The ranges are pyproject.toml's; the versions are requirements-dev.lock's (make lock), so every install
+# (this machine, CI, a colleague's) gets the same packages. A change to either reinstalls.
+stamp=".venv/.installed-$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
     # pip and setuptools talk a lot (build-backend notices); keep it in a log, show it only on failure.
     log=".venv/install.log"
     if ! { .venv/bin/python -m pip install -q --upgrade pip \
-           && .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1; then
+           && .venv/bin/python -m pip install -q -c requirements-dev.lock -e '.[dev]'; } >"$log" 2>&1; then
         cat "$log" >&2
         echo "bootstrap: pip install failed (full log above, also in $log)" >&2
         exit 1

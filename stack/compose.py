@@ -103,11 +103,13 @@ def render_mosquitto_sub_options(*, password: str, ca_file: Path, port: int = 88
 
 def render_kafka_properties(settings: Settings, *, log_dir: Path, host: str = "kafka", bind: str = "",
                             client_port: int = KAFKA_CLIENT_PORT, host_port: int = KAFKA_HOST_PORT,
-                            controller_port: int = KAFKA_CONTROLLER_PORT) -> str:
+                            controller_port: int = KAFKA_CONTROLLER_PORT,
+                            advertised_host_port: int | None = None) -> str:
     """The native broker's properties (SCRAM on the client listeners, StandardAuthorizer, no ACL no access,
     an authenticated controller listener) with compose's listeners: ``CLIENT`` (advertised as ``host``) for
     the compose network, ``HOST`` for the published port, the controller on the container's loopback only.
-    ``bind`` empty: every interface of the container (tests pass 127.0.0.1 and free ports)."""
+    ``bind`` empty: every interface of the container (tests pass 127.0.0.1 and free ports).
+    ``advertised_host_port``: the port compose publishes ``HOST`` on, when not ``host_port`` itself."""
     native = render_server_properties(host=host, port=client_port, controller_port=controller_port,
                                       log_dir=log_dir, admin=kafka_client(settings, "admin"))
     protocol = settings.kafka.security_protocol
@@ -118,7 +120,7 @@ def render_kafka_properties(settings: Settings, *, log_dir: Path, host: str = "k
     compose = {
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
         "listeners": f"CLIENT://{bind}:{client_port},HOST://{bind}:{host_port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"CLIENT://{host}:{client_port},HOST://localhost:{host_port}",
+        "advertised.listeners": f"CLIENT://{host}:{client_port},HOST://localhost:{advertised_host_port or host_port}",
         "listener.security.protocol.map": f"CONTROLLER:SASL_PLAINTEXT,CLIENT:{protocol},HOST:{protocol}",
         # The broker side of SCRAM needs a login module per listener; only CLIENT's logs in (inter-broker).
         f"listener.name.host.{scram}.sasl.jaas.config":
@@ -165,7 +167,11 @@ def setup(settings: Settings, *, env: Mapping[str, str], setup: Paths = SETUP, s
     kafka = setup.kafka
     kafka.mkdir(parents=True, exist_ok=True)
     setup.kafka_data.mkdir(parents=True, exist_ok=True)
-    props = render_kafka_properties(settings, log_dir=servers.kafka_data)
+    published = env.get("APT_ENERGY_COMPOSE_KAFKA_PORT", "")
+    if published and not published.isdigit():
+        raise ConfigError(f"APT_ENERGY_COMPOSE_KAFKA_PORT: expected a port number, got {published!r}")
+    props = render_kafka_properties(settings, log_dir=servers.kafka_data,
+                                    advertised_host_port=int(published) if published else None)
     write_private(kafka / "server.properties", props)
     write_private(kafka / "health.properties", render_kafka_client_properties(
         settings, bootstrap=f"kafka:{KAFKA_CLIENT_PORT}"))

@@ -43,6 +43,12 @@ def kafka_jars(cache_dir: Path) -> Path:
     return _fetch(KAFKA_POM, cache_dir / "jars" / f"kafka-{kafka_version()}", {})
 
 
+def jars_for(pom: Path, dest: Path, props: dict[str, str]) -> Path:
+    """The folder holding ``pom``'s runtime jars (``props`` as Maven properties), fetched if missing or if
+    the POM changed (e.g. the compose test's Kafka stand-in: tests/compose/standins/kafka/tools.pom.xml)."""
+    return _fetch(pom, dest, props)
+
+
 def spark_kafka_jars(cache_dir: Path) -> list[Path]:
     """Connector jars to pass as ``spark.jars``: the connector and what pyspark does not already ship.
 

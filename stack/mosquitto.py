@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import sysconfig
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
@@ -25,7 +28,22 @@ from apt_energy.topics import device_base
 logger = logging.getLogger(__name__)
 
 
-DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+PLUGIN_NAME = "mosquitto_dynamic_security.so"
+
+
+def find_dynsec_plugin(roots: Sequence[Path] = (Path("/usr/lib"), Path("/usr/local/lib"))) -> str:
+    """The dynamic-security plugin of the installed Mosquitto: Debian puts it under the architecture's
+    multiarch folder (``/usr/lib/aarch64-linux-gnu/…`` on arm64), Alpine and source builds directly in
+    ``/usr/lib``. Python's own MULTIARCH is tried first; the path it names is returned when none exists
+    yet (the error then comes from :meth:`Mosquitto.up`, naming the package)."""
+    multiarch = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+    candidates = [roots[0] / multiarch / PLUGIN_NAME,
+                  *sorted(p for root in roots for p in root.glob(f"*/{PLUGIN_NAME}")),
+                  *(root / PLUGIN_NAME for root in roots)]
+    return str(next((p for p in candidates if p.exists()), candidates[0]))
+
+
+DYNSEC_PLUGIN = find_dynsec_plugin()
 BROKER_USER = "mosquitto"   # the Debian package's unprivileged user
 
 # Persistence, sized in bench/bench_broker_crash.py (README "Broker state"): see render_config.
@@ -146,6 +164,9 @@ class Mosquitto:
         if port_open("127.0.0.1", self.settings.mqtt.plain_port):
             raise ServiceError(f"port {self.settings.mqtt.plain_port} is in use by another process; set "
                                "APT_ENERGY_MQTT_PLAIN_PORT to a free port")
+        if not Path(DYNSEC_PLUGIN).exists():
+            raise ServiceError(f"mosquitto's dynamic-security plugin is missing ({DYNSEC_PLUGIN}): "
+                               "`apt-get install mosquitto` (Debian ships it in the package)")
         user = self.run_as()
         owner = None if user in (None, "root") else user
         private_dir(self.dir, owner=owner)

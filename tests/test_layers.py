@@ -29,7 +29,8 @@ CORE_MODULES = {"apt_energy", "apt_energy.errors", "apt_energy.contract", "apt_e
                 "apt_energy.table"}
 APP_MODULES = {"apt_energy.cli", "apt_energy.__main__", "apt_energy.demo", "apt_energy.pipeline",
                "apt_energy.supervise", "apt_energy.truth", "apt_energy.report", "apt_energy.reset",
-               "apt_energy.progress", "apt_energy.bad_input"}
+               "apt_energy.progress", "apt_energy.bad_input",
+               "apt_energy.healthcheck"}   # a container healthcheck: an entry point of its own
 STAGES = {"apt_energy.edge", "apt_energy.bridge", "apt_energy.spark", "apt_energy.alerts", "apt_energy.dashboards",
           "apt_energy.billing", "apt_energy.forecast"}
 

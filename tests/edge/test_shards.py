@@ -69,3 +69,15 @@ def test_saved_seqs_of_other_shards_are_merged_so_a_moved_household_never_reuses
     assert merged["d1"].registers["electricity"].seq == 900 and merged["d1"].registers["electricity"].total_units == 8
     assert merged["d2"].registers["water"].seq == 9
     assert load_state(tmp_path / "demo-state.json") == {}  # a named file stands alone
+
+
+def test_own_address_from_etc_hosts_yields_the_container_name_alias_not_the_hostname() -> None:
+    # podman: /etc/hosts maps the container's own address to "<container id> <container name>"; DNS answers
+    # the other replicas with their names. Seen under make compose-test: the id alone carries no number.
+    from apt_energy.edge.shards import numbered_name
+
+    own = ("30e9633def34", ["apt-energy-compose-test_edge_1"], ["10.89.0.21"])
+    other = ("apt-energy-compose-test_edge_2.dns.podman", [], ["10.89.0.20"])
+    assert numbered_name(own) == "apt-energy-compose-test_edge_1"
+    assert numbered_name(other) == "apt-energy-compose-test_edge_2.dns.podman"
+    assert numbered_name(("30e9633def34", [], [])) == "30e9633def34"    # nothing better: assign() says so
