@@ -115,6 +115,7 @@ def retire_bridge_sessions(options: PipelineOptions, end_session: Callable[[str]
     now = bridge_client_ids(options)
     retired = [c for c in before if c not in now]
     kept = [c for c in retired if not end_session(c)]   # not removed: try again at the next `up`
+    layout.parent.mkdir(parents=True, exist_ok=True)     # a first `up` in a new directory
     layout.write_text(json.dumps({"client_ids": now + kept}))
     return [c for c in retired if c not in kept]
 
