@@ -382,26 +382,39 @@ def ensure_acls(settings: Settings) -> None:
         raise ServiceError(f"could not set Kafka ACLs: {exc}", service="kafka") from exc
 
 
-def delete_topic_acls(settings: Settings, topics: list[str]) -> None:
-    """As the admin: every ACL on the (literal) topics ``topics``, e.g. when a test or a benchmark that
-    granted them deletes its topics (Kafka keeps a topic's ACLs after the topic is gone)."""
-    from confluent_kafka import KafkaException
+def _topic_filter(name: str | None) -> object:
+    """An ACL filter for every ACL on the literal topic ``name`` (``None``: on any topic)."""
     from confluent_kafka.admin import (
         AclBindingFilter,
         AclOperation,
         AclPermissionType,
-        AdminClient,
         ResourcePatternType,
         ResourceType,
     )
 
+    return AclBindingFilter(ResourceType.TOPIC, name, ResourcePatternType.LITERAL, None, None,  # type: ignore[arg-type]
+                            AclOperation.ANY, AclPermissionType.ANY)
+
+
+def topic_acls(settings: Settings, topic: str | None = None) -> list[object]:
+    """As the admin: the ACL bindings on the literal topic ``topic`` (``None``: on every topic)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(kafka_client(settings, "admin").config())
+    return list(admin.describe_acls(_topic_filter(topic)).result(timeout=30))  # type: ignore[arg-type]
+
+
+def delete_topic_acls(settings: Settings, topics: list[str]) -> None:
+    """As the admin: every ACL on the (literal) topics ``topics``, e.g. when a test or a benchmark that
+    granted them deletes its topics (Kafka keeps a topic's ACLs after the topic is gone)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
     if not topics:
         return
     admin = AdminClient(kafka_client(settings, "admin").config())
-    filters = [AclBindingFilter(ResourceType.TOPIC, name, ResourcePatternType.LITERAL, None, None,  # type: ignore[arg-type]
-                                AclOperation.ANY, AclPermissionType.ANY) for name in topics]
     try:
-        for future in admin.delete_acls(filters).values():
+        for future in admin.delete_acls([_topic_filter(name) for name in topics]).values():  # type: ignore[misc]
             future.result(timeout=30)
     except KafkaException as exc:
         raise ServiceError(f"could not delete Kafka ACLs: {exc}", service="kafka") from exc
@@ -410,20 +423,10 @@ def delete_topic_acls(settings: Settings, topics: list[str]) -> None:
 def dangling_acl_topics(settings: Settings) -> list[str]:
     """Topics that ACLs name but that no longer exist (left by a test or benchmark that was stopped before
     it cleaned up)."""
-    from confluent_kafka.admin import (
-        AclBindingFilter,
-        AclOperation,
-        AclPermissionType,
-        AdminClient,
-        ResourcePatternType,
-        ResourceType,
-    )
+    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(kafka_client(settings, "admin").config())
-    everything = AclBindingFilter(ResourceType.TOPIC, None, ResourcePatternType.LITERAL, None, None,  # type: ignore[arg-type]
-                                  AclOperation.ANY, AclPermissionType.ANY)
-    named = {b.name for b in admin.describe_acls(everything).result(timeout=30)}
-    existing = set(admin.list_topics(timeout=10).topics)
+    named = {b.name for b in topic_acls(settings)}  # type: ignore[attr-defined]
+    existing = set(AdminClient(kafka_client(settings, "admin").config()).list_topics(timeout=10).topics)
     return sorted(named - existing)
 
 

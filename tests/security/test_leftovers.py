@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from apt_energy.config import Settings
 from apt_energy.stack import NativeStack
-from apt_energy.stack.kafka import dangling_acl_topics, ensure_acls, prune_acls
+from apt_energy.stack.kafka import dangling_acl_topics, ensure_acls, prune_acls, topic_acls
 from apt_energy.stack.mosquitto import Mosquitto, clear_retained
 
 from apt_energy.topics import device_base
@@ -19,24 +19,6 @@ from tests.conftest import _SESSION_DATABASES, create_database, delete_topics, d
 from tests.security.test_mqtt import NOT_AUTHORIZED, as_device, publish
 
 pytestmark = pytest.mark.integration
-
-
-def _topic_acls(settings: Settings, topic: str) -> list[object]:
-    from confluent_kafka.admin import (
-        AclBindingFilter,
-        AclOperation,
-        AclPermissionType,
-        AdminClient,
-        ResourcePatternType,
-        ResourceType,
-    )
-
-    from apt_energy.kafka import kafka_client
-
-    admin = AdminClient(kafka_client(settings, "admin").config())
-    return list(admin.describe_acls(AclBindingFilter(  # type: ignore[arg-type]
-        ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, None, None, AclOperation.ANY,
-        AclPermissionType.ANY)).result(timeout=30))
 
 
 def test_the_broker_grants_test_prefixes_only_while_the_tests_run(native_stack: NativeStack) -> None:
@@ -85,16 +67,16 @@ def test_a_deleted_test_topic_takes_its_acls_and_stack_up_prunes_dangling_ones(
     settings = native_stack.settings
     topics = [topic_factory("leftover") for _ in range(3)]
     ensure_acls(_with_topics(settings, topics))
-    assert all(_topic_acls(settings, t) for t in topics)
+    assert all(topic_acls(settings, t) for t in topics)
     delete_topics(native_stack, topics)
-    assert [_topic_acls(settings, t) for t in topics] == [[], [], []]
+    assert [topic_acls(settings, t) for t in topics] == [[], [], []]
     # a run killed before its cleanup: ACLs for topics that were never (or are no longer) there
     ghosts = [f"ghost.{uuid.uuid4().hex[:10]}" for _ in range(3)]
     ensure_acls(_with_topics(settings, ghosts))
     assert set(ghosts) <= set(dangling_acl_topics(settings))
     prune_acls(settings)  # Kafka.up does this at every `stack up`
     assert dangling_acl_topics(settings) == []
-    assert [_topic_acls(settings, t) for t in ghosts] == [[], [], []]
+    assert [topic_acls(settings, t) for t in ghosts] == [[], [], []]
 
 
 def test_the_session_drops_every_test_database_it_made(native_stack: NativeStack) -> None:
