@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.test_layers import APP, MODULES, layer_of, package_of
 
@@ -57,7 +58,14 @@ def settings_keepers(tree: ast.AST) -> list[str]:
     return keepers
 
 
-def census() -> dict[str, object]:
+class Census(NamedTuple):
+    places: Counter[str]          # "application" / "below the application" → parameters taking Settings
+    files: Counter[str]           # the same → files with at least one
+    keepers: list[str]            # module.Class below the application that keeps a Settings
+    long: list[tuple[str, int]]   # (path, lines) over LONG
+
+
+def census() -> Census:
     places: Counter[str] = Counter()
     files: Counter[str] = Counter()
     keepers: list[str] = []
@@ -75,7 +83,7 @@ def census() -> dict[str, object]:
         lines = text.count("\n")
         if lines > LONG:
             long_modules.append((str(path.relative_to(ROOT)), lines))
-    return {"places": places, "files": files, "keepers": keepers, "long": long_modules}
+    return Census(places, files, keepers, long_modules)
 
 
 def duplicate_pairs() -> str:
@@ -90,10 +98,10 @@ def duplicate_pairs() -> str:
 def main() -> int:
     c = census()
     for where in ("below the application", "application"):
-        print(f"Settings taken {where}: {c['places'][where]} places in {c['files'][where]} files")
-    print(f"classes below the application keeping Settings: {len(c['keepers'])} {' '.join(c['keepers'])}")
-    print(f"modules over {LONG} lines: {len(c['long'])}")
-    for path, lines in sorted(c["long"], key=lambda x: -x[1]):
+        print(f"Settings taken {where}: {c.places[where]} places in {c.files[where]} files")
+    print(f"classes below the application keeping Settings: {len(c.keepers)} {' '.join(c.keepers)}")
+    print(f"modules over {LONG} lines: {len(c.long)}")
+    for path, lines in sorted(c.long, key=lambda x: -x[1]):
         print(f"  {lines:5d} {path}")
     print(duplicate_pairs())
     return 0
