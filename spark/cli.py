@@ -83,17 +83,17 @@ def projection_options(settings: Settings, *, first_year: int = 2000, last_year:
                        ) -> ProjectionOptions | None:
     """The projection rule's plain data, composed here because the spark stage may not import billing:
     electricity's tier bands month by month (from the dated tariffs) and a bill estimate for the message."""
-    from apt_energy.billing.cli import contract_areas
+    from apt_energy.billing.cli import contract_areas, tariffs_for
 
     from apt_energy import billing
 
     rule = settings.rules.projection
     if not rule.tiers and not rule.thresholds:
         return None
-    tariffs = billing.for_settings(settings)
+    tariffs = tariffs_for(settings)
     last = last_year or datetime.now(UTC).year + 10
     months = [date(y, m, 1) for y in range(first_year, last + 1) for m in range(1, 13)]
-    limits = billing.tier_limits(tariffs.electricity, months) if rule.tiers else {}
+    limits = billing.tier_limits(tariffs.of("electricity", billing.ProgressiveTariff), months) if rule.tiers else {}
     areas = contract_areas(settings)
     # the complex's most common flat: the projection estimates a typical bill, not one household's
     area = max(areas.values(), key=list(areas.values()).count) if areas else None
