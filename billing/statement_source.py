@@ -9,7 +9,7 @@ same figures as the bills' "estimated" note); a month with no metered interval (
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -110,23 +110,36 @@ def statement(conn: psycopg.Connection, inputs: StatementInputs, household: Hous
            WHERE household_id = %s AND usage_month = %s""", (hid, month)).fetchall()}
     completeness = {c.meter: min(c.measured_s / c.expected_s, 1.0) if c.expected_s else 1.0
                     for c in database_completeness.household(conn, household.device_id, month=month)}
-    parts = []
-    for key, energy in inputs.energy.items():
-        bill = bills.get(key)
-        parts.append(EnergyPart(
-            key=key, label_ko=energy.label_ko, label_en=energy.label_en, unit=energy.unit, decimals=energy.decimals,
-            usage=bill.usage if bill else history.get((key, month)), tier=bill.tier if bill else None,
-            total_krw=bill.total_krw if bill else None,
-            lines=tuple(Line(r.code, r.label, r.quantity, r.rate, r.amount) for r in line_rows if r.energy_type == key),
-            history=tuple((m, history.get((key, m))) for m in _months(first, month)),
-            peer_average=peers[key][0] if key in peers else None, peers=int(peers[key][1]) if key in peers else 0,
-            emission_factor=Decimal(str(energy.emission_factor.value)), projection=projections.get(key),
-            completeness=completeness.get(key)))
+    parts = energy_parts(inputs.energy, month, bills=bills, lines=line_rows, history=history, peers=peers,
+                         projections=projections, completeness=completeness)
     tz, day = cx.tz, inputs.reading_day
     period = (cycle_start(month, day, tz).date(), cycle_end(month, day, tz).date() - timedelta(days=1))
     return Statement(complex_name=cx.name, device_id=household.device_id, building=household.building,
-                     door=household.door, unit_type=unit_type, month=month, period=period, parts=tuple(parts),
+                     door=household.door, unit_type=unit_type, month=month, period=period, parts=parts,
                      completeness_known=bool(completeness))
+
+
+def energy_parts(energy: Mapping[str, EnergyType], month: date, *, bills: Mapping[str, BillRow],
+                 lines: Iterable[LineRow], history: Mapping[tuple[str, date], Decimal | None],
+                 peers: Mapping[str, tuple[Decimal, int]], projections: Mapping[str, Projection],
+                 completeness: Mapping[str, float]) -> tuple[EnergyPart, ...]:
+    """One part per energy type of the table, in its order (pure: the figures come from :func:`statement`).
+    An energy type is listed whether or not it has a bill that month."""
+    first = months_back(month, 12)
+    rows = list(lines)
+    parts = []
+    for key, e in energy.items():
+        bill = bills.get(key)
+        parts.append(EnergyPart(
+            key=key, label_ko=e.label_ko, label_en=e.label_en, unit=e.unit, decimals=e.decimals,
+            usage=bill.usage if bill else history.get((key, month)), tier=bill.tier if bill else None,
+            total_krw=bill.total_krw if bill else None,
+            lines=tuple(Line(r.code, r.label, r.quantity, r.rate, r.amount) for r in rows if r.energy_type == key),
+            history=tuple((m, history.get((key, m))) for m in _months(first, month)),
+            peer_average=peers[key][0] if key in peers else None, peers=int(peers[key][1]) if key in peers else 0,
+            emission_factor=Decimal(str(e.emission_factor.value)), projection=projections.get(key),
+            completeness=completeness.get(key)))
+    return tuple(parts)
 
 
 def _months(first: date, last: date) -> Iterator[date]:
