@@ -20,8 +20,6 @@ from apt_energy.billing.bill import TEN, Bill, BillLine, cut
 logger = logging.getLogger(__name__)
 
 KIND = "water_sewerage"
-# (line code prefix, Korean label, table attribute): the kind's two tiered charges
-CHARGES = (("water", "상수도", "water"), ("sewerage", "하수도", "sewerage"))
 
 
 @dataclass(frozen=True)
@@ -54,8 +52,9 @@ def water_sewerage_bill(tariff: WaterSewerageTariff, month: date, usage: Decimal
     quantities = (min(units, Decimal(b1)), max(min(units, Decimal(b2)) - b1, Decimal(0)),
                   max(units - b2, Decimal(0)))
     lines = []
-    for code, label, attribute in CHARGES:
-        for i, (q, rate) in enumerate(zip(quantities, getattr(table, attribute), strict=True)):
+    # the kind's two tiered charges: (line code prefix, Korean label, rates per tier)
+    for code, label, tiers in (("water", "상수도", table.water), ("sewerage", "하수도", table.sewerage)):
+        for i, (q, rate) in enumerate(zip(quantities, tiers, strict=True)):
             if q > 0:
                 lines.append(BillLine(f"{code}_t{i + 1}", f"{label} {i + 1}단계", q, rate, cut(q * rate)))
     lines.append(BillLine("levy", "물이용부담금", units, table.levy, cut(units * table.levy)))

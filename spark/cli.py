@@ -93,14 +93,15 @@ def projection_options(settings: Settings, *, first_year: int = 2000, last_year:
     tariffs = tariffs_for(settings)
     last = last_year or datetime.now(UTC).year + 10
     months = [date(y, m, 1) for y in range(first_year, last + 1) for m in range(1, 13)]
-    limits = billing.tier_limits(tariffs.of("electricity", billing.ProgressiveTariff), months) if rule.tiers else {}
+    # the tier warning is the progressive tariff kind's, for the energy type billed on it
+    tiered = tariffs.keys_of(billing.ProgressiveTariff)[:1]
+    limits = (billing.tier_limits(tariffs.of(tiered[0], billing.ProgressiveTariff), months)
+              if rule.tiers and tiered else {})
     areas = contract_areas(settings)
     # the complex's most common flat: the projection estimates a typical bill, not one household's
     area = max(areas.values(), key=list(areas.values()).count) if areas else None
 
     def estimate(energy: str, month: date, projected: float) -> float | None:
-        if energy not in ("electricity", "heating", "water"):
-            return None
         try:
             bill = billing.bill_for(tariffs, energy, month, Decimal(str(round(projected, 3))),  # type: ignore[arg-type]
                                     contract_area_m2=area)
@@ -110,4 +111,4 @@ def projection_options(settings: Settings, *, first_year: int = 2000, last_year:
 
     return ProjectionOptions(tier_limits={m: (float(a), float(b)) for m, (a, b) in limits.items()},
                              thresholds=dict(rule.thresholds), from_tier=rule.from_tier, min_days=rule.min_days,
-                             model=rule.model, estimate_bill=estimate)
+                             model=rule.model, estimate_bill=estimate, **({"tier_meter": tiered[0]} if tiered else {}))
