@@ -60,4 +60,4 @@ def bill_for(tariffs: Tariffs, energy_type: EnergyType, month: date, usage: Deci
     type's, for a kind billed on area; the tariff file's default otherwise). An energy type without a
     tariff raises ConfigError (never another type's tariff); a month before its first rate raises
     NoTariffInForce."""
-    return tariffs[energy_type].bill(month, usage, contract_area_m2=contract_area_m2)
+    return tariffs.bill(energy_type, month, usage, contract_area_m2=contract_area_m2)

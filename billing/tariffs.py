@@ -11,6 +11,8 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,7 +62,8 @@ class Tariffs:
         """The energy types these tariffs can bill."""
         return frozenset(self.by_energy)
 
-    def bill(self, key: str, month: Any, usage: Any, *, contract_area_m2: Any = None) -> Bill:
+    def bill(self, key: str, month: date, usage: Decimal, *, contract_area_m2: Decimal | None = None) -> Bill:
+        """``key``'s household-month bill, by its tariff's kind."""
         return self[key].bill(month, usage, contract_area_m2=contract_area_m2)
 
     def require(self, energy_types: Iterable[str]) -> None:
