@@ -165,8 +165,7 @@ def bills_and_next_month(settings: Settings, args: argparse.Namespace) -> float:
     bills (complex total, median and 90th percentile per energy type) and the forecast. Returns the
     seconds the forecast took."""
     from apt_energy.billing import store as bills
-    from apt_energy.billing import tariffs
-    from apt_energy.billing.cli import contract_areas
+    from apt_energy.billing.cli import contract_areas, tariffs_for
     from apt_energy.edge.cli import select_households
     from apt_energy.forecast import job
     from apt_energy.forecast.cli import forecast_spark, import_history, issue_forecasts
@@ -190,7 +189,7 @@ def bills_and_next_month(settings: Settings, args: argparse.Namespace) -> float:
     took = time.monotonic() - began
     print(f"forecast: {after:%Y-%m} and the 2 months after, from {HISTORY_MONTHS} imported + the streamed months, "
           f"in {took:.0f} s", flush=True)
-    rates, areas = tariffs.for_settings(settings), contract_areas(settings)
+    rates, areas = tariffs_for(settings), contract_areas(settings)
     reading_day = settings.billing.reading_day
     written, month, billing_began = 0, first, time.monotonic()
     with connect(settings) as conn:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from apt_energy.config import Settings
+from apt_energy.config import EnergyType, Settings
 from apt_energy.database import completeness, connect
 from apt_energy.progress import Progress
 from apt_energy.table import table
 from apt_energy.truth import TruthResult
 
-__all__ = ["next_steps", "summary"]
+__all__ = ["next_steps", "summary", "usage_rows"]
 
 
 def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[str, float], generated: int) -> bool:
@@ -30,8 +31,10 @@ def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[s
                GROUP BY 1, 2, 3 ORDER BY 1, 2, sum(u.amount_exact) DESC""").fetchall())
         by_rule = conn.execute("SELECT rule, energy_type, count(*), count(*) FILTER (WHERE state = 'resolved') "
                                "FROM alerts GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
-        household_months = conn.execute("SELECT count(*) FROM energy_usage WHERE energy_type = %s",
-                                         (energy["electricity"].label_ko,)).fetchone()
+        # every household is metered for every energy type of the table: its household-months are the
+        # distinct (household, month) pairs, whichever types the table has
+        household_months = conn.execute(
+            "SELECT count(DISTINCT (household_id, usage_date)) FROM energy_usage").fetchone()
         examples = conn.execute(
             """SELECT rule, b.building_number, h.floor * 100 + h.unit, a.energy_type, a.period, a.observed,
                       a.reference, a.unit FROM (
@@ -44,18 +47,7 @@ def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[s
         devices = conn.execute("SELECT count(*) FROM devices").fetchone()
 
     print("\nYearly usage and emissions per building")
-    rows: list[tuple[object, ...]] = []
-    totals: dict[str, tuple[Decimal, float]] = {}
-    for building, key, amount, emission, n in per_building:
-        e = energy[key]
-        rows.append((building, f"{e.label_ko} {e.label_en}", f"{float(amount):,.1f} {e.unit}",
-                     f"{emission / 1000:,.2f} t CO2e", f"{peaks[(building, key)]:%Y-%m}", n))
-        so_far = totals.get(key, (Decimal(0), 0.0))
-        totals[key] = (so_far[0] + Decimal(amount), so_far[1] + float(emission))
-    for key, (total, co2) in totals.items():
-        e = energy[key]
-        rows.append(("all", f"{e.label_ko} {e.label_en}", f"{float(total):,.1f} {e.unit}", f"{co2 / 1000:,.2f} t CO2e",
-                     "", ""))
+    rows = usage_rows(energy, per_building, peaks)
     print("\n".join(table(rows, headers=("building", "energy", "usage", "emissions", "peak month", "households"),
                           align="><>><>")))
 
@@ -95,6 +87,25 @@ def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[s
     for c in complete:
         print(f"  {completeness.summary_line(c)}")
     return truth.ok
+
+
+def usage_rows(energy: Mapping[str, EnergyType], per_building: Iterable[tuple[int, str, Decimal, float, int]],
+               peaks: Mapping[tuple[int, str], date]) -> list[tuple[object, ...]]:
+    """The usage table's rows: each building × energy type of the table (usage in its unit, emissions,
+    peak month, households), then the complex's total per energy type."""
+    rows: list[tuple[object, ...]] = []
+    totals: dict[str, tuple[Decimal, float]] = {}
+    for building, key, amount, emission, n in per_building:
+        e = energy[key]
+        rows.append((building, f"{e.label_ko} {e.label_en}", f"{float(amount):,.1f} {e.unit}",
+                     f"{emission / 1000:,.2f} t CO2e", f"{peaks[(building, key)]:%Y-%m}", n))
+        so_far = totals.get(key, (Decimal(0), 0.0))
+        totals[key] = (so_far[0] + Decimal(amount), so_far[1] + float(emission))
+    for key, (total, co2) in totals.items():
+        e = energy[key]
+        rows.append(("all", f"{e.label_ko} {e.label_en}", f"{float(total):,.1f} {e.unit}", f"{co2 / 1000:,.2f} t CO2e",
+                     "", ""))
+    return rows
 
 
 def next_steps(settings: Settings, demo_dir: Path, keep_running: bool, start: datetime, until: datetime, *,

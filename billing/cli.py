@@ -56,9 +56,22 @@ def register_statement(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.set_defaults(func=run_statement)
 
 
+def tariffs_for(settings: Settings) -> tariffs.Tariffs:
+    """The tariffs a complex is billed with (the door: an energy type without a tariff, a tariff without
+    an energy type or an unknown kind stops here): its config folder's file, its contract, all its
+    energy types."""
+    return tariffs.for_energy_table(settings.energy, contract=settings.billing.contract)
+
+
+def statement_inputs(settings: Settings) -> statement_source.StatementInputs:
+    """What the statements read from the settings, and nothing else."""
+    return statement_source.StatementInputs(complex=settings.complex, energy=settings.energy,
+                                            reading_day=settings.billing.reading_day)
+
+
 def run_statement(args: argparse.Namespace) -> int:
     settings = load_settings()
-    rates = tariffs.for_settings(settings)
+    rates = tariffs_for(settings)
     out = Path(args.out) if args.out else settings.run_dir / "statements"
     out.mkdir(parents=True, exist_ok=True)
     with connect(settings) as conn:
@@ -74,7 +87,8 @@ def run_statement(args: argparse.Namespace) -> int:
         if not found:
             print(f"no household {args.household}")
             return 1
-        written = [write_statement(out, statement_source.statement(conn, settings, h, month), args.lang)
+        inputs = statement_inputs(settings)
+        written = [write_statement(out, statement_source.statement(conn, inputs, h, month), args.lang)
                    for h in found]
     print(f"statements {month:%Y-%m} ({args.lang}): {len(written)} written to {out}"
           + (f" ({written[0].name})" if len(written) == 1 else ""))
@@ -118,7 +132,7 @@ def compute(conn: psycopg.Connection, settings: Settings, rates: tariffs.Tariffs
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    rates = tariffs.for_settings(settings)
+    rates = tariffs_for(settings)
     with connect(settings) as conn:
         areas = contract_areas(settings)
         written = compute(conn, settings, rates, args.month)

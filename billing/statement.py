@@ -59,6 +59,9 @@ _LINE_EN = {"base": "Base charge", "climate": "Climate-environment charge", "fue
             "charge": "Electricity charge", "vat": "VAT", "fund_levy": "Power industry fund",
             "truncation": "Rounded down below 10 won", "energy_super": "Super-user rate", "levy": "Water-use levy",
             "energy": "Usage charge"}
+# Line-code prefixes of the tiered charges (``<prefix>_t<tier>``: the progressive kind's energy_t1..3, the
+# water_sewerage kind's water_t1.. and sewerage_t1..): names of charges, not of energy types.
+_TIERED_EN = {"energy": "Energy", "water": "Water", "sewerage": "Sewerage"}
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def line_label(line: Line, lang: Lang) -> str:
         tier = line.label.split("누진 ")[1][0] if "누진 " in line.label else ""
         return _LINE_EN[line.code] + (f" (tier {tier})" if tier else "")
     name, _, tier = line.code.partition("_t")
-    return f"{ {'energy': 'Energy', 'water': 'Water', 'sewerage': 'Sewerage'}.get(name, name)}, tier {tier}".strip()
+    return f"{_TIERED_EN.get(name, name)}, tier {tier}".strip()
 
 
 def _t(key: str, lang: Lang, **kw: object) -> str:

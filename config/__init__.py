@@ -9,6 +9,7 @@ from apt_energy.config.settings import (
     Household,
     Secret,
     Settings,
+    Threshold,
     env_overrides,
     load,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Household",
     "Secret",
     "Settings",
+    "Threshold",
     "env_overrides",
     "load",
 ]

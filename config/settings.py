@@ -177,13 +177,30 @@ class EmissionFactor:
         _require(self.value >= 0, "value", "a number ≥ 0 (kg CO2e per unit)", self.value)
 
 
+# The languages an energy type has labels in (statements, Slack messages): a messages language outside
+# these would show another language's label, so it stops at load instead.
+LABEL_LANGUAGES: Final = ("ko", "en")
+
+
 @dataclass(frozen=True)
 class EnergyType:
+    """One row of the energy table (``energy`` in complex.yaml): everything but the tariff, which is
+    ``tariffs.yaml``'s section of the same key."""
+
     label_ko: str
     label_en: str
     unit: str
     decimals: int
     emission_factor: EmissionFactor
+
+    def __post_init__(self) -> None:
+        for key in ("label_ko", "label_en", "unit"):
+            _require(bool(getattr(self, key).strip()), key, "a non-empty text", getattr(self, key))
+        _require(0 <= self.decimals <= 6, "decimals", "an integer 0-6 (digits shown)", self.decimals)
+
+    def label(self, lang: str) -> str:
+        """The label in ``lang`` (one of LABEL_LANGUAGES)."""
+        return self.label_ko if lang == "ko" else self.label_en
 
 
 @dataclass(frozen=True)
@@ -557,6 +574,8 @@ class Settings:
                  f"keys among {sorted(keys)}", sorted(self.rules.thresholds))
         _require(set(self.rules.projection.thresholds) <= keys, "rules.projection.thresholds",
                  f"keys among {sorted(keys)}", sorted(self.rules.projection.thresholds))
+        _require(set(self.messages) <= set(LABEL_LANGUAGES), "messages",
+                 f"languages the energy table has labels for ({', '.join(LABEL_LANGUAGES)})", sorted(self.messages))
         _require(self.slack.language in self.messages, "slack.language",
                  f"a language with templates in messages ({', '.join(sorted(self.messages))})", self.slack.language)
 
@@ -639,9 +658,11 @@ TARIFFS_FILE = "tariffs.yaml"
 
 
 def require_tariffs(path: Path, energy: Mapping[str, EnergyType]) -> None:
-    """Fail closed: every energy type needs its tariff section in ``tariffs.yaml``, or it would be billed
-    by nothing (or, as once happened, by another energy's tariff). Only the sections' presence is checked
-    here; billing/tariffs.py type-checks their contents (config imports no stage)."""
+    """Fail closed: every energy type needs its tariff section in ``tariffs.yaml``, naming its tariff
+    ``kind``, or it would be billed by nothing (or, as once happened, by another energy's tariff); and
+    every section needs an energy type (a typo would leave the real one without rates). Only the sections'
+    presence and ``kind`` are checked here; billing/tariffs.py type-checks their contents at the
+    application's door (config imports no stage)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -653,7 +674,14 @@ def require_tariffs(path: Path, energy: Mapping[str, EnergyType]) -> None:
     for key in energy:
         if not isinstance(sections.get(key), dict):
             raise ConfigError(f"{path}: no tariff for energy type {key!r} (energy.{key}): add a `{key}:` section "
-                              "with its dated, sourced rates (see the other sections)")
+                              "with its `kind:` and dated, sourced rates (see the other sections)")
+        if not isinstance(sections[key].get("kind"), str):
+            raise ConfigError(f"{path}: {key}.kind: missing; name the tariff kind energy type {key!r} is billed "
+                              "by (see the file's head)")
+    for key in sections:
+        if key not in energy:
+            raise ConfigError(f"{path}: {key}: a tariff for an energy type not in the energy table "
+                              f"({', '.join(energy)}): add `energy.{key}` to complex.yaml or remove the section")
 
 
 # .env.example's placeholders all start with this; a deployment that still has one is refused.

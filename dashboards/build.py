@@ -9,22 +9,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apt_energy.config import Settings
-from apt_energy.dashboards.definitions import all_dashboards
+from apt_energy.dashboards.definitions import DashboardInputs, all_dashboards
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 
 
-def render(settings: Settings) -> dict[str, str]:
+def render(inputs: DashboardInputs) -> dict[str, str]:
     """File name → JSON text, for every dashboard."""
     return {f"{d.uid.removeprefix('apt-energy-')}.json":
-            json.dumps(d.to_json(), ensure_ascii=False, indent=2) + "\n" for d in all_dashboards(settings)}
+            json.dumps(d.to_json(), ensure_ascii=False, indent=2) + "\n" for d in all_dashboards(inputs)}
 
 
-def write(settings: Settings, directory: Path = JSON_DIR) -> list[Path]:
+def write(inputs: DashboardInputs, directory: Path = JSON_DIR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render(settings).items():
+    for name, text in render(inputs).items():
         path = directory / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
@@ -32,9 +31,9 @@ def write(settings: Settings, directory: Path = JSON_DIR) -> list[Path]:
     return written
 
 
-def stale(settings: Settings, directory: Path = JSON_DIR) -> list[str]:
+def stale(inputs: DashboardInputs, directory: Path = JSON_DIR) -> list[str]:
     """Dashboard files that differ from what the generator makes now (or are missing, or extra)."""
-    wanted = render(settings)
+    wanted = render(inputs)
     have = {p.name for p in directory.glob("*.json")}
     return sorted({n for n, t in wanted.items() if n not in have or (directory / n).read_text(encoding="utf-8") != t}
                   | (have - set(wanted)))

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timedelta
 
+from apt_energy.billing.cli import tariffs_for
 from apt_energy.dashboards import health
 from apt_energy.dashboards.build import JSON_DIR, stale, write
 from apt_energy.dashboards.check import run_panels
-from apt_energy.dashboards.definitions import all_dashboards
+from apt_energy.dashboards.definitions import DashboardInputs, all_dashboards
 from apt_energy.dashboards.macros import TimeRange
 from apt_energy.database import connect
 from apt_energy.stack.mosquitto import MAX_QUEUED_MESSAGES
 
-from apt_energy import config
+from apt_energy import billing, config
 from apt_energy.cliutil import in_zone, local_date
 
 
@@ -39,10 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def dashboard_inputs(settings: config.Settings) -> DashboardInputs:
+    """What the dashboards are built from (the door: settings + tariffs become narrow inputs)."""
+    return DashboardInputs(complex=settings.complex, energy=settings.energy, thresholds=settings.rules.thresholds,
+                           tiered=tariffs_for(settings).keys_of(billing.ProgressiveTariff))
+
+
 def run(args: argparse.Namespace) -> int:
     settings = config.load()
+    inputs = dashboard_inputs(settings)
     if args.action == "build":
-        written = write(settings)
+        written = write(inputs)
         print(f"{len(written)} dashboard file(s) updated in {JSON_DIR}" if written else "dashboards up to date")
         monitoring = health.write(settings.metrics, max_queued_messages=MAX_QUEUED_MESSAGES)
         print(f"{len(monitoring)} monitoring file(s) updated (pipeline health, Prometheus)" if monitoring
@@ -53,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
     start = in_zone(args.start, tz) if args.start else end - timedelta(days=365)
     chosen = dict(args.var)
     failures = 0
-    outdated = stale(settings)
+    outdated = stale(inputs)
     if outdated:
         print(f"note: {', '.join(outdated)} differ from config; run `apt-energy dashboards build`")
     with connect(settings, role="reader") as conn:
-        for dashboard in all_dashboards(settings):
+        for dashboard in all_dashboards(inputs):
             for result in run_panels(conn, dashboard.to_json(), TimeRange(start, end), chosen=chosen):
                 mark = "ok " if not result.problems else "BAD"
                 failures += bool(result.problems)

@@ -9,7 +9,10 @@ SQL notes that hold for every panel:
 
 from __future__ import annotations
 
-from apt_energy.config import EnergyType, Settings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from apt_energy.config import ComplexSettings, EnergyType, Threshold
 from apt_energy.dashboards.grafana import JSON, Dashboard, Panel, Query, Variable, column_unit, thresholds
 
 # Grafana unit ids for the configured units; anything else is shown as a suffix.
@@ -29,6 +32,18 @@ THE_BUILDING = "'${building:percentencode}'::int"
 THE_UNIT = "'${unit:percentencode}'::int"
 ONE_HOUSEHOLD = f"b.building_number = {THE_BUILDING} AND h.floor * 100 + h.unit = {THE_UNIT}"
 BUILDING = Variable("building", "Building / 동", "SELECT building_number FROM buildings ORDER BY building_number")
+
+
+@dataclass(frozen=True)
+class DashboardInputs:
+    """What the dashboards are built from, and nothing else: the complex (name, id, buildings, time
+    zone), its energy table, the threshold rule's lines, and the energy types billed on the progressive
+    tariff kind (their tier panel). Built at the CLI door (dashboards/cli.py) from settings + tariffs."""
+
+    complex: ComplexSettings
+    energy: Mapping[str, EnergyType]
+    thresholds: Mapping[str, Threshold]
+    tiered: tuple[str, ...] = ()
 
 
 def grafana_unit(unit: str) -> str:
@@ -63,11 +78,11 @@ class Sql:
                 f"AND {self.local_date('$__timeTo()')}")
 
 
-def per_energy_columns(settings: Settings, expr: str, *, scale: str = "") -> str:
+def per_energy_columns(inputs: DashboardInputs, expr: str, *, scale: str = "") -> str:
     """One aggregated column per energy type, e.g. ``sum(u.amount) FILTER (WHERE …) AS "전력 Electricity"``."""
     return ",\n       ".join(
         f"sum({expr}) FILTER (WHERE u.energy_type = '{e.label_ko}'){scale} AS \"{label(e)}\""
-        for e in settings.energy.values())
+        for e in inputs.energy.values())
 
 
 KRW = "suffix: KRW"
@@ -126,14 +141,14 @@ FROM a FULL JOIN f ON f.month = a.month
 ORDER BY 1""", "time_series"))
 
 
-def per_key_columns(settings: Settings, expr: str, key_column: str) -> str:
+def per_key_columns(inputs: DashboardInputs, expr: str, key_column: str) -> str:
     """One summed column per energy type for tables keyed by the English key (bills, projections)."""
     return ",\n       ".join(f"sum({expr}) FILTER (WHERE {key_column} = '{k}') AS \"{label(e)}\""
-                              for k, e in settings.energy.items())
+                              for k, e in inputs.energy.items())
 
 
-def overview(settings: Settings) -> Dashboard:
-    sql = Sql(settings.complex.timezone)
+def overview(inputs: DashboardInputs) -> Dashboard:
+    sql = Sql(inputs.complex.timezone)
     usage = tuple(
         Panel("timeseries", f"{label(e)} — monthly usage ({e.unit})", unit=grafana_unit(e.unit), width=8,
               description=f"Sum over all households of {e.label_en.lower()} per month.",
@@ -143,10 +158,10 @@ SELECT {sql.month_time('u.usage_date')}, sum(u.amount) AS "{label(e)}"
 FROM energy_usage u
 WHERE u.energy_type = '{e.label_ko}' AND {sql.months_in_range('u.usage_date')}
 GROUP BY 1 ORDER BY 1""", "time_series"))
-        for e in settings.energy.values())
+        for e in inputs.energy.values())
     return Dashboard(
         uid="apt-energy-overview", title="apt-energy — complex overview / 단지 개요",
-        description=f"{settings.complex.name}: usage, emissions, alerts and pipeline health.", links=LINKS,
+        description=f"{inputs.complex.name}: usage, emissions, alerts and pipeline health.", links=LINKS,
         panels=(
             Panel("stat", "Alerts this month / 이번 달 경보", unit="short", width=6, height=5,
                   description="Alerts for the month that holds the end of the time range.",
@@ -179,7 +194,7 @@ SELECT count(*) AS "quarantined" FROM quarantine WHERE $__timeFilter(received_at
                   description="usage × emission factor in force that month, stacked by energy type.",
                   custom=STACKED_BARS, query=Query(f"""
 SELECT {sql.month_time('u.usage_date')},
-       {per_energy_columns(settings, 'u.emission', scale=' / 1000')}
+       {per_energy_columns(inputs, 'u.emission', scale=' / 1000')}
 FROM energy_usage u
 WHERE {sql.months_in_range('u.usage_date')}
 GROUP BY 1 ORDER BY 1""", "time_series")),
@@ -188,34 +203,36 @@ GROUP BY 1 ORDER BY 1""", "time_series")),
                   options={"xField": "building", "stacking": "normal", "legend": {"showLegend": True}},
                   query=Query(f"""
 SELECT format('%s동', b.building_number) AS "building",
-       {per_energy_columns(settings, 'u.emission', scale=' / 1000')}
+       {per_energy_columns(inputs, 'u.emission', scale=' / 1000')}
 FROM energy_usage u
 JOIN households h ON h.id = u.household_id
 JOIN buildings b ON b.id = h.building_id
 WHERE {sql.months_in_range('u.usage_date')}
 GROUP BY b.building_number ORDER BY b.building_number""")),
             *(forecast_vs_actual(
-                sql, key, e, level="complex", series=f"'{settings.complex.id}'", actual_from="FROM energy_usage u",
+                sql, key, e, level="complex", series=f"'{inputs.complex.id}'", actual_from="FROM energy_usage u",
                 actual_where="true", title=f"{label(e)} — complex forecast vs actual ({e.unit})",
                 description="All households' monthly total (green) and the latest pooled forecast issued for each "
                             "month (dashed), shaded with its 80 % and 95 % intervals (apt-energy forecast run).")
-              for key, e in settings.energy.items()),
-            Panel("timeseries", "Households by electricity tier / 누진 단계별 세대", unit="short", width=12,
-                  description="Households billed in each progressive tier per month (bills; Jul–Aug bands "
-                              "300/450 kWh, else 200/400). Run apt-energy bills compute to refresh.",
-                  custom=STACKED_BARS, query=Query(f"""
+              for key, e in inputs.energy.items()),
+            *(Panel("timeseries", f"Households by {inputs.energy[key].label_en.lower()} tier / 누진 단계별 세대",
+                    unit="short", width=12,
+                    description="Households billed in each progressive tier per month (bills; Jul–Aug bands "
+                                "300/450 kWh, else 200/400). Run apt-energy bills compute to refresh.",
+                    custom=STACKED_BARS, query=Query(f"""
 SELECT {sql.month_time('usage_month')},
        count(*) FILTER (WHERE tier = 1) AS "tier 1 / 1단계",
        count(*) FILTER (WHERE tier = 2) AS "tier 2 / 2단계",
        count(*) FILTER (WHERE tier = 3) AS "tier 3 / 3단계"
 FROM bills
-WHERE energy_type = 'electricity' AND {sql.months_in_range('usage_month')}
-GROUP BY 1 ORDER BY 1""", "time_series")),
+WHERE energy_type = '{key}' AND {sql.months_in_range('usage_month')}
+GROUP BY 1 ORDER BY 1""", "time_series"))
+              for key in inputs.tiered),
             Panel("timeseries", "Energy bills by month / 월별 에너지 요금 (KRW)", unit=KRW, width=12,
                   description="Sum of every household's bill per month, stacked by energy type (bills).",
                   custom=STACKED_BARS, query=Query(f"""
 SELECT {sql.month_time('usage_month')},
-       {per_key_columns(settings, 'total_krw', 'energy_type')}
+       {per_key_columns(inputs, 'total_krw', 'energy_type')}
 FROM bills
 WHERE {sql.months_in_range('usage_month')}
 GROUP BY 1 ORDER BY 1""", "time_series")),
@@ -230,10 +247,10 @@ GROUP BY 1 ORDER BY 1""", "time_series")),
         ))
 
 
-def building(settings: Settings) -> Dashboard:
-    sql = Sql(settings.complex.timezone)
-    widest = max(g.units_per_floor for g in settings.complex.buildings)
-    energies = list(settings.energy.values())
+def building(inputs: DashboardInputs) -> Dashboard:
+    sql = Sql(inputs.complex.timezone)
+    widest = max(g.units_per_floor for g in inputs.complex.buildings)
+    energies = list(inputs.energy.values())
     compare = tuple(
         Panel("timeseries", f"{label(e)} per household: this building vs complex ({e.unit})",
               unit=grafana_unit(e.unit), width=8, description="Average monthly usage per reporting household.",
@@ -291,9 +308,9 @@ ORDER BY "t CO2e" DESC NULLS LAST""")),
         ))
 
 
-def household(settings: Settings) -> Dashboard:
-    sql = Sql(settings.complex.timezone)
-    energies = list(settings.energy.items())
+def household(inputs: DashboardInputs) -> Dashboard:
+    sql = Sql(inputs.complex.timezone)
+    energies = list(inputs.energy.items())
     line = {"custom.drawStyle": "line", "custom.lineStyle": {"fill": "dash", "dash": [10, 10]}}
 
     def threshold_line(name: str, color: str) -> dict[str, object]:
@@ -303,7 +320,7 @@ def household(settings: Settings) -> Dashboard:
 
     usage = []
     for key, e in energies:
-        limit = settings.rules.thresholds.get(key)
+        limit = inputs.thresholds.get(key)
         limits = (f",\n       {limit.warning} AS \"warning\", {limit.critical} AS \"critical\""
                   if limit else "")
         usage.append(Panel(
@@ -347,7 +364,7 @@ WHERE b.building_number = {THE_BUILDING} ORDER BY h.floor, h.unit"""),
                   options={"reduceOptions": {"values": False, "calcs": ["lastNotNull"], "fields": ""},
                            "colorMode": "none", "graphMode": "none", "textMode": "value_and_name"},
                   query=Query(f"""
-SELECT {per_key_columns(settings, 'p.total_krw', 'p.energy_type')},
+SELECT {per_key_columns(inputs, 'p.total_krw', 'p.energy_type')},
        sum(p.total_krw) AS "total"
 FROM bill_projections p
 JOIN households h ON h.id = p.household_id
@@ -372,7 +389,7 @@ ORDER BY x.month DESC, x.kind, x.energy_type""")),
             Panel("timeseries", "Emissions by month / 월별 탄소 배출 (kg CO2e)", unit=KG, width=12,
                   custom=STACKED_BARS, query=Query(f"""
 SELECT {sql.month_time('u.usage_date')},
-       {per_energy_columns(settings, 'u.emission')}
+       {per_energy_columns(inputs, 'u.emission')}
 FROM energy_usage u
 JOIN households h ON h.id = u.household_id
 JOIN buildings b ON b.id = h.building_id
@@ -428,8 +445,8 @@ ORDER BY a.period DESC, a.id DESC""")),
         ))
 
 
-def alerts(settings: Settings) -> Dashboard:
-    sql = Sql(settings.complex.timezone)
+def alerts(inputs: DashboardInputs) -> Dashboard:
+    sql = Sql(inputs.complex.timezone)
     in_range = sql.months_in_range("a.period")
     return Dashboard(
         uid="apt-energy-alerts", title="apt-energy — alerts / 경보",
@@ -512,5 +529,5 @@ GROUP BY reason ORDER BY 2 DESC""")),
         ))
 
 
-def all_dashboards(settings: Settings) -> list[Dashboard]:
-    return [overview(settings), building(settings), household(settings), alerts(settings)]
+def all_dashboards(inputs: DashboardInputs) -> list[Dashboard]:
+    return [overview(inputs), building(inputs), household(inputs), alerts(inputs)]

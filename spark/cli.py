@@ -83,24 +83,25 @@ def projection_options(settings: Settings, *, first_year: int = 2000, last_year:
                        ) -> ProjectionOptions | None:
     """The projection rule's plain data, composed here because the spark stage may not import billing:
     electricity's tier bands month by month (from the dated tariffs) and a bill estimate for the message."""
-    from apt_energy.billing.cli import contract_areas
+    from apt_energy.billing.cli import contract_areas, tariffs_for
 
     from apt_energy import billing
 
     rule = settings.rules.projection
     if not rule.tiers and not rule.thresholds:
         return None
-    tariffs = billing.for_settings(settings)
+    tariffs = tariffs_for(settings)
     last = last_year or datetime.now(UTC).year + 10
     months = [date(y, m, 1) for y in range(first_year, last + 1) for m in range(1, 13)]
-    limits = billing.tier_limits(tariffs.electricity, months) if rule.tiers else {}
+    # the tier warning is the progressive tariff kind's, for the energy type billed on it
+    tiered = tariffs.keys_of(billing.ProgressiveTariff)[:1]
+    limits = (billing.tier_limits(tariffs.of(tiered[0], billing.ProgressiveTariff), months)
+              if rule.tiers and tiered else {})
     areas = contract_areas(settings)
     # the complex's most common flat: the projection estimates a typical bill, not one household's
     area = max(areas.values(), key=list(areas.values()).count) if areas else None
 
     def estimate(energy: str, month: date, projected: float) -> float | None:
-        if energy not in ("electricity", "heating", "water"):
-            return None
         try:
             bill = billing.bill_for(tariffs, energy, month, Decimal(str(round(projected, 3))),  # type: ignore[arg-type]
                                     contract_area_m2=area)
@@ -110,4 +111,4 @@ def projection_options(settings: Settings, *, first_year: int = 2000, last_year:
 
     return ProjectionOptions(tier_limits={m: (float(a), float(b)) for m, (a, b) in limits.items()},
                              thresholds=dict(rule.thresholds), from_tier=rule.from_tier, min_days=rule.min_days,
-                             model=rule.model, estimate_bill=estimate)
+                             model=rule.model, estimate_bill=estimate, **({"tier_meter": tiered[0]} if tiered else {}))

@@ -7,15 +7,18 @@ from datetime import date
 from decimal import Decimal as D
 
 import pytest
-from apt_energy.billing.bill import electricity_bill, heating_bill, next_tier_limit, water_bill
-from apt_energy.billing.tariffs import Dated
+from apt_energy.billing.area_heating import area_heating_bill as heating_bill
+from apt_energy.billing.progressive import next_tier_limit
+from apt_energy.billing.progressive import progressive_bill as electricity_bill
+from apt_energy.billing.rates import Dated
+from apt_energy.billing.water_sewerage import water_sewerage_bill as water_bill
 
 from apt_energy import billing
 
 pytestmark = pytest.mark.unit
 
 TARIFFS = billing.load()
-EL = TARIFFS.electricity
+EL = TARIFFS["electricity"]
 MARCH = date(2025, 3, 1)   # climate 9.0, fuel 5.0, VAT 10 %, levy 3.2 %
 
 
@@ -75,14 +78,14 @@ def test_next_tier_limit_is_the_band_top_of_the_current_tier() -> None:
 
 def test_heating_bill_charges_contract_area_and_mcal_plus_vat() -> None:
     # 112 m² × 52.40 = 5,868.8 → 5,868; 1,000 × 101.57 = 101,570; VAT 10,743.8 → 10,744; 118,182 → 118,180
-    assert heating_bill(TARIFFS.heating, date(2025, 1, 1), D(1000)).total == D(118180)
+    assert heating_bill(TARIFFS["heating"], date(2025, 1, 1), D(1000)).total == D(118180)
 
 
 def test_water_bill_charges_water_sewerage_tiers_and_levy_on_whole_m3() -> None:
     # 25 m³: 8,200 + 3,050 + 6,000 + 2,300 + 4,250 = 23,800
-    assert water_bill(TARIFFS.water, MARCH, D("25.6")).total == D(23800)
+    assert water_bill(TARIFFS["water"], MARCH, D("25.6")).total == D(23800)
     # 31 m³: 8,200 + 6,100 + 890 + 6,000 + 4,600 + 700 + 5,270 = 31,760
-    assert water_bill(TARIFFS.water, MARCH, D("31.2")).total == D(31760)
+    assert water_bill(TARIFFS["water"], MARCH, D("31.2")).total == D(31760)
 
 
 def test_lines_add_up_to_the_total() -> None:

@@ -16,13 +16,12 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from apt_energy.billing import export, store
-from apt_energy.billing.cli import contract_areas
+from apt_energy.billing.cli import contract_areas, tariffs_for
 from apt_energy.config import PROJECT_ROOT, Settings
 from apt_energy.database.connection import connect
 from apt_energy.forecast.history import import_months
 from apt_energy.stack import NativeStack
 
-from apt_energy import billing
 from tests.conftest import create_database, drop_databases
 
 pytestmark = pytest.mark.integration
@@ -67,7 +66,7 @@ def fill(fresh_db: Settings) -> Settings:
                         SELECT id, 'water', '2025-03-01', 'night_flow', 'critical', 5, 4, 'm³'
                         FROM households WHERE device_id = %s""", (cx[1].device_id,))
         conn.commit()
-        store.compute(conn, billing.for_settings(fresh_db), contract_areas=contract_areas(fresh_db))
+        store.compute(conn, tariffs_for(fresh_db), contract_areas=contract_areas(fresh_db))
     return fresh_db
 
 

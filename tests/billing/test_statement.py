@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from apt_energy.billing import statement, statement_source, store
-from apt_energy.billing.cli import contract_areas, write_statement
+from apt_energy.billing.cli import contract_areas, statement_inputs, tariffs_for, write_statement
 from apt_energy.config import PROJECT_ROOT, Settings
 from apt_energy.database.connection import connect
 from apt_energy.forecast.history import import_months
-
-from apt_energy import billing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -129,7 +127,7 @@ def small_run(fresh_db: Settings) -> list[statement_source.HouseholdRow]:
                             VALUES ('household', %s, 'electricity', %s, 'ets', 1, 400, 0, 0, 0, 0, now())""",
                          (h.device_id, MONTH))
         conn.commit()
-        rates = billing.for_settings(fresh_db)
+        rates = tariffs_for(fresh_db)
         store.compute(conn, rates, contract_areas=contract_areas(fresh_db))
         assert store.project(conn, rates, MONTH, tz=fresh_db.complex.tz) == 4
         return [statement_source.households(conn, h.device_id)[0] for h in chosen]
@@ -139,7 +137,8 @@ def test_every_statement_of_a_small_run_fits_one_a4_page_with_the_bills_numbers(
         fresh_db: Settings, small_run: list[statement_source.HouseholdRow], chromium: str, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with connect(fresh_db) as conn:
-        pages = [(h, lang, write_statement(tmp_path, statement_source.statement(conn, fresh_db, h, MONTH), lang))
+        inputs = statement_inputs(fresh_db)
+        pages = [(h, lang, write_statement(tmp_path, statement_source.statement(conn, inputs, h, MONTH), lang))
                  for h in small_run for lang in ("ko", "en")]
         bills = {(d, k): (u, t) for d, k, u, t in conn.execute(
             """SELECT h.device_id, b.energy_type, b.usage, b.total_krw FROM bills b

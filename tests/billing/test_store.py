@@ -8,6 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from apt_energy.billing import store
+from apt_energy.billing.cli import tariffs_for
 from apt_energy.config import Settings
 from apt_energy.database.connection import connect
 from apt_energy.forecast.history import import_months
@@ -91,7 +92,7 @@ def test_projected_bill_adds_the_forecast_share_of_the_days_left_by_event_time(f
     days, forecast, projected, tier, total = row
     assert (days, forecast, tier) == (20.0, 360.0, 3)   # the latest issue wins; 427.7 kWh is tier 3
     assert projected == pytest.approx(Decimal(300) + Decimal(360) * 11 / 31, abs=Decimal("0.000001"))
-    assert total == billing.electricity_bill(rates.electricity, march, projected).total
+    assert total == billing.progressive_bill(rates["electricity"], march, projected).total
 
 
 def test_billing_months_cut_at_the_reading_day_sum_the_readings_of_each_cycle(fresh_db: Settings) -> None:
@@ -121,7 +122,7 @@ def test_billing_months_cut_at_the_reading_day_sum_the_readings_of_each_cycle(fr
         bills = dict(conn.execute("SELECT usage_month, usage FROM bills ORDER BY 1").fetchall())
         assert bills == {date(2024, 7, 1): Decimal(100), date(2024, 8, 1): Decimal(350), date(2024, 9, 1): Decimal(50)}
         august = conn.execute("SELECT tier, total_krw FROM bills WHERE usage_month = '2024-08-01'").fetchone()
-        assert august == (2, billing.electricity_bill(rates.electricity, date(2024, 8, 1), Decimal(350)).total)
+        assert august == (2, billing.progressive_bill(rates["electricity"], date(2024, 8, 1), Decimal(350)).total)
         assert store.compute(conn, rates, reading_day=15, tz=tz) == 0
         # the cycle's latest reading is at 14 Sep 23:00: 30 days 23 h of its 31 elapsed
         assert store.project(conn, rates, date(2024, 8, 1), tz=tz, reading_day=15) == 1
@@ -156,7 +157,7 @@ def test_a_new_energy_type_with_its_tariff_is_billed_end_to_end(fresh_db: Settin
     with connect(settings) as conn:
         import_months(conn, device_ids=[h.device_id], meters=["gas"], months=[date(2025, 3, 1)],
                       totals=np.array([[[2000.0]]]), decimals=[3], source="test")
-        assert store.compute(conn, billing.for_settings(settings)) == 1
+        assert store.compute(conn, tariffs_for(settings)) == 1
         lines = store.statement(conn, h.device_id)
     # 1,250 + 2,000 MJ × 22.2769 = 44,553; VAT 4,580; 50,383 → 50,380 (the test's flat gas tariff)
     assert {(line.energy_type, line.total_krw) for line in lines} == {("gas", Decimal(50380))}

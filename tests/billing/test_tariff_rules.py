@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from apt_energy.billing.bill import bill_for, electricity_bill
+from apt_energy.billing.bill import bill_for
 from apt_energy.billing.cycle import cycle_days, cycle_end, cycle_of, cycle_start
+from apt_energy.billing.progressive import progressive_bill as electricity_bill
 from apt_energy.billing.store import has_tariff, month_ranges
 from apt_energy.billing.tariffs import NoTariffInForce, load
 from apt_energy.config.settings import DEFAULT_CONFIG_DIR
@@ -29,8 +30,8 @@ from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
-LOW = load().electricity
-HIGH = load(contract="single").electricity
+LOW = load()["electricity"]
+HIGH = load(contract="single")["electricity"]
 JAN_2025, AUG_2024, SEP_2024, AUG_2025, MAR_2025 = (date(2025, 1, 1), date(2024, 8, 1), date(2024, 9, 1),
                                                     date(2025, 8, 1), date(2025, 3, 1))
 
@@ -125,7 +126,7 @@ def test_heating_and_water_bills_never_fall_as_usage_rises(energy: str, a: D, b:
 def test_a_month_before_the_first_tariff_is_reported_not_billed_with_another_rate() -> None:
     tariffs = load()
     with pytest.raises(NoTariffInForce):
-        electricity_bill(tariffs.electricity, date(2023, 4, 1), D(100))
+        electricity_bill(tariffs["electricity"], date(2023, 4, 1), D(100))
     assert not has_tariff(tariffs, "electricity", date(2023, 4, 1))
     assert has_tariff(tariffs, "electricity", date(2023, 6, 1))
     months = [("electricity", date(2023, m, 1)) for m in (1, 2, 3, 4)] + [("heating", date(2023, 6, 1))]
@@ -207,7 +208,7 @@ def test_gas_with_its_tariff_loads_and_bills(config_copy: Path, monkeypatch: pyt
     add_gas(config_copy)
     monkeypatch.setenv("APT_ENERGY_CONFIG_DIR", str(config_copy))
     settings = config.load(config_copy, environ={}, dotenv=None)
-    from apt_energy.billing.tariffs import for_settings
+    from apt_energy.billing.cli import tariffs_for as for_settings
 
     tariffs = for_settings(settings)
     # 1,250 + 2,000 MJ × 22.2769 = 44,553.8 → 44,553; VAT 4,580.3 → 4,580; 50,383 → 50,380
@@ -218,11 +219,11 @@ def test_gas_with_its_tariff_loads_and_bills(config_copy: Path, monkeypatch: pyt
 
 
 def test_the_complexs_contract_picks_the_table_and_bad_billing_settings_stop_at_load(config_copy: Path) -> None:
-    from apt_energy.billing.tariffs import for_settings
+    from apt_energy.billing.cli import tariffs_for as for_settings
 
     single = config.load(config_copy, environ={"APT_ENERGY_BILLING_CONTRACT": "single"}, dotenv=None)
-    assert for_settings(single).electricity.tier_table(MAR_2025).base_krw == (D(730), D(1260), D(6060))
-    assert for_settings(config.load(config_copy, environ={}, dotenv=None)).electricity.tier_table(
+    assert for_settings(single)["electricity"].tier_table(MAR_2025).base_krw == (D(730), D(1260), D(6060))
+    assert for_settings(config.load(config_copy, environ={}, dotenv=None))["electricity"].tier_table(
         MAR_2025).base_krw == (D(910), D(1600), D(7300))
     with pytest.raises(ConfigError, match=r"billing\.contract: expected comprehensive or single"):
         config.load(config_copy, environ={"APT_ENERGY_BILLING_CONTRACT": "bulk"}, dotenv=None)

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from apt_energy.dashboards.check import run_panels
+from apt_energy.dashboards.cli import dashboard_inputs
 from apt_energy.dashboards.definitions import all_dashboards
 from apt_energy.dashboards.macros import TimeRange
 from apt_energy.database import connect
@@ -34,14 +35,15 @@ def results(demo_run: DemoRun) -> dict[tuple[str, str], object]:
     chosen = {"building": str(row[0]), "unit": str(row[1])}
     out = {}
     with connect(settings, role="reader") as conn:
-        for dashboard in all_dashboards(settings):
+        for dashboard in all_dashboards(dashboard_inputs(settings)):
             for r in run_panels(conn, dashboard.to_json(), RANGE, chosen=chosen):
                 out[(r.dashboard, r.panel)] = r
     return out
 
 
 def test_every_panel_returns_rows_its_panel_type_can_draw(demo_run: DemoRun, results: dict) -> None:
-    assert set(results) == {(d.uid, p.title) for d in all_dashboards(demo_run.settings) for p in d.panels}
+    boards = all_dashboards(dashboard_inputs(demo_run.settings))
+    assert set(results) == {(d.uid, p.title) for d in boards for p in d.panels}
     bad = {key: r.problems for key, r in results.items() if r.problems}
     assert bad == {}
 
@@ -91,7 +93,7 @@ def test_the_check_command_passes_on_the_run_and_fails_on_an_empty_range(demo_ru
     assert ok.returncode in (0, 1), ok.stderr
     # flat 101 may have no alert of its own; everything else must draw
     assert [ln for ln in lines if ln.startswith("BAD") and "Alerts for this flat" not in ln] == []
-    assert len(lines) == sum(len(d.panels) for d in all_dashboards(demo_run.settings))
+    assert len(lines) == sum(len(d.panels) for d in all_dashboards(dashboard_inputs(demo_run.settings)))
     empty = check("--from", "2030-01-01", "--to", "2030-02-01")
     assert empty.returncode == 1 and "no data in that range" in empty.stdout
 

@@ -9,6 +9,7 @@ from datetime import datetime
 import psycopg
 import pytest
 from apt_energy.config import Settings
+from apt_energy.dashboards.cli import dashboard_inputs
 from apt_energy.dashboards.definitions import all_dashboards
 from apt_energy.dashboards.macros import TimeRange, expand_macros, interpolate
 from apt_energy.database import connect
@@ -29,7 +30,7 @@ _USE = re.compile(r"(.?)\$\{?(building|unit)\b(:\w+)?\}?(.{0,6})")
 
 def _queries(settings: Settings) -> list[tuple[str, str]]:
     out = []
-    for d in all_dashboards(settings):
+    for d in all_dashboards(dashboard_inputs(settings)):
         dashboard = d.to_json()
         for panel in dashboard["panels"]:
             out += [(panel["title"], t["rawSql"]) for t in panel["targets"]]
