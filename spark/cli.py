@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from apt_energy.config import Settings
-from apt_energy.spark.rules import ProjectionOptions
+from apt_energy.rules import ProjectionOptions
 
 from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals

@@ -5,11 +5,10 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from apt_energy.spark import rules
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apt_energy import config
+from apt_energy import config, rules
 
 pytestmark = pytest.mark.unit
 
