@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import psycopg
-from apt_energy.rules import Alert, Batch, MonthChange, Registry, Rules
+from apt_energy.rules import Alert, Batch, MonthChange, Outcome, Registry, Rules
 from psycopg.rows import class_row
 
-__all__ = ["ConnectionQuery", "evaluate_rules"]
+__all__ = ["ConnectionQuery", "decide", "evaluate_rules"]
 
 R = TypeVar("R")
 
@@ -29,10 +29,9 @@ class ConnectionQuery:
             return cur.execute(sql, args).fetchall()  # type: ignore[arg-type]
 
 
-def evaluate_rules(conn: psycopg.Connection, changes: Sequence[MonthChange], *, registry: Registry, params: Rules,
-                   timezone: str, units: Mapping[str, str], options: Mapping[str, object]) -> tuple[int, int]:
-    """Every rule over the batch's changed months, in the registry's order; returns (raised, resolved)."""
-    batch = Batch(changes, timezone, ConnectionQuery(conn), options)
+def decide(batch: Batch, registry: Registry, params: Rules) -> Outcome:
+    """Every rule over the batch, in the registry's order, as one outcome (pure but for the rules' reads
+    through ``batch.db``)."""
     raised: list[Alert] = []
     resolve_ids: list[int] = []
     resolve_raised: list[Alert] = []
@@ -41,8 +40,15 @@ def evaluate_rules(conn: psycopg.Connection, changes: Sequence[MonthChange], *, 
         raised += outcome.raise_alerts
         resolve_ids += outcome.resolve_ids
         resolve_raised += outcome.resolve_raised
-    stored = _store(conn, raised, units)
-    resolved = _resolve(conn, resolve_ids + _ids(conn, resolve_raised))
+    return Outcome(raised, resolve_ids, resolve_raised)
+
+
+def evaluate_rules(conn: psycopg.Connection, changes: Sequence[MonthChange], *, registry: Registry, params: Rules,
+                   timezone: str, units: Mapping[str, str], options: Mapping[str, object]) -> tuple[int, int]:
+    """:func:`decide` inside the batch's transaction, then store and resolve; returns (raised, resolved)."""
+    outcome = decide(Batch(changes, timezone, ConnectionQuery(conn), options), registry, params)
+    stored = _store(conn, outcome.raise_alerts, units)
+    resolved = _resolve(conn, outcome.resolve_ids + _ids(conn, outcome.resolve_raised))
     return stored, resolved
 
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import psycopg
-from apt_energy.rules import MonthChange, ProjectionOptions, Rules
+from apt_energy.rules import MonthChange, Rules
 from apt_energy.rules import registry as rule_registry
 from apt_energy.spark import devices
 from apt_energy.spark.evaluation import evaluate_rules
@@ -142,14 +142,9 @@ class SinkOptions:
     rules: Rules                   # every registered rule's parameters (settings.rules)
     units: Mapping[str, str]       # meter → unit, stored with each alert
     devices_topic: str             # where device records came from (their quarantine source)
-    projection: ProjectionOptions | None = None   # the month-end projection rule's composed data (None: off)
-    # rule key → options the application composed for that rule (beyond its parameters)
-    extra: Mapping[str, object] = field(default_factory=dict)
-
-    @property
-    def rule_options(self) -> Mapping[str, object]:
-        """What each rule is given besides its parameters (:attr:`apt_energy.rules.Batch.options`)."""
-        return {**self.extra, "projection": self.projection} if self.projection is not None else self.extra
+    # rule key → what the application composed for that rule besides its parameters (the projection
+    # rule's tier bands and bill estimate: rules/projection.py ProjectionOptions); a rule without: none
+    rule_options: Mapping[str, object] = field(default_factory=dict)
 
 
 class PostgresSink:
