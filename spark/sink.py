@@ -10,15 +10,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
-from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 from apt_energy.rules import MonthChange, Rules
 from apt_energy.rules import registry as rule_registry
 from apt_energy.spark import devices
+from apt_energy.spark.batch import Applied, BatchResult, Continuity, Counts, SetAside, StagedReading, StagingSummary
 from apt_energy.spark.evaluation import evaluate_rules
 from apt_energy.spark.judge_sql import JUDGE, REGISTER
 from apt_energy.spark.merge_sql import (
@@ -34,104 +33,13 @@ from apt_energy.spark.merge_sql import (
     STAGED_KEYS,
     STAGING_DDL,
 )
-from apt_energy.spark.poison import find_poison, is_data_error, printable, probe, rejection
+from apt_energy.spark.poison import find_poison, is_data_error, probe, rejection
 from apt_energy.spark.staging import BatchKey
 from psycopg.rows import class_row
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Applied", "BatchResult", "MonthChange", "PostgresSink", "SinkOptions", "StagedReading"]
-
-class StagedReading(NamedTuple):
-    """One parsed Kafka record of the readings topic (``transforms.parse_readings`` plus ``life``)."""
-
-    device_id: str | None
-    meter: str | None
-    life: int | None
-    seq: int | None
-    ts: str | None
-    interval_s: int | None
-    value: Decimal | None
-    total: Decimal | None
-    unit: str | None
-    usage_month: date | None
-    topic: str
-    partition: int
-    offset: int
-    reason: str | None
-    raw: str | None
-    received_ms: int | None
-
-    def quarantined(self, reason: str) -> StagedReading:
-        """This record as a quarantine entry only: its Kafka coordinates, device and payload (made
-        storable) and a reason — the validation's if it had one (the database then refused only the
-        raw bytes), else ``reason``; nothing else of it reaches a table."""
-        return StagedReading(printable(self.device_id), None, None, None, None, None, None, None, None, None,
-                             self.topic,
-                             self.partition, self.offset, self.reason or reason, printable(self.raw),
-                             self.received_ms)
-
-
-class Counts(NamedTuple):
-    bad: int
-    new: int
-
-
-class SetAside(NamedTuple):
-    """What the measurement identity set aside in one batch."""
-
-    bad: int               # conflicts and overlaps (quarantined)
-    new: int               # of which not quarantined before (a replay finds them there)
-    duplicates: int        # repeats of a stored interval (not stored, not summed)
-    new_duplicates: int    # of which counted now (a replay of the same records counts nothing)
-
-
-class Continuity(NamedTuple):
-    """Register pairs one batch flagged (spark/register.py)."""
-
-    breaks: int     # backwards or a step that is not the interval's value
-    gaps: int       # intervals missing in between (not an error)
-
-
-class StagingSummary(NamedTuple):
-    rows: int
-    oldest_received_ms: int | None
-
-
-class Applied(NamedTuple):
-    """What one batch's transaction did."""
-
-    rows: int
-    changes: list[MonthChange]
-    quarantined: int
-    alerts: int
-    resolved: int
-    oldest_received_ms: int | None
-    duplicates: int = 0    # readings of an interval already stored (same value and register)
-
-    @property
-    def inserted(self) -> int:
-        return sum(c.inserted for c in self.changes)
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    batch_id: int
-    rows: int
-    inserted: int
-    quarantined: int
-    alerts: int
-    resolved: int
-    seconds: float
-    lag_s: float | None
-    duplicates: int = 0    # measurement duplicates (another seq or life, same interval, value and register)
-
-    def line(self) -> str:
-        lag = f"{self.lag_s:.2f}s" if self.lag_s is not None else "-"
-        replays = self.rows - self.inserted - self.quarantined - self.duplicates
-        return (f"batch={self.batch_id} rows={self.rows} inserted={self.inserted} duplicates={self.duplicates} "
-                f"replays={replays} quarantined={self.quarantined} alerts={self.alerts} "
-                f"resolved={self.resolved} duration={self.seconds:.2f}s lag={lag}")
 
 
 @dataclass(frozen=True)
