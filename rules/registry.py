@@ -24,6 +24,11 @@ class Rules:
     if TYPE_CHECKING:
         def __getattr__(self, key: str) -> Any: ...
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The section's class is made at run time, so pickle cannot find it by name: rebuild it from the
+        # registry in use where it is unpickled (settings travel to subprocesses and Spark closures).
+        return _section_of, ({f.name: getattr(self, f.name) for f in dataclasses.fields(self)},)  # type: ignore[arg-type]
+
 
 class Registry:
     """The rules, in evaluation order."""
@@ -73,6 +78,10 @@ class Registry:
         cls.__module__ = __name__
         cls.__doc__ = Rules.__doc__
         return cls
+
+
+def _section_of(values: Mapping[str, Any]) -> Rules:
+    return current().section(**values)
 
 
 def rules_of(modules: Iterable[ModuleType]) -> list[Rule]:

@@ -59,3 +59,14 @@ def test_billing_projects_with_the_rule_s_formula(forecast: float, elapsed: floa
     assert share == max(forecast, 0.0) * (days - elapsed) / days
     assert store.forecast_share is forecast_share
     assert Decimal(str(round(share, 6))) >= 0
+
+
+def test_the_settings_with_their_rules_section_still_pickle() -> None:
+    # the section's class is made at run time; settings and options travel to subprocesses pickled
+    import pickle
+
+    from apt_energy import config
+
+    settings = config.load(environ={})
+    again = pickle.loads(pickle.dumps(settings))
+    assert again.rules == settings.rules and again.rules.night_flow.min_hours == settings.rules.night_flow.min_hours
