@@ -21,6 +21,7 @@ from apt_energy.alerts.quiet import QuietHours
 from apt_energy.alerts.slack import ConsoleTransport, destination, transport_for
 from apt_energy.config import Settings
 from apt_energy.database import connect
+from apt_energy.rules import registry as rule_registry
 from psycopg.rows import class_row
 
 from apt_energy import config
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--to", dest="assignee", default=None, help="assign: to whom (default: yourself)")
     p.add_argument("--open", action="store_true", help="only alerts not resolved yet")
     p.add_argument("--limit", type=int, default=20, help="how many alerts (default 20)")
-    p.add_argument("--rule", help="only this rule: threshold, threshold_critical, night_flow, peer")
+    names = [name for rule in rule_registry.current() for name in rule.names]
+    p.add_argument("--rule", help=f"only this rule: {', '.join(names)}")
     p.add_argument("--json", action="store_true",
                    help="print {alerts: [...], totals: {rule: n}, cases: {...}, notifiers: [...]} as JSON "
                         "instead of the table")

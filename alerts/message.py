@@ -11,6 +11,7 @@ from typing import Any
 
 from apt_energy.alerts.outbox import Notice
 from apt_energy.config import Settings
+from apt_energy.rules import registry as rule_registry
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +82,16 @@ def render_case(notice: Notice, style: MessageStyle) -> Message:
 def _fields(notice: Notice, style: MessageStyle) -> dict[str, Any]:
     t = style.templates
     label = style.labels.get(notice.energy_type, notice.energy_type)
+    # The rule that raised it says how its period is written and which fields of its own its texts use.
+    rule = rule_registry.current().of_alert(notice.rule)
     fields: dict[str, Any] = {
         "building": notice.building, "unit": notice.door, "energy": label, "uom": notice.unit,
         "observed": _num(notice.observed), "reference": _num(notice.reference), "rule": notice.rule,
-        "period": notice.period.strftime("%Y-%m") if notice.rule != "night_flow" else notice.period.isoformat(),
+        "period": notice.period.strftime(rule.period_format if rule else "%Y-%m"),
         "severity": t.get(f"severity_{notice.severity}", notice.severity), "count": 1,
     }
-    if notice.rule == "projection":
-        fields.update(_projection_fields(notice, t, fields))
+    if rule is not None:
+        fields.update(rule.fields(notice.detail, notice.observed, t, fields))
     return fields
 
 
@@ -105,7 +108,7 @@ def _blocks(notice: Notice, style: MessageStyle, text: str, fields: Mapping[str,
             {"type": "mrkdwn", "text": f"*{lbl('에너지', 'Energy')}*\n{label} ({notice.unit})"},
             {"type": "mrkdwn", "text": f"*{lbl('사용량 / 기준', 'Value / reference')}*\n"
                                        f"{fields['observed']} / {fields['reference']} "
-                                       f"{'h' if notice.rule == 'night_flow' else notice.unit}"},
+                                       f"{rule_registry.current().unit_of(notice.rule, notice.unit)}"},
             {"type": "mrkdwn", "text": f"*{lbl('기간', 'Period')}*\n{fields['period']}"},
             {"type": "mrkdwn", "text": f"*{lbl('등급', 'Severity')}*\n{fields['severity']}"},
             {"type": "mrkdwn", "text": f"*{lbl('규칙', 'Rule')}*\n{notice.rule}"},
@@ -204,15 +207,6 @@ def digests(notices: list[Notice], style: MessageStyle) -> list[tuple[list[Notic
         group.append(notice)
     flush()
     return out
-
-
-def _projection_fields(notice: Notice, t: Mapping[str, str], fields: Mapping[str, object]) -> dict[str, object]:
-    """The projection's own words: which line it crosses (a tier, or the threshold) and the bill."""
-    tier = notice.detail.get("tier")
-    line = (t["projection_tier"].format(tier=tier) if tier else t["projection_threshold"].format(**fields))
-    bill = notice.detail.get("projected_bill_krw")
-    return {"projected": f"{notice.observed:,.0f}", "tier": tier or "", "line": line,
-            "bill": t["projection_bill"].format(bill=f"{bill:,.0f}") if isinstance(bill, int | float) else ""}
 
 
 def _num(x: float) -> str:

@@ -10,10 +10,12 @@ from pathlib import Path
 from apt_energy.config import EnergyType, Settings
 from apt_energy.database import completeness, connect
 from apt_energy.progress import Progress
+from apt_energy.rules import Registry
+from apt_energy.rules import registry as rule_registry
 from apt_energy.table import table
 from apt_energy.truth import TruthResult
 
-__all__ = ["next_steps", "summary", "usage_rows"]
+__all__ = ["next_steps", "rule_rows", "summary", "usage_rows"]
 
 
 def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[str, float], generated: int) -> bool:
@@ -53,16 +55,10 @@ def summary(settings: Settings, truth: TruthResult, p: Progress, timings: dict[s
 
     months = int(household_months[0]) if household_months else 0
     print(f"\nAlerts by rule and energy type ({months:,} household-months per energy type)")
-    rule_rows = []
-    for rule, key, n, resolved in by_rule:
-        rate = 100 * n / months if months else 0.0
-        extra = f", {resolved} resolved" if resolved else ""
-        rule_rows.append((rule, key, n, f"({rate:.2f} % of household-months{extra})"))
-    print("\n".join(table(rule_rows, align="<<><", indent="  ")))
-    if not by_rule:
-        print("  none")
+    registry = rule_registry.current()
+    print("\n".join(table(rule_rows(by_rule, months, registry), align="<<><", indent="  ")))
     example_rows = [(f"e.g. {rule}", f"{building}동 {door}호", key, period, f"{observed:,.2f} vs {reference:,.2f}",
-                     "h" if rule == "night_flow" else unit)
+                     registry.unit_of(rule, unit))
                     for rule, building, door, key, period, observed, reference, unit in examples]
     print("\n".join(table(example_rows, align="<><<><", indent="    ")))
 
@@ -105,6 +101,19 @@ def usage_rows(energy: Mapping[str, EnergyType], per_building: Iterable[tuple[in
         e = energy[key]
         rows.append(("all", f"{e.label_ko} {e.label_en}", f"{float(total):,.1f} {e.unit}", f"{co2 / 1000:,.2f} t CO2e",
                      "", ""))
+    return rows
+
+
+def rule_rows(by_rule: list[tuple[str, str, int, int]], months: int, registry: Registry) -> list[tuple[object, ...]]:
+    """One row per (alert name, energy type) that raised alerts, and one per registered rule that raised
+    none (with its description), so a rule that never fired is seen too."""
+    rows: list[tuple[object, ...]] = []
+    for rule, key, n, resolved in by_rule:
+        rate = 100 * n / months if months else 0.0
+        extra = f", {resolved} resolved" if resolved else ""
+        rows.append((rule, key, n, f"({rate:.2f} % of household-months{extra})"))
+    fired = {rule for rule, *_ in by_rule}
+    rows += [(r.key, "-", 0, f"(none: {r.description})") for r in registry if not fired & set(r.names)]
     return rows
 
 

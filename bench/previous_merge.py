@@ -7,7 +7,7 @@ interval had a plain (household_id, meter, ts) index. Its database gets that ind
 from __future__ import annotations
 
 import psycopg
-from apt_energy.spark import sink as _sink
+from apt_energy.spark import merge_sql
 from apt_energy.spark.sink import Applied, Counts, MonthChange, PostgresSink, StagingSummary
 from psycopg.rows import class_row
 
@@ -88,13 +88,13 @@ class PreviousMergeSink(PostgresSink):
     """:class:`PostgresSink` with the old ``_apply_readings`` (staging, quarantine and rules unchanged)."""
 
     def _apply_readings(self, conn: psycopg.Connection, load: object) -> Applied:  # type: ignore[override]
-        conn.execute(_sink._STAGING_DDL)
+        conn.execute(merge_sql.STAGING_DDL)
         load()  # type: ignore[operator]
         with conn.cursor(row_factory=class_row(StagingSummary)) as cur:
             summary = cur.execute("SELECT count(*) AS rows, min(received_ms) AS oldest_received_ms "
                                   "FROM staging").fetchone()
         with conn.cursor(row_factory=class_row(Counts)) as cur:
-            bad = cur.execute(_sink._QUARANTINE).fetchone()
+            bad = cur.execute(merge_sql.QUARANTINE).fetchone()
         with conn.cursor(row_factory=class_row(MonthChange)) as cur:
             changes = cur.execute(_APPLY).fetchall()
         assert bad is not None and summary is not None

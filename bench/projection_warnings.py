@@ -5,7 +5,7 @@ The demo's setup, replayed exactly: 36 months of history before 2024-01 (edge/pr
 import's noise for 12 h readings), forecasts issued at the stream's start for 1..12 months (ETS per
 household, and the pooled model across households), then the streamed year's 12 h readings as the edge
 fleet produces them (``FleetModel.interval_values``, the same counter-based draws). After every reading
-the projection rule (spark/rules.py ``projection_alerts``, the configured tier bands 400 / Jul-Aug 450
+the projection rule (rules/projection.py ``projection_alerts``, the configured tier bands 400 / Jul-Aug 450
 kWh) looks at each household-month, once per household-month as the stream job does.
 
 Printed per model: warnings, how many of them ended in tier 3 (precision), how many tier-3 months were
@@ -26,8 +26,8 @@ from apt_energy.edge.profile import FleetModel
 from apt_energy.forecast.cli import history_totals
 from apt_energy.forecast.models import ets
 from apt_energy.forecast.pooled import fit_panel, forecast_panel
+from apt_energy.rules import MonthSoFar, ProjectionOptions, projection_alerts
 from apt_energy.spark.cli import projection_options
-from apt_energy.spark.rules import MonthSoFar, ProjectionOptions, projection_alerts
 
 INTERVAL_S = 12 * 3600   # the demo's default reading interval
 HISTORY_MONTHS = 36

@@ -13,6 +13,7 @@ import psycopg
 from apt_energy.billing.bill import bill_for
 from apt_energy.billing.cycle import cycle_days, cycle_end, cycle_start, next_month
 from apt_energy.billing.tariffs import NoTariffInForce, Tariffs
+from apt_energy.rules.projection import forecast_share  # the one projection formula (the alert rule's too)
 from psycopg.rows import class_row
 
 from apt_energy.table import table
@@ -224,7 +225,8 @@ def project(conn: psycopg.Connection, tariffs: Tariffs, month: date, *, tz: Zone
     rows = []
     for r in found:
         elapsed = days if r.latest is None else min(max((r.latest - start).total_seconds() / 86400, 0.0), days)
-        projected = r.so_far + Decimal(str(round(max(r.forecast, 0.0) * (days - elapsed) / days, 6)))
+        projected = r.so_far + Decimal(str(round(forecast_share(r.forecast, days_elapsed=elapsed, days_in_month=days),
+                                                 6)))
         try:
             bill = bill_for(tariffs, r.energy_type, month, projected,  # type: ignore[arg-type]
                             contract_area_m2=areas.get(r.building))

@@ -9,7 +9,6 @@ from apt_energy.config.settings import (
     Household,
     Secret,
     Settings,
-    Threshold,
     env_overrides,
     load,
 )
@@ -21,7 +20,6 @@ __all__ = [
     "Household",
     "Secret",
     "Settings",
-    "Threshold",
     "env_overrides",
     "load",
 ]

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any, Final, Union
 
 import yaml
+from apt_energy.rules import registry as rule_registry
+from apt_energy.rules.base import Invalid, require
+from apt_energy.rules.registry import Rules
 
 from apt_energy.errors import ConfigError
 
@@ -46,17 +49,9 @@ def spark_driver_network(host: str) -> dict[str, str]:
 CONFIG_FILES = ("complex.yaml", "pipeline.yaml", "messages.yaml")
 
 
-class _Invalid(ValueError):
-    """Raised by ``__post_init__`` checks; the loader prefixes the key path."""
-
-    def __init__(self, key: str, expected: str, got: object) -> None:
-        super().__init__(key, expected, got)
-        self.key, self.expected, self.got = key, expected, got
-
-
-def _require(ok: bool, key: str, expected: str, got: object) -> None:
-    if not ok:
-        raise _Invalid(key, expected, got)
+# Raised by ``__post_init__`` checks (the rule modules' parameters' too); the loader prefixes the key path.
+_Invalid = Invalid
+_require = require
 
 
 class Secret(str):
@@ -201,65 +196,6 @@ class EnergyType:
     def label(self, lang: str) -> str:
         """The label in ``lang`` (one of LABEL_LANGUAGES)."""
         return self.label_ko if lang == "ko" else self.label_en
-
-
-@dataclass(frozen=True)
-class Threshold:
-    warning: float
-    critical: float
-
-    def __post_init__(self) -> None:
-        _require(0 < self.warning <= self.critical, "critical", "a number ≥ warning > 0", self.critical)
-
-
-@dataclass(frozen=True)
-class NightFlowRule:
-    meters: tuple[str, ...]
-    night_start_hour: int
-    night_end_hour: int
-    min_hours: int
-    min_flow_per_hour: dict[str, float]
-    severity: str = "critical"
-
-    def __post_init__(self) -> None:
-        _require(0 <= self.night_start_hour < self.night_end_hour <= 24, "night_end_hour",
-                 "0 ≤ night_start_hour < night_end_hour ≤ 24", (self.night_start_hour, self.night_end_hour))
-        _require(1 <= self.min_hours <= self.night_end_hour - self.night_start_hour, "min_hours",
-                 "an integer from 1 to the night's length in hours", self.min_hours)
-        _require(self.severity in ("warning", "critical"), "severity", "warning or critical", self.severity)
-
-
-@dataclass(frozen=True)
-class PeerRule:
-    min_peers: int
-    z_warning: float
-    min_ratio: float
-    min_days: int
-
-
-@dataclass(frozen=True)
-class ProjectionRule:
-    """Month-end projection (usage so far + the forecast's share of the days left) crossing a line before
-    the month does: electricity's next progressive tier (from the tariffs) or a configured threshold."""
-
-    tiers: bool = True                 # warn before electricity enters a higher tier
-    from_tier: int = 3                 # lowest tier worth a warning (2 = 200/300 kWh, 3 = 400/450 kWh)
-    thresholds: dict[str, float] = field(default_factory=dict)   # energy key → month-total line
-    min_days: float = 3.0              # project only once this many days of the month have data
-    model: str = "pooled"              # usage_forecasts.model to project with (forecast/pooled.py)
-
-    def __post_init__(self) -> None:
-        _require(2 <= self.from_tier <= 3, "from_tier", "2 or 3", self.from_tier)
-        _require(0 <= self.min_days <= 28, "min_days", "a number of days 0-28", self.min_days)
-        _require(all(v > 0 for v in self.thresholds.values()), "thresholds", "numbers > 0", self.thresholds)
-
-
-@dataclass(frozen=True)
-class Rules:
-    thresholds: dict[str, Threshold]
-    night_flow: NightFlowRule
-    peer: PeerRule
-    projection: ProjectionRule = field(default_factory=ProjectionRule)
 
 
 @dataclass(frozen=True)
@@ -570,10 +506,14 @@ class Settings:
                      "energy keys of a-z, 0-9, '_' (topic levels)", key)
         _require(set(self.simulation.meters) == keys, "simulation.meters",
                  f"exactly the energy types {sorted(keys)}", sorted(self.simulation.meters))
-        _require(set(self.rules.thresholds) <= keys, "rules.thresholds",
-                 f"keys among {sorted(keys)}", sorted(self.rules.thresholds))
-        _require(set(self.rules.projection.thresholds) <= keys, "rules.projection.thresholds",
-                 f"keys among {sorted(keys)}", sorted(self.rules.projection.thresholds))
+        registry = rule_registry.current()
+        for rule in registry:
+            for sub, named in rule.energy_keys(getattr(self.rules, rule.key)).items():
+                _require(set(named) <= keys, ".".join(("rules", rule.key, sub)).rstrip("."),
+                         f"keys among {sorted(keys)}", sorted(named))
+        # A rule's words are checked here, not when its first alert is sent.
+        for missing, rule_key in registry.missing_texts(self.messages):
+            _require(False, missing, f"a message text (the {rule_key} rule needs it)", None)
         _require(set(self.messages) <= set(LABEL_LANGUAGES), "messages",
                  f"languages the energy table has labels for ({', '.join(LABEL_LANGUAGES)})", sorted(self.messages))
         _require(self.slack.language in self.messages, "slack.language",
@@ -751,7 +691,7 @@ def _env_leaves(cls: type, raw: Mapping[str, Any] | None = None, prefix: str = "
         if f.name == "secrets":
             continue
         key = f"{prefix}{f.name}"
-        tp = hints[f.name]
+        tp = _section(hints[f.name])
         sub = raw.get(f.name) if isinstance(raw, Mapping) else None
         if dataclasses.is_dataclass(tp):
             yield from _env_leaves(tp, sub, key + ".")  # type: ignore[arg-type]
@@ -806,8 +746,14 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
+def _section(tp: Any) -> Any:
+    """The ``rules:`` section is typed by the rule modules the registry holds (one field per rule)."""
+    return rule_registry.current().section if tp is Rules else tp
+
+
 def _build(tp: Any, value: Any, key: str) -> Any:
     """Check ``value`` against the type ``tp`` and build it; errors name the dotted ``key``."""
+    tp = _section(tp)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         options = [a for a in typing.get_args(tp) if a is not type(None)]

@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from apt_energy.config import ComplexSettings, EnergyType, Threshold
+from apt_energy.config import ComplexSettings, EnergyType
+from apt_energy.rules.threshold import Threshold
 from apt_energy.dashboards.grafana import JSON, Dashboard, Panel, Query, Variable, column_unit, thresholds
+from apt_energy.rules import Registry
+from apt_energy.rules import registry as rule_registry
 
 # Grafana unit ids for the configured units; anything else is shown as a suffix.
 GRAFANA_UNITS = {"kWh": "kwatth", "m³": "m3", "kg CO2e": "masskg"}
@@ -31,6 +34,21 @@ HEAT = {"cellOptions": {"type": "color-background", "mode": "gradient"}, "align"
 THE_BUILDING = "'${building:percentencode}'::int"
 THE_UNIT = "'${unit:percentencode}'::int"
 ONE_HOUSEHOLD = f"b.building_number = {THE_BUILDING} AND h.floor * 100 + h.unit = {THE_UNIT}"
+
+
+def alert_unit(registry: Registry | None = None, alias: str = "a") -> str:
+    """SQL: the unit an alert's value and limit are in. ``alerts.unit`` is the meter's; a rule that
+    measures something else (night_flow: hours of flow) says so in its module."""
+    registry = registry or rule_registry.current()
+    cases = " ".join(f"WHEN '{name}' THEN '{rule.observed_unit}'" for rule in registry if rule.observed_unit
+                     for name in rule.names)
+    return f"CASE {alias}.rule {cases} ELSE {alias}.unit END" if cases else f"{alias}.unit"
+
+
+def rules_described(registry: Registry | None = None) -> str:
+    """The registered rules, one clause each, for a panel's description."""
+    registry = registry or rule_registry.current()
+    return "; ".join(f"{rule.key}: {rule.description}" for rule in registry)
 BUILDING = Variable("building", "Building / 동", "SELECT building_number FROM buildings ORDER BY building_number")
 
 
@@ -434,7 +452,8 @@ ORDER BY m.ts DESC, m.meter LIMIT 100""")),
             Panel("table", "Alerts for this flat / 세대 경보", unit="none", width=12, height=10,
                   query=Query(f"""
 SELECT a.period AS "period", et.label_ko || ' ' || et.label_en AS "energy", a.rule AS "rule",
-       a.severity AS "severity", a.observed AS "value", a.reference AS "limit", a.unit AS "unit",
+       a.severity AS "severity", a.observed AS "value", a.reference AS "limit",
+       {alert_unit()} AS "unit",
        a.state AS "state"
 FROM alerts a
 JOIN households h ON h.id = a.household_id
@@ -461,6 +480,8 @@ SELECT count(*) FILTER (WHERE n.state IN ('sent', 'console')) AS "delivered",
 FROM alert_notifications n JOIN alerts a ON a.id = n.alert_id
 WHERE {in_range}""")),
             Panel("bargauge", "Alerts by rule / 규칙별 경보", unit="short", width=12, height=5,
+                  description=f"Alerts in the range per rule and severity. The rules: "
+                              f"{rules_described()}.",
                   options={"reduceOptions": {"values": True, "calcs": [], "fields": "/^alerts$/"},
                            "orientation": "horizontal", "displayMode": "basic"},
                   query=Query(f"""
@@ -474,7 +495,8 @@ GROUP BY a.rule, a.severity ORDER BY 2 DESC""")),
 SELECT a.raised_at AS "raised", a.period AS "period",
        format('%s동 %s호', b.building_number, h.floor * 100 + h.unit) AS "household",
        et.label_ko || ' ' || et.label_en AS "energy", a.rule AS "rule", a.severity AS "severity",
-       a.observed AS "value", a.reference AS "limit", a.unit AS "unit",
+       a.observed AS "value", a.reference AS "limit",
+       {alert_unit()} AS "unit",
        CASE WHEN a.state = 'resolved' THEN 'resolved' || CASE WHEN a.resolved_by IS NULL THEN ' (rule)'
                                                              ELSE ' by ' || a.resolved_by END
             WHEN a.acknowledged_by IS NOT NULL THEN 'acknowledged by ' || a.acknowledged_by

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from apt_energy.config import Settings
-from apt_energy.spark.rules import ProjectionOptions
+from apt_energy.rules import ProjectionOptions
 
 from apt_energy import config
 from apt_energy.cliutil import add_env_flag, on_stop_signals
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                                  ("checkpoint_dir", args.checkpoint)) if v is not None}
     if changes:
         settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, **changes))
-    options = dataclasses.replace(sink_options(settings), projection=projection_options(settings))
+    options = dataclasses.replace(sink_options(settings), rule_options={"projection": projection_options(settings)})
     spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
     job = StreamJob(settings, spark, options=options)
     on_stop_signals(job.stop_event.set)

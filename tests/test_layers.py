@@ -1,4 +1,8 @@
-"""Layers only point down: core ← database ← stages ← stack ← application.
+"""Layers only point down: rules ← core ← database ← stages ← stack ← application.
+
+The rules (``rules/``, one module per alert rule) are the lowest layer and import nothing of the project
+but themselves: the settings loader (core) types and checks their parameters at load, and the stages
+(spark evaluates them, alerts words them, dashboards and billing show and reuse them) import them.
 
 Read from the source with ``ast`` (no imports run), so the test also catches imports inside functions.
 Every module of the project must have a layer here; a new package has to be placed on purpose.
@@ -19,10 +23,10 @@ FOLDERS = {
     "apt_energy": "apt_energy", "apt_energy.config": "config", "apt_energy.database": "database",
     "apt_energy.edge": "edge", "apt_energy.bridge": "bridge", "apt_energy.spark": "spark",
     "apt_energy.alerts": "alerts", "apt_energy.dashboards": "dashboards", "apt_energy.stack": "stack",
-    "apt_energy.billing": "billing", "apt_energy.forecast": "forecast",
+    "apt_energy.billing": "billing", "apt_energy.forecast": "forecast", "apt_energy.rules": "rules",
 }
-CORE, STORAGE, STAGE, OPS, APP = range(5)
-LAYER_NAMES = {CORE: "core", STORAGE: "storage", STAGE: "stage", OPS: "ops", APP: "application"}
+RULES, CORE, STORAGE, STAGE, OPS, APP = range(6)
+LAYER_NAMES = {RULES: "rules", CORE: "core", STORAGE: "storage", STAGE: "stage", OPS: "ops", APP: "application"}
 CORE_MODULES = {"apt_energy", "apt_energy.errors", "apt_energy.contract", "apt_energy.canonical", "apt_energy.topics",
                 "apt_energy.mqtt", "apt_energy.kafka",
                 "apt_energy.backoff", "apt_energy.logs", "apt_energy.cliutil", "apt_energy.metrics",
@@ -45,6 +49,8 @@ def layer_of(module: str) -> int:
     if module.rsplit(".", 1)[-1] in ("cli", "__main__") or module in APP_MODULES:
         return APP
     package = package_of(module)
+    if package == "apt_energy.rules":
+        return RULES
     if package == "apt_energy":
         if module not in CORE_MODULES:
             pytest.fail(f"{module} has no layer: add it to CORE_MODULES or APP_MODULES in {__file__}")
@@ -107,3 +113,15 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path: Path) -> None:
     # The rule itself can fail: core importing the CLI would be reported.
     assert layer_of("apt_energy.contract") < layer_of("apt_energy.cli")
     assert layer_of("apt_energy.edge.fleet") < layer_of("apt_energy.stack.native") < layer_of("apt_energy.demo")
+
+
+def test_the_rules_import_nothing_of_the_project_but_themselves() -> None:
+    # Below core: a rule module that reached for the settings, a stage or the database would make the
+    # loader (which imports the rules) circular, and the rule no longer one self-contained module.
+    rules = [m for m in MODULES if package_of(m) == "apt_energy.rules"]
+    assert "apt_energy.rules.registry" in rules and "apt_energy.rules.night_flow" in rules
+    for module in rules:
+        outside = {t for t in imports_of(MODULES[module]) if not t.startswith("apt_energy.rules")}
+        assert not outside, f"{module} imports {sorted(outside)}: the rules import only the rules"
+    assert layer_of("apt_energy.rules.threshold") < layer_of("apt_energy.config.settings") < \
+        layer_of("apt_energy.spark.evaluation") == layer_of("apt_energy.alerts.message")

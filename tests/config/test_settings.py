@@ -11,11 +11,11 @@ from apt_energy.config.settings import (
     DEFAULT_CONFIG_DIR,
     EXAMPLE_SECRET_PREFIX,
     PROJECT_ROOT,
-    ProjectionRule,
     Secret,
     Secrets,
     Settings,
 )
+from apt_energy.rules import ProjectionRule
 
 from apt_energy import config
 from apt_energy.errors import ConfigError

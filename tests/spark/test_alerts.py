@@ -138,7 +138,7 @@ def test_a_projected_tier_3_month_alerts_once_per_household_month(settings: Sett
         return [Reading(h.device_id, "electricity", d, start + timedelta(days=d + 1), 86400, 15.0, 15.0 * (d + 1),
                         "kWh") for d in range(first, first + days)]
 
-    options = dataclasses.replace(sink_options(settings), projection=projection_options(settings))
+    options = dataclasses.replace(sink_options(settings), rule_options={"projection": projection_options(settings)})
     job = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt", options=options)
     job.start()
     notifier = NotifierThread(build_notifier(settings))
