@@ -236,7 +236,7 @@ def drive(settings: Settings, args: argparse.Namespace, options: PipelineOptions
     start = in_zone(args.start, tz)
     until = add_months(start, args.months, tz)
     ledger_path = demo_dir / "ledger.json"
-    fleet = Fleet(settings, households, FleetOptions(
+    fleet = Fleet.from_settings(settings, households, FleetOptions(
         start=start, until=until, interval_s=args.interval, speed=args.speed, ledger_path=ledger_path,
         state_path=demo_dir / "edge-state.json", progress_s=3600.0))
     on_stop_signals(fleet.stop)

@@ -43,7 +43,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from bench.common import report, stack_settings
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -81,8 +81,8 @@ def isolated(base: Settings, kafka: Kafka, run_dir: Path) -> Settings:
 
 
 def readings_in_kafka(s: Settings, timeout: float = 60) -> set[tuple[str, str, int]]:
-    c = Consumer(kafka_client(s, "admin").config(**{"group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
-                                                    "enable.auto.commit": False}))
+    c = Consumer(KafkaClient.from_settings(s, "admin").config(**{
+        "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     c.subscribe([s.kafka.readings_topic])
     out: set[tuple[str, str, int]] = set()
     quiet = time.monotonic()
@@ -116,7 +116,7 @@ def scenario(base: Settings, kafka: Kafka, how: str, *, saved_first_s: float = 0
             while not bridge.source.subscribed:
                 time.sleep(0.05)
             time.sleep(saved_first_s)
-            fleet = Fleet(s, households, FleetOptions(start=START, until=START + timedelta(hours=HOURS),
+            fleet = Fleet.from_settings(s, households, FleetOptions(start=START, until=START + timedelta(hours=HOURS),
                                                       interval_s=3600, speed=3600 * 12, drain_timeout_s=120))
             ft = threading.Thread(target=fleet.run, daemon=True)
             ft.start()

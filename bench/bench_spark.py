@@ -49,7 +49,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from apt_energy.contract import Reading, exact
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from bench.common import percentile, report, stack_settings
 from bench.figure import Figure
 from bench.previous_merge import PreviousMergeSink, previous_schema
@@ -74,7 +74,7 @@ def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list
 
 def produce(settings: Settings, batch: list[Reading], *, rate: float = 0.0,
             sent: dict[Any, float] | None = None) -> None:
-    p = Producer(kafka_client(settings, "admin").config(**{"linger.ms": 5}))
+    p = Producer(KafkaClient.from_settings(settings, "admin").config(**{"linger.ms": 5}))
     began = time.monotonic()
     for i, r in enumerate(batch):
         if sent is not None:
@@ -266,7 +266,7 @@ def row_at_a_time(spark: Any, settings: Settings, n: int, workdir: Path) -> floa
     from apt_energy.spark.schema import READING_SCHEMA
     from pyspark.sql import functions as F
 
-    df = (spark.readStream.format("kafka").options(**kafka_client(settings, "spark").spark_options())
+    df = (spark.readStream.format("kafka").options(**KafkaClient.from_settings(settings, "spark").spark_options())
           .option("subscribe", settings.kafka.readings_topic).option("startingOffsets", "earliest")
           .option("maxOffsetsPerTrigger", str(n)).load()
           .select(F.from_json(F.col("value").cast("string"), READING_SCHEMA).alias("r")).select("r.*"))

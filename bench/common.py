@@ -11,7 +11,7 @@ from apt_energy.stack import NativeStack
 from apt_energy.stack.secrets import ensure_dotenv, write_private
 
 from apt_energy import config
-from apt_energy.mqtt import MqttRole, credentials
+from apt_energy.mqtt import MqttLogin, MqttRole
 
 # Benchmarks isolate their MQTT traffic under test/<tag>/…, which the broker grants every role when
 # mqtt.test_prefix_root is set (as the test session does).
@@ -41,14 +41,14 @@ def leave_as_found(stack: NativeStack) -> None:
     from confluent_kafka.admin import AdminClient
     from psycopg import sql
 
-    from apt_energy.kafka import kafka_client
+    from apt_energy.kafka import KafkaClient
 
     with stack.postgres.admin_connect() as admin:
         names = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
                                              (BENCH_DATABASES,)).fetchall()]
         for name in names:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    kafka = AdminClient(kafka_client(stack.settings, "admin").config())
+    kafka = AdminClient(KafkaClient.from_settings(stack.settings, "admin").config())
     topics = [t for t in kafka.list_topics(timeout=10).topics if t.startswith(BENCH_TOPICS)]
     for future in (kafka.delete_topics(topics) if topics else {}).values():
         future.result(timeout=30)
@@ -62,7 +62,7 @@ def leave_as_found(stack: NativeStack) -> None:
 def mosquitto_client_env(settings: Settings, role: MqttRole, directory: Path) -> dict[str, str]:
     """Environment for ``mosquitto_pub``/``mosquitto_sub`` logging in as ``role`` over TLS: the options go in
     the clients' own 0600 options file ($XDG_CONFIG_HOME/mosquitto_pub), never on the command line."""
-    username, password = credentials(settings, role)
+    username, password = MqttLogin.from_settings(settings, role).credentials
     lines = [f"-u {username}", f"-P {password.reveal()}"]
     if settings.mqtt.tls:
         lines.append(f"--cafile {settings.mqtt_ca_file}")

@@ -37,7 +37,7 @@ from apt_energy.stack.pki import ensure_server_tls
 from apt_energy.stack.secrets import write_private
 
 from apt_energy.errors import ConfigError
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from apt_energy.mqtt import device_password
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def render_kafka_properties(settings: Settings, *, log_dir: Path, host: str = "k
     ``bind`` empty: every interface of the container (tests pass 127.0.0.1 and free ports).
     ``advertised_host_port``: the port compose publishes ``HOST`` on, when not ``host_port`` itself."""
     native = render_server_properties(host=host, port=client_port, controller_port=controller_port,
-                                      log_dir=log_dir, admin=kafka_client(settings, "admin"))
+                                      log_dir=log_dir, admin=KafkaClient.from_settings(settings, "admin"))
     protocol = settings.kafka.security_protocol
     if protocol == "PLAINTEXT":
         raise ConfigError("kafka.security_protocol: compose's Kafka authenticates every client; expected "
@@ -134,7 +134,7 @@ def render_kafka_properties(settings: Settings, *, log_dir: Path, host: str = "k
 
 def render_kafka_client_properties(settings: Settings, *, bootstrap: str) -> str:
     """The healthcheck's ``--command-config``: Kafka's tools read the password from this file."""
-    admin = kafka_client(settings, "admin")
+    admin = KafkaClient.from_settings(settings, "admin")
     spark = admin.spark_options()  # the JAAS line, quoted as the Java clients want it
     return "\n".join([f"bootstrap.servers={bootstrap}", f"security.protocol={admin.security_protocol}",
                       f"sasl.mechanism={admin.mechanism}", f"sasl.jaas.config={spark['kafka.sasl.jaas.config']}",

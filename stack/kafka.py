@@ -26,7 +26,7 @@ from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
 
 from apt_energy.errors import ServiceError
-from apt_energy.kafka import SPARK_GROUP_PREFIX, KafkaClient, kafka_client
+from apt_energy.kafka import SPARK_GROUP_PREFIX, KafkaClient
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class Kafka:
         # Segments hold every household's readings and the metadata log the SCRAM verifiers and ACLs.
         private_dir(self.dir)
         narrow_tree(self.dir)
-        admin = kafka_client(self.settings, "admin")
+        admin = KafkaClient.from_settings(self.settings, "admin")
         props = self.dir / "server.properties"
         write_private(props, render_server_properties(host=host, port=port, controller_port=controller_port,
                                                       log_dir=data, admin=admin, node_id=self.node,
@@ -244,7 +244,7 @@ class Kafka:
         if not port_open(*self.host_port):
             return False
         # Ask this node itself, and require that it has joined the cluster (is a registered broker).
-        own = dataclasses.replace(kafka_client(self.settings, "admin"), bootstrap=self.endpoint)
+        own = dataclasses.replace(KafkaClient.from_settings(self.settings, "admin"), bootstrap=self.endpoint)
         return broker_reachable(own, node_id=self.node)
 
     def create_topics(self, names: dict[str, dict[str, str]] | None = None, partitions: int | None = None) -> None:
@@ -269,7 +269,7 @@ def storage_format_args(settings: Settings, *, cluster_id: str, config: Path) ->
     first one cannot be added later). They hold passwords: pass them in a 0600 java @argfile only."""
     args = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)]
     for role in ("admin", "bridge", "spark"):
-        client = kafka_client(settings, role)  # type: ignore[arg-type]
+        client = KafkaClient.from_settings(settings, role)  # type: ignore[arg-type]
         args += ["--add-scram", f"{client.mechanism}=[name={_jaas(client.username)},"
                                 f"password={_jaas(client.password.reveal())}]"]
     return args
@@ -300,7 +300,7 @@ def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = 
         k.devices_topic: {"cleanup.policy": "compact"},
         k.dead_letter_topic: {},
     }
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(KafkaClient.from_settings(settings, "admin").config())
     existing = set(admin.list_topics(timeout=10).topics)
     replicas = min(settings.stack.kafka_brokers, 3)
     durable = {"min.insync.replicas": str(min_insync(replicas))}
@@ -342,10 +342,10 @@ def ensure_principals(settings: Settings) -> None:
         UserScramCredentialUpsertion,
     )
 
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(KafkaClient.from_settings(settings, "admin").config())
     upserts: list[UserScramCredentialAlteration] = []
     for role in ("admin", "bridge", "spark"):
-        client = kafka_client(settings, role)  # type: ignore[arg-type]
+        client = KafkaClient.from_settings(settings, role)  # type: ignore[arg-type]
         mechanism = ScramMechanism[client.mechanism.replace("-", "_")]
         upserts.append(UserScramCredentialUpsertion(client.username, ScramCredentialInfo(mechanism, 4096),
                                                     client.password.reveal().encode()))
@@ -371,7 +371,7 @@ def ensure_acls(settings: Settings) -> None:
         ResourceType,
     )
 
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(KafkaClient.from_settings(settings, "admin").config())
     bindings = [AclBinding(ResourceType[rtype], name, ResourcePatternType[ptype], principal, "*",
                            AclOperation[op], AclPermissionType.ALLOW)
                 for principal, rtype, ptype, name, op in principal_acls(settings)]
@@ -400,7 +400,7 @@ def topic_acls(settings: Settings, topic: str | None = None) -> list[object]:
     """As the admin: the ACL bindings on the literal topic ``topic`` (``None``: on every topic)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(KafkaClient.from_settings(settings, "admin").config())
     return list(admin.describe_acls(_topic_filter(topic)).result(timeout=30))  # type: ignore[arg-type]
 
 
@@ -412,7 +412,7 @@ def delete_topic_acls(settings: Settings, topics: list[str]) -> None:
 
     if not topics:
         return
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(KafkaClient.from_settings(settings, "admin").config())
     try:
         for future in admin.delete_acls([_topic_filter(name) for name in topics]).values():  # type: ignore[misc]
             future.result(timeout=30)
@@ -426,7 +426,7 @@ def dangling_acl_topics(settings: Settings) -> list[str]:
     from confluent_kafka.admin import AdminClient
 
     named = {b.name for b in topic_acls(settings)}  # type: ignore[attr-defined]
-    existing = set(AdminClient(kafka_client(settings, "admin").config()).list_topics(timeout=10).topics)
+    existing = set(AdminClient(KafkaClient.from_settings(settings, "admin").config()).list_topics(timeout=10).topics)
     return sorted(named - existing)
 
 
@@ -449,7 +449,7 @@ def reset_topics(settings: Settings) -> list[str]:
 
     k = settings.kafka
     topics = [k.readings_topic, k.devices_topic, k.dead_letter_topic]
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(KafkaClient.from_settings(settings, "admin").config())
     doomed = [t for t in topics if t in set(admin.list_topics(timeout=10).topics)]
     for name, future in (admin.delete_topics(doomed) if doomed else {}).items():
         try:

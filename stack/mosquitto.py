@@ -22,7 +22,7 @@ from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
 
 from apt_energy.errors import ConfigError, ServiceError
-from apt_energy.mqtt import credentials, login
+from apt_energy.mqtt import MqttLogin, credentials, role_secret
 from apt_energy.topics import device_base
 
 logger = logging.getLogger(__name__)
@@ -118,9 +118,11 @@ def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls,
 def render_identities(settings: Settings) -> str:
     """Every household's gateway, the bridge, the operator and the admin, from the settings' secrets."""
     mq = settings.mqtt
+    fleet_secret = role_secret(settings, "device")
     devices = [(h.device_id, device_base(mq.topic_prefix, h),
-                credentials(settings, "device", device_id=h.device_id)[1]) for h in settings.complex.households()]
-    users = {role: BrokerUser(*credentials(settings, role), role=role)  # type: ignore[arg-type]
+                credentials(mq, "device", fleet_secret, device_id=h.device_id)[1])
+               for h in settings.complex.households()]
+    users = {role: BrokerUser(*MqttLogin.from_settings(settings, role).credentials, role=role)  # type: ignore[arg-type]
              for role in ("bridge", "operator", "admin")}
     return dynsec.render(prefix=mq.topic_prefix, devices=devices, bridge=users["bridge"],
                          operator=users["operator"], admin=users["admin"], meters=tuple(settings.energy),
@@ -263,7 +265,7 @@ def _mqtt_ping(settings: Settings) -> bool:
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
     try:
-        login(client, settings, "admin")
+        MqttLogin.from_settings(settings, "admin").apply(client)
         rc = client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=5)
         if rc != 0:
             return False
@@ -285,7 +287,7 @@ def clear_retained(settings: Settings, topic_filter: str, *, settle_s: float = 1
     found: set[str] = set()
     subscribed = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-    login(client, settings, "admin")
+    MqttLogin.from_settings(settings, "admin").apply(client)
     client.on_message = lambda _c, _u, msg: found.add(msg.topic) if msg.retain and msg.payload else None
     client.on_subscribe = lambda *_a: subscribed.set()
     client.on_connect = lambda c, *_a: c.subscribe(topic_filter, qos=1)

@@ -17,7 +17,7 @@ from apt_energy.stack.postgres import admin_connect, provision
 from apt_energy.stack.process import wait_until
 
 from apt_energy.errors import ServiceError
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def wait_for_servers(settings: Settings, *, timeout_s: float = 120) -> None:
     pg = settings.postgres
     wait_until(lambda: _postgres_accepts_superuser(settings), timeout=timeout_s,
                what=f"PostgreSQL at {pg.host}:{pg.port} (superuser postgres)")
-    wait_until(lambda: broker_reachable(kafka_client(settings, "admin")), timeout=timeout_s,
+    wait_until(lambda: broker_reachable(KafkaClient.from_settings(settings, "admin")), timeout=timeout_s,
                what=f"Kafka at {settings.kafka.bootstrap}")
 
 

@@ -23,7 +23,7 @@ from psycopg import sql
 from pyspark.sql import SparkSession
 
 from apt_energy import config
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from tests.slack_stub import SlackStub
 
 TEST_PREFIX_ROOT = "test"
@@ -128,7 +128,7 @@ def delete_topics(stack: NativeStack, names: list[str]) -> None:
     from confluent_kafka.admin import AdminClient
 
     if names:
-        admin = AdminClient(kafka_client(stack.settings, "admin").config())
+        admin = AdminClient(KafkaClient.from_settings(stack.settings, "admin").config())
         for future in admin.delete_topics(names).values():
             try:
                 future.result(timeout=10)

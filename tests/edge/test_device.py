@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from apt_energy.edge.device import Backoff, Device, Register
+from apt_energy.edge.device import Backoff, Device, DeviceOptions, Register
 
 from apt_energy import config
 from apt_energy.contract import exact
@@ -19,7 +19,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 def device(**kw: object) -> Device:
     args: dict[str, object] = dict(base_interval_s=3600, buffer_limit=100, sim_clock=lambda: T0)
     args.update(kw)
-    return Device(SETTINGS.complex.households()[0], SETTINGS, **args)  # type: ignore[arg-type]
+    return Device(SETTINGS.complex.households()[0], DeviceOptions.from_settings(SETTINGS), **args)  # type: ignore[arg-type]
 
 
 def test_tick_makes_one_reading_per_meter_with_increasing_seq_and_exact_totals() -> None:
