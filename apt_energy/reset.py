@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 from apt_energy.config import Settings
 from apt_energy.database import connect
 from apt_energy.mqtt import MqttLogin, MqttRole
-from apt_energy.stack.kafka import reset_topics
+from apt_energy.stack.kafka import KafkaAdmin, reset_topics
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def reset_pipeline(settings: Settings) -> list[str]:
     with connect(settings, role="owner") as conn:  # TRUNCATE is the owner's, never the pipeline's
         conn.execute(f"TRUNCATE {', '.join(PIPELINE_TABLES)} RESTART IDENTITY")
         conn.commit()
-    topics: list[str] = list(reset_topics(settings))
+    topics: list[str] = list(reset_topics(KafkaAdmin.from_settings(settings)))
     forget_bridge_session(settings)
     shutil.rmtree(settings.path(settings.spark.checkpoint_dir), ignore_errors=True)
     return topics

@@ -26,7 +26,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
-from apt_energy.stack.kafka import Kafka, ensure_acls
+from apt_energy.stack.kafka import Kafka, KafkaAdmin, ensure_acls
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -157,7 +157,7 @@ def isolated(base: Settings, tag: str, kafka: Kafka) -> Settings:
         kafka=dataclasses.replace(base.kafka, readings_topic=names[0], devices_topic=names[1],
                                   dead_letter_topic=names[2]),
         bridge=dataclasses.replace(base.bridge, group=f"g{tag}", client_id=f"bench-bridge-{tag}"))
-    ensure_acls(settings)  # the bridge principal may write the bench's topics
+    ensure_acls(KafkaAdmin.from_settings(settings))  # the bridge principal may write the bench's topics
     return settings
 
 
@@ -166,7 +166,7 @@ def figures(messages: int = 60_000, latency_rate: int = 2000, rounds: int = 2) -
     Rounds alternate (bare, bridge, bare, bridge, …) and each side keeps its best, so a load swing on a
     shared machine does not decide the ratio."""
     base = stack_settings()
-    kafka = Kafka(base)
+    kafka = Kafka.from_settings(base)
     bare = rate = 0.0
     lost = 0
     for _ in range(rounds):

@@ -35,7 +35,7 @@ from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
 from apt_energy.edge import Fleet, FleetOptions
 from apt_energy.stack import mosquitto as mosquitto_module
-from apt_energy.stack.kafka import Kafka, ensure_acls
+from apt_energy.stack.kafka import Kafka, KafkaAdmin, ensure_acls
 from apt_energy.stack.mosquitto import AUTOSAVE_S, Mosquitto
 from apt_energy.stack.process import alive, read_pid
 from confluent_kafka import Consumer
@@ -76,7 +76,7 @@ def isolated(base: Settings, kafka: Kafka, run_dir: Path) -> Settings:
                                   dead_letter_topic=names[2]),
         bridge=dataclasses.replace(base.bridge, client_id=f"crash-bridge-{tag}"),
         stack=dataclasses.replace(base.stack, run_dir=str(run_dir)))
-    ensure_acls(settings)
+    ensure_acls(KafkaAdmin.from_settings(settings))
     return settings
 
 
@@ -103,7 +103,7 @@ def scenario(base: Settings, kafka: Kafka, how: str, *, saved_first_s: float = 0
     that has been running a while); 0: the crash lands ~2 s into a brand-new session."""
     with tempfile.TemporaryDirectory() as tmp:
         s = isolated(base, kafka, Path(tmp))
-        broker = Mosquitto(s)
+        broker = Mosquitto.from_settings(s)
         broker.up()
         by_building: dict[int, list] = {}  # type: ignore[type-arg]
         for h in s.complex.households():
@@ -276,7 +276,7 @@ def main() -> None:
         report("broker_save", save_figures(sizes, intervals))
         return
     base = stack_settings()
-    kafka = Kafka(base)
+    kafka = Kafka.from_settings(base)
     settings = {
         "autosave every 1 s (before)": ["autosave_interval 1"],
         f"autosave every {AUTOSAVE_S} s (now)": [f"autosave_interval {AUTOSAVE_S}"],

@@ -85,7 +85,7 @@ def figures(devices: int = 10_000, hours: int = 4) -> list[Figure]:
             complex=dataclasses.replace(
                 base.complex, buildings=(BuildingGroup(tuple(range(1, buildings + 1)), 20, 4),)),
             stack=dataclasses.replace(base.stack, run_dir=str(Path(tmp) / "run")))
-        broker = Mosquitto(settings)
+        broker = Mosquitto.from_settings(settings)
         broker.up()
         try:
             households = settings.complex.households()[:devices]

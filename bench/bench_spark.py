@@ -42,7 +42,7 @@ from apt_energy.spark.staging import BatchKey
 from apt_energy.spark.transforms import parse_readings
 from apt_energy.stack import NativeStack
 from apt_energy.stack.jars import spark_kafka_jars
-from apt_energy.stack.kafka import ensure_acls
+from apt_energy.stack.kafka import KafkaAdmin, ensure_acls
 from confluent_kafka import Producer
 from psycopg import sql
 from pyspark.sql import DataFrame
@@ -188,7 +188,7 @@ def fresh_settings(base: Settings, stack: NativeStack, tag: str, *, database: st
         if previous:
             previous_schema(conn)
         conn.commit()
-    ensure_acls(s)  # the stream job's principal may read this run's topics
+    ensure_acls(KafkaAdmin.from_settings(s))  # the stream job's principal may read this run's topics
     return s
 
 
@@ -317,7 +317,7 @@ def run(*, n: int = 250_000, cap: int = TRIGGER_CAP, rate: int = 5000, seconds: 
         original_rows: int = 300) -> Results:
     """Every phase, on fresh databases and topics of the running native stack."""
     base = stack_settings()
-    stack = NativeStack(base)
+    stack = NativeStack.from_settings(base)
     tag = uuid.uuid4().hex[:8]
     settings = fresh_settings(base, stack, tag)
     # A-B-C-C-B-A on the same topic, each phase into its own fresh database: the machine is shared, and its

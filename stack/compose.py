@@ -31,8 +31,8 @@ from pathlib import Path
 from apt_energy.config import Settings
 from apt_energy.config.settings import refuse_example_secrets
 from apt_energy.stack.dynsec import password_hash
-from apt_energy.stack.kafka import new_cluster_id, render_server_properties, storage_format_args
-from apt_energy.stack.mosquitto import render_identities
+from apt_energy.stack.kafka import KafkaAdmin, new_cluster_id, render_server_properties, storage_format_args
+from apt_energy.stack.mosquitto import MosquittoOptions, render_identities
 from apt_energy.stack.pki import ensure_server_tls
 from apt_energy.stack.secrets import write_private
 
@@ -160,7 +160,8 @@ def setup(settings: Settings, *, env: Mapping[str, str], setup: Paths = SETUP, s
     # Derived, not random: setup runs at every `compose up` while a running broker keeps the identities it
     # read at its start, so the healthcheck's password must stay what that broker knows ("$" is in no device id).
     health_password = device_password(settings.secrets.mqtt_device_secret, f"${HEALTH_USER}").reveal()
-    write_private(mosq / "dynamic-security.json", render_health_identity(render_identities(settings), health_password))
+    write_private(mosq / "dynamic-security.json", render_health_identity(
+        render_identities(MosquittoOptions.from_settings(settings)), health_password))
     write_private(mosq / "health" / "mosquitto_sub", render_mosquitto_sub_options(
         password=health_password, ca_file=servers.mosquitto / "tls" / "ca.crt"))
 
@@ -184,7 +185,8 @@ def setup(settings: Settings, *, env: Mapping[str, str], setup: Paths = SETUP, s
         for child in setup.kafka_data.iterdir():
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     if not (setup.kafka_data / "meta.properties").exists():
-        args = storage_format_args(settings, cluster_id=new_cluster_id(), config=servers.kafka / "server.properties")
+        args = storage_format_args(KafkaAdmin.from_settings(settings), cluster_id=new_cluster_id(),
+                                   config=servers.kafka / "server.properties")
         write_private(kafka / "format.args", "\n".join(f'"{a}"' for a in args) + "\n")
         write_private(marker, "")
     if chown:

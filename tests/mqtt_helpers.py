@@ -41,7 +41,7 @@ def private_broker(settings: Settings, tmp_path: Path) -> tuple[Settings, Mosqui
     """A Mosquitto of our own (own port and run dir) that a test may restart without disturbing others."""
     s = dataclasses.replace(settings, mqtt=dataclasses.replace(settings.mqtt, port=free_port(), plain_port=free_port()),
                             stack=dataclasses.replace(settings.stack, run_dir=str(tmp_path / "run")))
-    broker = Mosquitto(s)
+    broker = Mosquitto.from_settings(s)
     broker.up()
     return s, broker
 

@@ -23,7 +23,7 @@ import yaml
 from apt_energy.config import Secret, Settings
 from apt_energy.stack.compose import COMPOSE_SECRETS, SERVERS, Paths, render_kafka_properties, setup
 from apt_energy.stack.jars import kafka_jars
-from apt_energy.stack.kafka import broker_reachable, ensure_principals, ensure_topics, java_binary
+from apt_energy.stack.kafka import KafkaAdmin, broker_reachable, ensure_principals, ensure_topics, java_binary
 from apt_energy.stack.mosquitto import DYNSEC_PLUGIN
 from apt_energy.stack.process import port_open, wait_until
 from apt_energy.stack.secrets import write_private
@@ -247,8 +247,8 @@ def test_compose_init_steps_give_the_pipeline_principals_only_their_acls(compose
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    ensure_principals(compose_kafka)
-    ensure_topics(compose_kafka)
+    ensure_principals(KafkaAdmin.from_settings(compose_kafka))
+    ensure_topics(KafkaAdmin.from_settings(compose_kafka))
     bridge = AdminClient(KafkaClient.from_settings(compose_kafka, "bridge").config())
     with pytest.raises(KafkaException):
         bridge.delete_topics([compose_kafka.kafka.readings_topic])[compose_kafka.kafka.readings_topic].result(30)

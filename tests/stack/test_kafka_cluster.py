@@ -71,10 +71,10 @@ def test_a_cluster_node_names_every_voter_and_replicates_with_two_in_sync(tmp_pa
 
 def test_status_and_down_follow_the_layout_that_runs_and_none_runs_without_pid_files(tmp_path: Path) -> None:
     settings = config.load(environ={"APT_ENERGY_STACK_RUN_DIR": str(tmp_path)}, dotenv=None)
-    assert running_brokers(settings) is None
+    assert running_brokers(settings.run_dir) is None
     (tmp_path / "kafka-cluster").mkdir()
     (tmp_path / "kafka-cluster" / "brokers").write_text("3\n")
-    assert running_brokers(settings) is None   # recorded, but no node alive
+    assert running_brokers(settings.run_dir) is None   # recorded, but no node alive
 
 
 def test_the_stream_job_gives_up_on_a_dead_broker_sooner_only_when_there_are_others() -> None:

@@ -103,7 +103,7 @@ def test_second_stack_starts_and_down_stops_only_what_it_started(native_stack: N
         stack=dataclasses.replace(s.stack, run_dir=str(tmp_path / "run"), kafka_controller_port=free_port(),
                                   kafka_heap="256m"),
     )
-    second = NativeStack(other)
+    second = NativeStack.from_settings(other)
     try:
         second.up()
         assert all(st.healthy for st in second.status())
