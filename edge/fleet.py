@@ -32,6 +32,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from apt_energy.config import Household, Settings
+from apt_energy.config.settings import MqttSettings
 from apt_energy.edge.device import Device, DeviceOptions
 from apt_energy.edge.ledger import Identity, Ledger
 from apt_energy.edge.profile import FleetModel
@@ -43,16 +44,7 @@ from apt_energy.mqtt import DeviceLogins
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STATE_FORMAT", "Broker", "Fleet", "FleetOptions", "FleetStats", "Register", "SavedDevice", "load_state"]
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Where the gateways connect (``mqtt.host``/``port``/``keepalive_s``)."""
-
-    host: str
-    port: int
-    keepalive_s: int
+__all__ = ["STATE_FORMAT", "Fleet", "FleetOptions", "FleetStats", "Register", "SavedDevice", "load_state"]
 
 
 @dataclass(frozen=True)
@@ -114,17 +106,16 @@ class Fleet:
     options: FleetOptions
     model: FleetModel
     device_options: DeviceOptions
-    broker: Broker
+    broker: MqttSettings               # where the gateways connect (host, port, keepalive); no secret
     logins: InitVar[DeviceLogins]
     devices: list[Device] = field(init=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, households: Sequence[Household], options: FleetOptions) -> Fleet:
         """The door: the fleet's model, devices' options, broker and logins from the settings tree."""
-        mq = settings.mqtt
         return cls(households, options, model=FleetModel.from_settings(settings, households),
-                   device_options=DeviceOptions.from_settings(settings),
-                   broker=Broker(mq.host, mq.port, mq.keepalive_s), logins=DeviceLogins.from_settings(settings))
+                   device_options=DeviceOptions.from_settings(settings), broker=settings.mqtt,
+                   logins=DeviceLogins.from_settings(settings))
 
     def __post_init__(self, logins: DeviceLogins) -> None:
         self.ledger = Ledger(self.model.tz)

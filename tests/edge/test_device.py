@@ -9,6 +9,7 @@ from apt_energy.edge.device import Backoff, Device, DeviceOptions, Register
 
 from apt_energy import config
 from apt_energy.contract import exact
+from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -117,3 +118,9 @@ def test_a_checkpoint_of_a_device_restores_its_commands_and_partial_interval() -
     assert [(r.meter, r.value, r.interval_s) for r in again.buffer] == [
         (r.meter, r.value, r.interval_s) for r in d.buffer]
     assert len(d.buffer) == 3
+
+
+def test_a_device_without_a_login_fails_at_its_first_connect_naming_the_fleet_secret() -> None:
+    d = device()   # built without one: the consumption model needs no broker secrets
+    with pytest.raises(ConfigError, match="APT_ENERGY_MQTT_DEVICE_SECRET"):
+        d.log_in()
