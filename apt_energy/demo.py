@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.interval > (night.night_end_hour - night.night_start_hour) * 3600:
         print(f"note: the leak rule (night_flow) needs readings of at most "
               f"{night.night_end_hour - night.night_start_hour}h to see a night; it is idle at this interval")
-    stack = NativeStack(settings)
+    stack = NativeStack.from_settings(settings)
     stack.up()
     print("native stack: " + ", ".join(f"{s.name} {s.state}" for s in stack.status()))
     pipeline.down(demo_dir)  # services an earlier --keep-running left behind would see the reset
@@ -235,7 +235,7 @@ def drive(settings: Settings, args: argparse.Namespace, options: PipelineOptions
     start = in_zone(args.start, tz)
     until = add_months(start, args.months, tz)
     ledger_path = demo_dir / "ledger.json"
-    fleet = Fleet(settings, households, FleetOptions(
+    fleet = Fleet.from_settings(settings, households, FleetOptions(
         start=start, until=until, interval_s=args.interval, speed=args.speed, ledger_path=ledger_path,
         state_path=demo_dir / "edge-state.json", progress_s=3600.0))
     on_stop_signals(fleet.stop)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from apt_energy.config import Secret, Settings
+from apt_energy.config.settings import KafkaSettings
 from apt_energy.errors import ConfigError
 
 KafkaRole = Literal["admin", "bridge", "spark"]
@@ -30,6 +31,14 @@ class KafkaClient:
     password: Secret
     security_protocol: str = "SASL_PLAINTEXT"
     mechanism: str = "SCRAM-SHA-256"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, role: KafkaRole) -> KafkaClient:
+        """The door: ``role``'s client from the settings tree (raises ConfigError without its password)."""
+        s = settings.secrets
+        password = {"admin": s.kafka_admin_password, "bridge": s.kafka_bridge_password,
+                    "spark": s.kafka_spark_password}[role]
+        return kafka_client(settings.kafka, role, password, brokers=settings.stack.kafka_brokers)
 
     def config(self, **extra: Any) -> dict[str, Any]:
         """confluent-kafka (librdkafka) configuration, plus ``extra`` settings."""
@@ -64,17 +73,15 @@ class KafkaClient:
         return {"kafka.default.api.timeout.ms": "20000", "kafka.request.timeout.ms": "10000"}
 
 
-def kafka_client(settings: Settings, role: KafkaRole) -> KafkaClient:
-    k, s = settings.kafka, settings.secrets
-    username, password = {"admin": (k.admin_user, s.kafka_admin_password),
-                          "bridge": (k.bridge_user, s.kafka_bridge_password),
-                          "spark": (k.spark_user, s.kafka_spark_password)}[role]
-    if not password and k.security_protocol != "PLAINTEXT":
+def kafka_client(kafka: KafkaSettings, role: KafkaRole, password: Secret, *, brokers: int = 1) -> KafkaClient:
+    """``role``'s client from the Kafka section and its one ``password`` (``brokers``: the native stack's
+    cluster size, see :func:`cluster_bootstrap`)."""
+    username = {"admin": kafka.admin_user, "bridge": kafka.bridge_user, "spark": kafka.spark_user}[role]
+    if not password and kafka.security_protocol != "PLAINTEXT":
         raise ConfigError(f"no Kafka password for {username}: set {_PASSWORD_ENV[role]} in the environment or .env "
                           "(`apt-energy stack up` generates one)")
-    return KafkaClient(bootstrap=cluster_bootstrap(k.bootstrap, settings.stack.kafka_brokers),
-                       username=username, password=password,
-                       security_protocol=k.security_protocol, mechanism=k.sasl_mechanism)
+    return KafkaClient(bootstrap=cluster_bootstrap(kafka.bootstrap, brokers), username=username, password=password,
+                       security_protocol=kafka.security_protocol, mechanism=kafka.sasl_mechanism)
 
 
 def cluster_bootstrap(bootstrap: str, brokers: int) -> str:

@@ -26,6 +26,7 @@ import hmac
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from apt_energy.config import Secret, Settings
+from apt_energy.config.settings import MqttSettings
 from apt_energy.errors import ConfigError
 
 # The paho-mqtt minor version whose private methods the overrides below were written and tested against
@@ -62,19 +64,75 @@ def device_password(secret: Secret, device_id: str) -> Secret:
     return Secret(base64.urlsafe_b64encode(digest).decode().rstrip("="))
 
 
-def credentials(settings: Settings, role: MqttRole, *, device_id: str = "") -> tuple[str, Secret]:
-    """(username, password) of ``role``; a device logs in as its device id."""
-    mq, s = settings.mqtt, settings.secrets
-    secret = {"device": s.mqtt_device_secret, "bridge": s.mqtt_bridge_password,
-              "operator": s.mqtt_operator_password, "admin": s.mqtt_admin_password}[role]
+def credentials(mq: MqttSettings, role: MqttRole, secret: Secret, *, device_id: str = "") -> tuple[str, Secret]:
+    """(username, password) of ``role`` from its one ``secret`` (a device's: the fleet's device secret, from
+    which its own password is derived); a device logs in as its device id."""
     if not secret:
-        raise ConfigError(f"no MQTT credentials for the {role}: set {_SECRET_ENV[role]} in the environment or "
-                          ".env (`apt-energy stack up` generates it)")
+        raise missing_credentials(role)
     if role == "device":
         if not device_id:
             raise ConfigError("a device logs in with its device id")
         return device_id, device_password(secret, device_id)
     return {"bridge": mq.bridge_user, "operator": mq.operator_user, "admin": mq.admin_user}[role], secret
+
+
+def missing_credentials(role: MqttRole) -> ConfigError:
+    return ConfigError(f"no MQTT credentials for the {role}: set {_SECRET_ENV[role]} in the environment or "
+                       ".env (`apt-energy stack up` generates it)")
+
+
+def role_secret(settings: Settings, role: MqttRole) -> Secret:
+    """The one secret ``role`` logs in with (a device's: the fleet's device secret)."""
+    s = settings.secrets
+    return {"device": s.mqtt_device_secret, "bridge": s.mqtt_bridge_password,
+            "operator": s.mqtt_operator_password, "admin": s.mqtt_admin_password}[role]
+
+
+@dataclass(frozen=True)
+class MqttLogin:
+    """One broker identity: its username, its password (masked in ``repr``) and the CA that verifies the
+    broker (``None``: no TLS). What a component that connects keeps instead of the settings."""
+
+    username: str
+    password: Secret
+    ca_file: Path | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, role: MqttRole, *, device_id: str = "") -> MqttLogin:
+        """The door: ``role``'s identity from the settings tree (raises ConfigError without its secret)."""
+        username, password = credentials(settings.mqtt, role, role_secret(settings, role), device_id=device_id)
+        return cls(username, password, settings.mqtt_ca_file if settings.mqtt.tls else None)
+
+    @property
+    def credentials(self) -> tuple[str, Secret]:
+        return self.username, self.password
+
+    def apply(self, client: mqtt.Client) -> None:
+        """Credentials and, with a CA, TLS with a verified broker: call before ``connect``."""
+        client.username_pw_set(self.username, self.password.reveal() or None)
+        if self.ca_file is not None:
+            client.tls_set_context(tls_context(self.ca_file))
+
+
+@dataclass(frozen=True)
+class DeviceLogins:
+    """Derives each gateway's own login from the fleet's device secret (see :func:`device_password`)."""
+
+    secret: Secret
+    ca_file: Path | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeviceLogins:
+        return cls(settings.secrets.mqtt_device_secret, settings.mqtt_ca_file if settings.mqtt.tls else None)
+
+    def for_device(self, device_id: str) -> MqttLogin | None:
+        """``device_id``'s login; ``None`` without a device secret (the device then fails at its first
+        connect, not at construction: the consumption model and its tests need no broker secrets)."""
+        if not self.secret:
+            return None
+        if not device_id:
+            raise ConfigError("a device logs in with its device id")
+        return MqttLogin(device_id, device_password(self.secret, device_id), self.ca_file)
 
 
 def tls_context(ca_file: Path) -> ssl.SSLContext:
@@ -90,14 +148,6 @@ def _tls_context(ca_file: str) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot read the broker's CA {ca_file} ({exc}): run `apt-energy stack up`, or set "
                           "APT_ENERGY_MQTT_CA_FILE") from exc
-
-
-def login(client: mqtt.Client, settings: Settings, role: MqttRole, *, device_id: str = "") -> None:
-    """Credentials and, when ``mqtt.tls``, TLS with a verified broker: call before ``connect``."""
-    username, password = credentials(settings, role, device_id=device_id)
-    client.username_pw_set(username, password.reveal() or None)
-    if settings.mqtt.tls:
-        client.tls_set_context(tls_context(settings.mqtt_ca_file))
 
 
 class BufferedClient(mqtt.Client):

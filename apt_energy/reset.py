@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 
 from apt_energy.config import Settings
 from apt_energy.database import connect
-from apt_energy.mqtt import MqttRole, login
-from apt_energy.stack.kafka import reset_topics
+from apt_energy.mqtt import MqttLogin, MqttRole
+from apt_energy.stack.kafka import KafkaAdmin, reset_topics
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def reset_pipeline(settings: Settings) -> list[str]:
     with connect(settings, role="owner") as conn:  # TRUNCATE is the owner's, never the pipeline's
         conn.execute(f"TRUNCATE {', '.join(PIPELINE_TABLES)} RESTART IDENTITY")
         conn.commit()
-    topics: list[str] = list(reset_topics(settings))
+    topics: list[str] = list(reset_topics(KafkaAdmin.from_settings(settings)))
     forget_bridge_session(settings)
     shutil.rmtree(settings.path(settings.spark.checkpoint_dir), ignore_errors=True)
     return topics
@@ -39,7 +39,7 @@ def reset_pipeline(settings: Settings) -> list[str]:
 def mqtt_session(settings: Settings, client_id: str, role: MqttRole) -> Iterator[mqtt.Client]:
     """A short-lived MQTT v5 client of ``role`` with a clean start, connected (or given up on after 5 s)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    login(client, settings, role)
+    MqttLogin.from_settings(settings, role).apply(client)
     client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True)
     client.loop_start()
     try:

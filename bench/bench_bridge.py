@@ -26,13 +26,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
-from apt_energy.stack.kafka import Kafka, ensure_acls
+from apt_energy.stack.kafka import Kafka, KafkaAdmin, ensure_acls
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from apt_energy.kafka import kafka_client
-from apt_energy.mqtt import login
+from apt_energy.kafka import KafkaClient
+from apt_energy.mqtt import MqttLogin
 from bench.common import TEST_PREFIX_ROOT, mosquitto_client_env, percentile, report, stack_settings
 from bench.figure import Figure
 
@@ -66,7 +66,7 @@ def bare_subscriber_rate(settings: Settings, n: int) -> float:
     props.SessionExpiryInterval = 600
     props.ReceiveMaximum = min(settings.bridge.max_in_flight, 65535)  # the bridge's flow-control window
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    login(c, settings, "bridge")  # the same identity and TLS as the bridge: a fair baseline
+    MqttLogin.from_settings(settings, "bridge").apply(c)  # the same identity and TLS as the bridge: a fair baseline
     c.connect(settings.mqtt.host, settings.mqtt.port, clean_start=False, properties=props)
     c.loop_start()
     c.subscribe(f"{settings.mqtt.topic_prefix}/#", qos=1)
@@ -75,7 +75,7 @@ def bare_subscriber_rate(settings: Settings, n: int) -> float:
     c.loop_stop()
     load(settings, n)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    login(c, settings, "bridge")
+    MqttLogin.from_settings(settings, "bridge").apply(c)
     c.on_message = on_message
     c.connect(settings.mqtt.host, settings.mqtt.port, clean_start=False, properties=props)
     began = time.monotonic()
@@ -115,7 +115,7 @@ def added_latency(settings: Settings, rate: int, seconds: int) -> list[float]:
     while not bridge.source.subscribed:
         time.sleep(0.05)
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    login(pub, settings, "admin")
+    MqttLogin.from_settings(settings, "admin").apply(pub)
     pub.connect(settings.mqtt.host, settings.mqtt.port)
     pub.loop_start()
     topic = f"{settings.mqtt.topic_prefix}/hanbit/01/101/water/reading"
@@ -129,7 +129,7 @@ def added_latency(settings: Settings, rate: int, seconds: int) -> list[float]:
     pub.loop_stop()
     bridge.stop()
     t.join()
-    consumer = Consumer(kafka_client(settings, "admin").config(**{"group.id": uuid.uuid4().hex,
+    consumer = Consumer(KafkaClient.from_settings(settings, "admin").config(**{"group.id": uuid.uuid4().hex,
                                                                   "enable.auto.commit": False}))
     # Partitions assigned directly, from the beginning: a group join on a busy machine has kept a
     # subscribing consumer empty past the deadline here, leaving the latency unmeasured.
@@ -157,7 +157,7 @@ def isolated(base: Settings, tag: str, kafka: Kafka) -> Settings:
         kafka=dataclasses.replace(base.kafka, readings_topic=names[0], devices_topic=names[1],
                                   dead_letter_topic=names[2]),
         bridge=dataclasses.replace(base.bridge, group=f"g{tag}", client_id=f"bench-bridge-{tag}"))
-    ensure_acls(settings)  # the bridge principal may write the bench's topics
+    ensure_acls(KafkaAdmin.from_settings(settings))  # the bridge principal may write the bench's topics
     return settings
 
 
@@ -166,7 +166,7 @@ def figures(messages: int = 60_000, latency_rate: int = 2000, rounds: int = 2) -
     Rounds alternate (bare, bridge, bare, bridge, …) and each side keeps its best, so a load swing on a
     shared machine does not decide the ratio."""
     base = stack_settings()
-    kafka = Kafka(base)
+    kafka = Kafka.from_settings(base)
     bare = rate = 0.0
     lost = 0
     for _ in range(rounds):

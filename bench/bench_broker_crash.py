@@ -35,7 +35,7 @@ from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
 from apt_energy.edge import Fleet, FleetOptions
 from apt_energy.stack import mosquitto as mosquitto_module
-from apt_energy.stack.kafka import Kafka, ensure_acls
+from apt_energy.stack.kafka import Kafka, KafkaAdmin, ensure_acls
 from apt_energy.stack.mosquitto import AUTOSAVE_S, Mosquitto
 from apt_energy.stack.process import alive, read_pid
 from confluent_kafka import Consumer
@@ -43,7 +43,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from bench.common import report, stack_settings
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -76,13 +76,13 @@ def isolated(base: Settings, kafka: Kafka, run_dir: Path) -> Settings:
                                   dead_letter_topic=names[2]),
         bridge=dataclasses.replace(base.bridge, client_id=f"crash-bridge-{tag}"),
         stack=dataclasses.replace(base.stack, run_dir=str(run_dir)))
-    ensure_acls(settings)
+    ensure_acls(KafkaAdmin.from_settings(settings))
     return settings
 
 
 def readings_in_kafka(s: Settings, timeout: float = 60) -> set[tuple[str, str, int]]:
-    c = Consumer(kafka_client(s, "admin").config(**{"group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
-                                                    "enable.auto.commit": False}))
+    c = Consumer(KafkaClient.from_settings(s, "admin").config(**{
+        "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     c.subscribe([s.kafka.readings_topic])
     out: set[tuple[str, str, int]] = set()
     quiet = time.monotonic()
@@ -103,7 +103,7 @@ def scenario(base: Settings, kafka: Kafka, how: str, *, saved_first_s: float = 0
     that has been running a while); 0: the crash lands ~2 s into a brand-new session."""
     with tempfile.TemporaryDirectory() as tmp:
         s = isolated(base, kafka, Path(tmp))
-        broker = Mosquitto(s)
+        broker = Mosquitto.from_settings(s)
         broker.up()
         by_building: dict[int, list] = {}  # type: ignore[type-arg]
         for h in s.complex.households():
@@ -116,7 +116,7 @@ def scenario(base: Settings, kafka: Kafka, how: str, *, saved_first_s: float = 0
             while not bridge.source.subscribed:
                 time.sleep(0.05)
             time.sleep(saved_first_s)
-            fleet = Fleet(s, households, FleetOptions(start=START, until=START + timedelta(hours=HOURS),
+            fleet = Fleet.from_settings(s, households, FleetOptions(start=START, until=START + timedelta(hours=HOURS),
                                                       interval_s=3600, speed=3600 * 12, drain_timeout_s=120))
             ft = threading.Thread(target=fleet.run, daemon=True)
             ft.start()
@@ -276,7 +276,7 @@ def main() -> None:
         report("broker_save", save_figures(sizes, intervals))
         return
     base = stack_settings()
-    kafka = Kafka(base)
+    kafka = Kafka.from_settings(base)
     settings = {
         "autosave every 1 s (before)": ["autosave_interval 1"],
         f"autosave every {AUTOSAVE_S} s (now)": [f"autosave_interval {AUTOSAVE_S}"],

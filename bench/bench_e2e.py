@@ -47,7 +47,7 @@ DRAIN_TIMEOUT_S = 600
 def fleet(settings: Settings, households: int, months: int, workdir: Path) -> Fleet:
     tz = settings.complex.tz
     start = in_zone(local_date("2024-01-01"), tz)
-    return Fleet(settings, settings.complex.households()[:households], FleetOptions(
+    return Fleet.from_settings(settings, settings.complex.households()[:households], FleetOptions(
         start=start, until=add_months(start, months, tz), interval_s=INTERVAL_S, ledger_path=workdir / "ledger.json",
         state_path=workdir / "edge-state.json", progress_s=3600.0))
 

@@ -33,7 +33,7 @@ from apt_energy.stack.secrets import write_private
 
 from apt_energy import topics
 from apt_energy.contract import Reading
-from apt_energy.mqtt import credentials
+from apt_energy.mqtt import MqttLogin
 from bench.common import report, rss_kb, stack_settings
 from bench.figure import Figure
 
@@ -45,7 +45,7 @@ def native_rate(settings: Settings, household: Household, count: int) -> float:
     meter = next(iter(settings.energy))
     payload = Reading(household.device_id, meter, 1, datetime(2024, 7, 1, 1, tzinfo=UTC), 3600,
                                       0.0213, 1.2345, settings.energy[meter].unit, life=1_700_000_000_000).to_json()
-    username, password = credentials(settings, "device", device_id=household.device_id)
+    username, password = MqttLogin.from_settings(settings, "device", device_id=household.device_id).credentials
     with tempfile.TemporaryDirectory() as tmp:  # the options file keeps the password off the command line
         write_private(Path(tmp) / "mosquitto_pub",
                       f"-u {username}\n-P {password.reveal()}\n--cafile {settings.mqtt_ca_file}\n")
@@ -61,7 +61,7 @@ def fleet_rate(settings: Settings, households: list[Household], hours: int) -> t
     """(seconds to all online, RSS per device KB, readings acked, publish rate)."""
     start = datetime(2024, 7, 1, tzinfo=UTC)
     before = rss_kb()
-    fleet = Fleet(settings, households, FleetOptions(start=start, until=start + timedelta(hours=hours),
+    fleet = Fleet.from_settings(settings, households, FleetOptions(start=start, until=start + timedelta(hours=hours),
                                                      interval_s=3600, connect_batch=500, progress_s=3600))
     online_s = fleet.connect_all(timeout=180)
     per_device_kb = (rss_kb() - before) / len(households)
@@ -85,7 +85,7 @@ def figures(devices: int = 10_000, hours: int = 4) -> list[Figure]:
             complex=dataclasses.replace(
                 base.complex, buildings=(BuildingGroup(tuple(range(1, buildings + 1)), 20, 4),)),
             stack=dataclasses.replace(base.stack, run_dir=str(Path(tmp) / "run")))
-        broker = Mosquitto(settings)
+        broker = Mosquitto.from_settings(settings)
         broker.up()
         try:
             households = settings.complex.households()[:devices]

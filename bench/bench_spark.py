@@ -42,14 +42,14 @@ from apt_energy.spark.staging import BatchKey
 from apt_energy.spark.transforms import parse_readings
 from apt_energy.stack import NativeStack
 from apt_energy.stack.jars import spark_kafka_jars
-from apt_energy.stack.kafka import ensure_acls
+from apt_energy.stack.kafka import KafkaAdmin, ensure_acls
 from confluent_kafka import Producer
 from psycopg import sql
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from apt_energy.contract import Reading, exact
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from bench.common import percentile, report, stack_settings
 from bench.figure import Figure
 from bench.previous_merge import PreviousMergeSink, previous_schema
@@ -74,7 +74,7 @@ def readings(settings: Settings, n: int, start: datetime, seq0: int = 0) -> list
 
 def produce(settings: Settings, batch: list[Reading], *, rate: float = 0.0,
             sent: dict[Any, float] | None = None) -> None:
-    p = Producer(kafka_client(settings, "admin").config(**{"linger.ms": 5}))
+    p = Producer(KafkaClient.from_settings(settings, "admin").config(**{"linger.ms": 5}))
     began = time.monotonic()
     for i, r in enumerate(batch):
         if sent is not None:
@@ -188,7 +188,7 @@ def fresh_settings(base: Settings, stack: NativeStack, tag: str, *, database: st
         if previous:
             previous_schema(conn)
         conn.commit()
-    ensure_acls(s)  # the stream job's principal may read this run's topics
+    ensure_acls(KafkaAdmin.from_settings(s))  # the stream job's principal may read this run's topics
     return s
 
 
@@ -266,7 +266,7 @@ def row_at_a_time(spark: Any, settings: Settings, n: int, workdir: Path) -> floa
     from apt_energy.spark.schema import READING_SCHEMA
     from pyspark.sql import functions as F
 
-    df = (spark.readStream.format("kafka").options(**kafka_client(settings, "spark").spark_options())
+    df = (spark.readStream.format("kafka").options(**KafkaClient.from_settings(settings, "spark").spark_options())
           .option("subscribe", settings.kafka.readings_topic).option("startingOffsets", "earliest")
           .option("maxOffsetsPerTrigger", str(n)).load()
           .select(F.from_json(F.col("value").cast("string"), READING_SCHEMA).alias("r")).select("r.*"))
@@ -317,7 +317,7 @@ def run(*, n: int = 250_000, cap: int = TRIGGER_CAP, rate: int = 5000, seconds: 
         original_rows: int = 300) -> Results:
     """Every phase, on fresh databases and topics of the running native stack."""
     base = stack_settings()
-    stack = NativeStack(base)
+    stack = NativeStack.from_settings(base)
     tag = uuid.uuid4().hex[:8]
     settings = fresh_settings(base, stack, tag)
     # A-B-C-C-B-A on the same topic, each phase into its own fresh database: the machine is shared, and its

@@ -11,7 +11,7 @@ from apt_energy.stack import NativeStack
 from apt_energy.stack.secrets import ensure_dotenv, write_private
 
 from apt_energy import config
-from apt_energy.mqtt import MqttRole, credentials
+from apt_energy.mqtt import MqttLogin, MqttRole
 
 # Benchmarks isolate their MQTT traffic under test/<tag>/…, which the broker grants every role when
 # mqtt.test_prefix_root is set (as the test session does).
@@ -24,9 +24,9 @@ def stack_settings() -> Settings:
     ensure_dotenv()
     os.environ["APT_ENERGY_MQTT_TEST_PREFIX_ROOT"] = TEST_PREFIX_ROOT
     settings = config.load()
-    stack = NativeStack(settings)
+    stack = NativeStack.from_settings(settings)
     stack.up()  # restarts a running broker with the test grants unless it has them
-    atexit.register(leave_as_found, stack)
+    atexit.register(leave_as_found, stack, settings)
     return settings
 
 
@@ -34,26 +34,25 @@ BENCH_DATABASES = "bench\\_%"   # LIKE pattern: bench_spark's bench_<tag>
 BENCH_TOPICS = "bench."          # every benchmark's Kafka topics start so
 
 
-def leave_as_found(stack: NativeStack) -> None:
+def leave_as_found(stack: NativeStack, settings: Settings) -> None:
     """What benchmarks made on the user's stack removed: ``bench_*`` databases, ``bench.*`` topics and
     their ACLs, retained test messages, and the broker's test grants."""
-    from apt_energy.stack.kafka import delete_topic_acls, prune_acls
+    from apt_energy.stack.kafka import KafkaAdmin, delete_topic_acls, prune_acls
     from confluent_kafka.admin import AdminClient
     from psycopg import sql
-
-    from apt_energy.kafka import kafka_client
 
     with stack.postgres.admin_connect() as admin:
         names = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
                                              (BENCH_DATABASES,)).fetchall()]
         for name in names:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    kafka = AdminClient(kafka_client(stack.settings, "admin").config())
+    cluster = KafkaAdmin.from_settings(settings)
+    kafka = AdminClient(cluster.client().config())
     topics = [t for t in kafka.list_topics(timeout=10).topics if t.startswith(BENCH_TOPICS)]
     for future in (kafka.delete_topics(topics) if topics else {}).values():
         future.result(timeout=30)
-    delete_topic_acls(stack.settings, topics)
-    prune_acls(stack.settings)
+    delete_topic_acls(cluster, topics)
+    prune_acls(cluster)
     stack.withdraw_test_grants()
     os.environ.pop("APT_ENERGY_MQTT_TEST_PREFIX_ROOT", None)
     print(f"\nbench: removed databases={len(names)} topics={len(topics)} and the broker's test grants")
@@ -62,7 +61,7 @@ def leave_as_found(stack: NativeStack) -> None:
 def mosquitto_client_env(settings: Settings, role: MqttRole, directory: Path) -> dict[str, str]:
     """Environment for ``mosquitto_pub``/``mosquitto_sub`` logging in as ``role`` over TLS: the options go in
     the clients' own 0600 options file ($XDG_CONFIG_HOME/mosquitto_pub), never on the command line."""
-    username, password = credentials(settings, role)
+    username, password = MqttLogin.from_settings(settings, role).credentials
     lines = [f"-u {username}", f"-P {password.reveal()}"]
     if settings.mqtt.tls:
         lines.append(f"--cafile {settings.mqtt_ca_file}")

@@ -98,7 +98,8 @@ def main() -> None:
     assert configured is not None
     options = dataclasses.replace(configured, estimate_bill=None)
     limits = {m: options.tier_limits[m] for m in targets}
-    ends, values = streamed_year(FleetModel(settings, households), datetime(2024, 1, 1, tzinfo=model.tz), h)
+    ends, values = streamed_year(FleetModel.from_settings(settings, households),
+                                 datetime(2024, 1, 1, tzinfo=model.tz), h)
     print(f"{len(households)} households × {h} months, {len(ends)} readings of 12 h; tier-3 warnings:")
     for every in args.every:
         for name, points in by_model.items():

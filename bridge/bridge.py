@@ -39,8 +39,8 @@ from apt_energy.config import Settings
 from confluent_kafka import KafkaError, Message
 
 from apt_energy.errors import ConfigError, InvalidInput, ServiceError
-from apt_energy.kafka import KafkaClient, kafka_client
-from apt_energy.mqtt import credentials, tls_context
+from apt_energy.kafka import KafkaClient
+from apt_energy.mqtt import MqttLogin, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +73,10 @@ class BridgeOptions:
 def mqtt_options(settings: Settings) -> MqttOptions:
     """The bridge's broker connection, from the settings (its identity, TLS and session knobs)."""
     b, mq = settings.bridge, settings.mqtt
-    username, password = credentials(settings, "bridge")
-    return MqttOptions(host=mq.host, port=mq.port, keepalive_s=mq.keepalive_s, username=username,
-                       password=password.reveal(), tls=tls_context(settings.mqtt_ca_file) if mq.tls else None,
+    login = MqttLogin.from_settings(settings, "bridge")
+    return MqttOptions(host=mq.host, port=mq.port, keepalive_s=mq.keepalive_s, username=login.username,
+                       password=login.password.reveal(),
+                       tls=tls_context(login.ca_file) if login.ca_file is not None else None,
                        session_expiry_s=b.session_expiry_s, receive_maximum=b.max_in_flight)
 
 
@@ -137,7 +138,8 @@ class Bridge:
         partition = Partition(mq.topic_prefix, settings.complex.id, buildings, part,
                               shared_group=b.group if b.shared_subscription else None,
                               former_groups=() if b.shared_subscription else (b.group,))
-        return cls(partition=partition, mqtt_options=mqtt_options(settings), kafka=kafka_client(settings, "bridge"),
+        return cls(partition=partition, mqtt_options=mqtt_options(settings),
+                   kafka=KafkaClient.from_settings(settings, "bridge"),
                    topics=KafkaTopics(k.readings_topic, k.devices_topic, k.dead_letter_topic),
                    client_id=part_client_id(client_id or b.client_id, part),
                    options=BridgeOptions(max_payload_bytes=b.max_payload_bytes, max_in_flight=b.max_in_flight,

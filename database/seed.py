@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
-from apt_energy.config import Settings
+from apt_energy.config import ComplexSettings, EnergyType, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +23,13 @@ class SeedResult:
 
 def seed(conn: psycopg.Connection, settings: Settings) -> SeedResult:
     """Insert what is missing; existing rows (and their ids) are left as they are."""
-    cx = settings.complex
+    return seed_complex(conn, settings.complex, settings.energy)
+
+
+def seed_complex(conn: psycopg.Connection, cx: ComplexSettings, energy_types: Mapping[str, EnergyType]) -> SeedResult:
+    """:func:`seed` from the two sections it reads: the complex and the energy types."""
     with conn.transaction():
-        for key, energy in settings.energy.items():
+        for key, energy in energy_types.items():
             conn.execute(
                 """INSERT INTO energy_types (key, label_ko, label_en, unit) VALUES (%s, %s, %s, %s)
                    ON CONFLICT (key) DO UPDATE SET label_en = EXCLUDED.label_en, unit = EXCLUDED.unit""",

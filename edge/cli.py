@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if not households:
         raise ConfigError("no households selected (check --households, --buildings, --shard)")
     options = options_from_args(args, settings, part)
-    fleet = Fleet(settings, households, options)
+    fleet = Fleet.from_settings(settings, households, options)
     if fleet.sim_time + timedelta(seconds=options.interval_s) > options.until:
         # the devices keep running time: a finished run started again has nothing left to generate
         print(f"apt-energy edge: the devices of {options.state_path} already reached "

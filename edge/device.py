@@ -36,7 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from apt_energy import topics
 from apt_energy.backoff import Backoff
 from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, format_ts, parse_ts
-from apt_energy.mqtt import BufferedClient, login
+from apt_energy.mqtt import BufferedClient, MqttLogin, missing_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,28 @@ class DeviceCounters:
     connects: int = 0
 
 
+@dataclass(frozen=True)
+class DeviceOptions:
+    """What every gateway of a fleet shares (one object for the whole fleet): its meters with their units and
+    decimals, the topic prefix, the firmware it reports and a leak's default flow. No secret: each device's
+    own login is given to it apart (:class:`apt_energy.mqtt.MqttLogin`)."""
+
+    meters: tuple[str, ...]
+    units: dict[str, str]
+    decimals: dict[str, int]
+    topic_prefix: str
+    firmware: str
+    leak_flow_m3_per_hour: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeviceOptions:
+        energy = settings.energy
+        return cls(meters=tuple(energy), units={m: e.unit for m, e in energy.items()},
+                   decimals={m: e.decimals for m, e in energy.items()}, topic_prefix=settings.mqtt.topic_prefix,
+                   firmware=settings.simulation.firmware,
+                   leak_flow_m3_per_hour=settings.simulation.anomalies.leak_flow_m3_per_hour)
+
+
 @dataclass
 class _Active:
     inject: Inject
@@ -59,17 +81,20 @@ class _Active:
 
 
 class Device:
-    def __init__(self, household: Household, settings: Settings, *, base_interval_s: int, buffer_limit: int,
-                 sim_clock: Callable[[], datetime], registers: dict[str, Register] | None = None,
+    def __init__(self, household: Household, options: DeviceOptions, *, base_interval_s: int, buffer_limit: int,
+                 sim_clock: Callable[[], datetime], login: MqttLogin | None = None,
+                 registers: dict[str, Register] | None = None,
                  life: int = 0, on_ack: Callable[[Reading], None] | None = None,
                  rng: random.Random | None = None) -> None:
         self.household = household
         self.device_id = household.device_id
-        self.settings = settings
-        self.meters = tuple(settings.energy)
-        self.units = {m: settings.energy[m].unit for m in self.meters}
-        self.scale = {m: 10 ** settings.energy[m].decimals for m in self.meters}
-        self.base = topics.device_base(settings.mqtt.topic_prefix, household)
+        self.options = options
+        # Its own broker identity only (None: no device secret configured; the first connect says so).
+        self.login = login
+        self.meters = options.meters
+        self.units = options.units
+        self.scale = {m: 10 ** options.decimals[m] for m in self.meters}
+        self.base = topics.device_base(options.topic_prefix, household)
         self.reading_topics = {m: f"{self.base}/{m}/reading" for m in self.meters}
         self.base_interval_s = base_interval_s
         self.interval_s = base_interval_s
@@ -105,7 +130,9 @@ class Device:
     def log_in(self) -> None:
         """Its own broker identity and TLS, set just before the first connect (not at construction: the
         consumption model and its tests need no broker secrets or CA)."""
-        login(self.client, self.settings, "device", device_id=self.device_id)
+        if self.login is None:
+            raise missing_credentials("device")
+        self.login.apply(self.client)
 
     def _make_client(self) -> BufferedClient:
         client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
@@ -141,7 +168,7 @@ class Device:
         meters = tuple(MeterInfo(m, self.units[m], life=self.registers[m].life, serial=self.registers[m].serial,
                                  since=self.registers[m].since) for m in self.meters)
         return DeviceMeta(self.device_id, self.household.complex_id, self.household.building, self.household.floor,
-                          self.household.unit, meters, self.settings.simulation.firmware, self.interval_s)
+                          self.household.unit, meters, self.options.firmware, self.interval_s)
 
     def publish_meta(self) -> None:
         self.client.publish(f"{self.base}/meta", self.meta().to_json(), qos=1, retain=True)
@@ -249,7 +276,7 @@ class Device:
         exception would leave paho's read loop and stop every device of the fleet)."""
         try:
             command = parse_command(payload, meters=self.meters, base_interval_s=self.base_interval_s,
-                                    default_leak_flow=self.settings.simulation.anomalies.leak_flow_m3_per_hour)
+                                    default_leak_flow=self.options.leak_flow_m3_per_hour)
         except InvalidInput as exc:
             self.counters.bad_commands += 1
             logger.warning("ignored command device=%s reason=%s payload=%.80r", self.device_id, exc, payload)

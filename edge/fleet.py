@@ -26,19 +26,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from apt_energy.config import Household, Settings
-from apt_energy.edge.device import Device
+from apt_energy.config.settings import MqttSettings
+from apt_energy.edge.device import Device, DeviceOptions
 from apt_energy.edge.ledger import Identity, Ledger
 from apt_energy.edge.profile import FleetModel
 from apt_energy.edge.state import STATE_FORMAT, Journal, Register, SavedDevice, journal_path, load_state, save_state
 
 from apt_energy.contract import Reading
 from apt_energy.errors import ConfigError
+from apt_energy.mqtt import DeviceLogins
 
 logger = logging.getLogger(__name__)
 
@@ -97,27 +99,39 @@ class FleetStats:
 
 @dataclass
 class Fleet:
-    settings: Settings
+    """The devices of ``households``. Each gets its own login, derived from ``logins`` at construction; the
+    fleet keeps no secret itself (``logins`` is not stored). Compose one with :meth:`from_settings`."""
+
     households: Sequence[Household]
     options: FleetOptions
+    model: FleetModel
+    device_options: DeviceOptions
+    broker: MqttSettings               # where the gateways connect (host, port, keepalive); no secret
+    logins: InitVar[DeviceLogins]
     devices: list[Device] = field(init=False)
 
-    def __post_init__(self) -> None:
-        tz = self.settings.complex.tz
-        self.model = FleetModel(self.settings, self.households)
-        self.ledger = Ledger(tz)
+    @classmethod
+    def from_settings(cls, settings: Settings, households: Sequence[Household], options: FleetOptions) -> Fleet:
+        """The door: the fleet's model, devices' options, broker and logins from the settings tree."""
+        return cls(households, options, model=FleetModel.from_settings(settings, households),
+                   device_options=DeviceOptions.from_settings(settings), broker=settings.mqtt,
+                   logins=DeviceLogins.from_settings(settings))
+
+    def __post_init__(self, logins: DeviceLogins) -> None:
+        self.ledger = Ledger(self.model.tz)
         if self.options.ledger_path and self.options.ledger_path.exists():
             self.ledger.load(self.options.ledger_path)
         saved = self._load_state()
         self.index = {h.device_id: i for i, h in enumerate(self.households)}
         new_life = time.time_ns() // 1_000_000
-        meters = tuple(self.settings.energy)
+        meters = self.device_options.meters
         states = {h.device_id: saved.get(h.device_id) or SavedDevice(new_life, {}) for h in self.households}
         for state in states.values():
             for m in meters:
                 state.registers.setdefault(m, Register())
         self.devices = [
-            Device(h, self.settings, base_interval_s=self.options.interval_s, buffer_limit=self.options.buffer_limit,
+            Device(h, self.device_options, base_interval_s=self.options.interval_s,
+                   buffer_limit=self.options.buffer_limit, login=logins.for_device(h.device_id),
                    registers=states[h.device_id].registers, life=states[h.device_id].life, on_ack=self._on_ack,
                    sim_clock=lambda: self.sim_time)
             for h in self.households
@@ -192,7 +206,7 @@ class Fleet:
         heapq.heappush(self.connect_queue, (device.next_connect_at, self.index[device.device_id]))
 
     def _connect_some(self, now: float) -> None:
-        mq = self.settings.mqtt
+        mq = self.broker
         budget = self.options.connect_batch
         while budget and self.connect_queue and self.connect_queue[0][0] <= now:
             _, i = heapq.heappop(self.connect_queue)
@@ -257,7 +271,7 @@ class Fleet:
         send has no room for another interval's readings. A device the broker cannot reach keeps
         measuring at a set speed (a buffer that overflows then drops its oldest, counted); at full speed
         the clock waits for it too. A simulated outage (offline command) never holds the clock."""
-        need = len(self.settings.energy)
+        need = len(self.device_options.meters)
         limit = self.options.buffer_limit
         for i in self.with_buffer:
             d = self.devices[i]

@@ -1,4 +1,4 @@
-"""The consumption model: pure functions of (settings, household, time, seed), vectorised over a fleet.
+"""The consumption model: pure functions of (model parameters, household, time, seed), vectorised over a fleet.
 
 Monthly mean for a household = base × season[month] × per_person[size] × habit, calibrated in
 ``config/complex.yaml`` against public Korean statistics. Within a month the rate follows a daily
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from apt_energy.config import Household, Settings
+from apt_energy.config.settings import Simulation
 
 HOUR = 3600
 
@@ -50,6 +51,24 @@ def month_index(local: datetime) -> int:
 
 
 @dataclass(frozen=True)
+class ModelParams:
+    """What the consumption model reads from the settings: the simulation section, the meters with their
+    decimals, the complex's time zone and its households (a household's row in every draw)."""
+
+    meters: tuple[str, ...]
+    decimals: tuple[int, ...]
+    simulation: Simulation
+    timezone: str
+    households: tuple[Household, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelParams:
+        return cls(meters=tuple(settings.energy), decimals=tuple(e.decimals for e in settings.energy.values()),
+                   simulation=settings.simulation, timezone=settings.complex.timezone,
+                   households=tuple(settings.complex.households()))
+
+
+@dataclass(frozen=True)
 class Households:
     """Per-household traits for the whole complex, drawn once from the seed."""
 
@@ -57,13 +76,13 @@ class Households:
     factor: np.ndarray      # (n, meters) per_person × habit: the household's multiple of the base
 
     @classmethod
-    def draw(cls, settings: Settings, n: int) -> Households:
-        sim = settings.simulation
+    def draw(cls, params: ModelParams, n: int) -> Households:
+        sim = params.simulation
         rng = np.random.default_rng([sim.seed, 1])
         size = rng.choice(np.arange(1, 6), size=n, p=np.asarray(sim.household_size_weights))
         sigma = sim.habit_sigma
-        habit = rng.lognormal(-sigma * sigma / 2, sigma, size=(n, len(settings.energy)))
-        per_person = np.stack([np.asarray(sim.meters[m].per_person)[size - 1] for m in settings.energy], axis=1)
+        habit = rng.lognormal(-sigma * sigma / 2, sigma, size=(n, len(params.meters)))
+        per_person = np.stack([np.asarray(sim.meters[m].per_person)[size - 1] for m in params.meters], axis=1)
         return cls(size=size, factor=per_person * habit)
 
 
@@ -76,10 +95,10 @@ class MonthAnomalies:
     overuse: np.ndarray        # (n, meters) multiplier, 1 where nothing happens
 
 
-def draw_month_anomalies(settings: Settings, n: int, local_month_start: datetime) -> MonthAnomalies:
-    a = settings.simulation.anomalies
-    meters = list(settings.energy)
-    rng = np.random.default_rng([settings.simulation.seed, 2, month_index(local_month_start)])
+def draw_month_anomalies(params: ModelParams, n: int, local_month_start: datetime) -> MonthAnomalies:
+    a = params.simulation.anomalies
+    meters = list(params.meters)
+    rng = np.random.default_rng([params.simulation.seed, 2, month_index(local_month_start)])
     hours_in_month = calendar.monthrange(local_month_start.year, local_month_start.month)[1] * 24
     leaking = rng.random(n) < a.leak_rate_per_month
     start = rng.integers(0, hours_in_month, size=n)
@@ -98,30 +117,36 @@ def draw_month_anomalies(settings: Settings, n: int, local_month_start: datetime
 class FleetModel:
     """Consumption for a set of households (a shard of the complex) over successive intervals."""
 
-    def __init__(self, settings: Settings, households: Sequence[Household],
+    def __init__(self, params: ModelParams, households: Sequence[Household],
                  complex_households: Sequence[Household] | None = None) -> None:
-        self.settings = settings
-        self.meters = list(settings.energy)
-        everyone = list(complex_households or settings.complex.households())
+        self.params = params
+        self.meters = list(params.meters)
+        everyone = list(complex_households or params.households)
         position = {h.device_id: i for i, h in enumerate(everyone)}
         self.n_all = len(everyone)
         self.rows = np.asarray([position[h.device_id] for h in households], dtype=int)
-        self.tz = ZoneInfo(settings.complex.timezone)
-        self.traits = Households.draw(settings, self.n_all)
+        self.tz = ZoneInfo(params.timezone)
+        self.traits = Households.draw(params, self.n_all)
         self.profiles = np.stack([daily_profile(m) for m in self.meters])        # (meters, 24)
-        self.decimals = [settings.energy[m].decimals for m in self.meters]
+        self.decimals = list(params.decimals)
         self._months: dict[int, MonthAnomalies] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, households: Sequence[Household],
+                      complex_households: Sequence[Household] | None = None) -> FleetModel:
+        """The model of ``households`` (a shard of the complex) with the settings' simulation parameters."""
+        return cls(ModelParams.from_settings(settings), households, complex_households)
 
     def month_anomalies(self, local: datetime) -> MonthAnomalies:
         key = month_index(local)
         if key not in self._months:
             start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-            self._months = {key: draw_month_anomalies(self.settings, self.n_all, start)}
+            self._months = {key: draw_month_anomalies(self.params, self.n_all, start)}
         return self._months[key]
 
     def monthly_base(self, local: datetime) -> np.ndarray:
         """(meters,) complex-wide base for the month, before household factors."""
-        sim = self.settings.simulation
+        sim = self.params.simulation
         return np.asarray([sim.meters[m].base_per_month * sim.meters[m].season[local.month - 1]
                            for m in self.meters])
 
@@ -136,7 +161,7 @@ class FleetModel:
             leaking = (anomalies.leak_start_h >= 0) & (anomalies.leak_start_h <= hour_of_month) & (
                 hour_of_month < anomalies.leak_start_h + anomalies.leak_hours)
             rate[:, self.meters.index("water")] += np.where(
-                leaking, self.settings.simulation.anomalies.leak_flow_m3_per_hour, 0.0)
+                leaking, self.params.simulation.anomalies.leak_flow_m3_per_hour, 0.0)
         return rate  # type: ignore[no-any-return]
 
     def interval_values(self, end_utc: datetime, interval_s: int) -> np.ndarray:
@@ -151,8 +176,8 @@ class FleetModel:
             segment_end = min(end_utc, (hour_start + timedelta(hours=1)).astimezone(end_utc.tzinfo))
             total += self.hourly_rate(hour_start) * ((segment_end - t).total_seconds() / HOUR)
             t = segment_end
-        sigma = self.settings.simulation.noise_sigma
-        rng = np.random.default_rng([self.settings.simulation.seed, 3, int(end_utc.timestamp()), interval_s])
+        sigma = self.params.simulation.noise_sigma
+        rng = np.random.default_rng([self.params.simulation.seed, 3, int(end_utc.timestamp()), interval_s])
         noise = rng.lognormal(-sigma * sigma / 2, sigma, size=total.shape)
         values = (total * noise)[self.rows]
         return np.stack([np.round(values[:, j], d) for j, d in enumerate(self.decimals)], axis=1)

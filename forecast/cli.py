@@ -82,7 +82,7 @@ def month_starts(until: date, months: int) -> list[date]:
 def simulated_totals(model: FleetModel, months: list[date], interval_s: int) -> np.ndarray:
     """(months, households, meters) expected monthly totals from the hourly model, with the noise a month
     of summed readings keeps: each interval's log-normal noise averages to σ/√(intervals in the month)."""
-    sim = model.settings.simulation
+    sim = model.params.simulation
     out = np.zeros((len(months), len(model.rows), len(model.meters)))
     for i, month in enumerate(months):
         days = calendar.monthrange(month.year, month.month)[1]
@@ -99,7 +99,7 @@ def history_totals(settings: Settings, households: Sequence[Household], *, until
                    interval_s: int) -> tuple[list[date], np.ndarray, FleetModel]:
     """The ``months`` before ``until`` simulated for ``households``: (months, totals, the model)."""
     starts = month_starts(until, months)
-    model = FleetModel(settings, households)
+    model = FleetModel.from_settings(settings, households)
     return starts, simulated_totals(model, starts, interval_s), model
 
 
@@ -108,7 +108,7 @@ def expected_months(settings: Settings, usage: pd.DataFrame) -> pd.DataFrame:
     edge/profile.py; no noise, no anomalies): the best forecast possible of simulated usage."""
     by_id = {h.device_id: h for h in settings.complex.households()}
     ids = [d for d in dict.fromkeys(usage["device_id"]) if d in by_id]
-    model = FleetModel(settings, [by_id[d] for d in ids])
+    model = FleetModel.from_settings(settings, [by_id[d] for d in ids])
     factor = model.traits.factor[model.rows]                                   # (households, meters)
     row = {d: i for i, d in enumerate(ids)}
     meter = {m: k for k, m in enumerate(model.meters)}

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, **changes))
     options = dataclasses.replace(sink_options(settings), rule_options={"projection": projection_options(settings)})
     spark = build_session(settings, jars=spark_kafka_jars(settings.cache_dir))
-    job = StreamJob(settings, spark, options=options)
+    job = StreamJob.from_settings(settings, spark, options=options)
     on_stop_signals(job.stop_event.set)
     notifier = None
     if not args.no_notifier:

@@ -33,7 +33,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from apt_energy.backoff import BackoffPolicy
 from apt_energy.errors import ServiceError
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,33 @@ def record_check(settings: Settings) -> RecordCheck:
     """How the executors judge readings records, from the settings."""
     return RecordCheck(units={k: e.unit for k, e in settings.energy.items()}, timezone=settings.complex.timezone,
                        max_future_s=settings.spark.max_future_s, max_past_days=settings.spark.max_past_days)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What the stream job reads of the settings: its Kafka principal and topics, its pace, its checkpoints,
+    the writer's connection (the only database secret it holds) and its sink's and executors' options."""
+
+    kafka: KafkaClient                 # the spark principal
+    readings_topic: str
+    devices_topic: str
+    dsn: str                           # the writer's libpq connection string (password included: never log it)
+    checkpoint_dir: Path
+    sink: SinkOptions
+    record_check: RecordCheck
+    trigger_s: float = 1.0
+    max_offsets_per_trigger: int = 200000
+    master: str = "local[2]"           # for the log line only: the session is built by the caller
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, checkpoint_dir: Path | None = None,
+                      sink: SinkOptions | None = None) -> JobOptions:
+        sp, k = settings.spark, settings.kafka
+        return cls(kafka=KafkaClient.from_settings(settings, "spark"), readings_topic=k.readings_topic,
+                   devices_topic=k.devices_topic, dsn=conninfo(settings),
+                   checkpoint_dir=checkpoint_dir or settings.path(sp.checkpoint_dir),
+                   sink=sink or sink_options(settings), record_check=record_check(settings),
+                   trigger_s=sp.trigger_s, max_offsets_per_trigger=sp.max_offsets_per_trigger, master=sp.master)
 
 
 @dataclass
@@ -175,47 +202,53 @@ class StreamJob:
     under the batch's key in the same pass (``staging.PartitionStager``); the driver then runs one short
     merge transaction per batch. Devices (a few records per batch) go through the driver."""
 
-    def __init__(self, settings: Settings, spark: SparkSession, *, checkpoint_dir: Path | None = None,
-                 options: SinkOptions | None = None) -> None:
-        self.settings = settings
+    def __init__(self, options: JobOptions, spark: SparkSession) -> None:
+        self.options = options
         self.spark = spark
-        dsn = conninfo(settings)
-        self.sink = PostgresSink(lambda: psycopg.connect(dsn), options=options or sink_options(settings))
-        self.checkpoint_dir = checkpoint_dir or settings.path(settings.spark.checkpoint_dir)
+        dsn = options.dsn
+        self.sink = PostgresSink(lambda: psycopg.connect(dsn), options=options.sink)
+        self.checkpoint_dir = options.checkpoint_dir
         self.stream_id = stream_id(str(self.checkpoint_dir.resolve() / "readings"))
         self.dsn = dsn
-        self.record_check = record_check(settings)
+        self.record_check = options.record_check
         self.stats = JobStats()
         self.queries: list[StreamingQuery] = []
         self.stop_event = threading.Event()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, spark: SparkSession, *, checkpoint_dir: Path | None = None,
+                      options: SinkOptions | None = None) -> StreamJob:
+        """The door: the job's options from the settings tree (``options``: the sink's, default
+        :func:`sink_options`)."""
+        return cls(JobOptions.from_settings(settings, checkpoint_dir=checkpoint_dir, sink=options), spark)
+
     def _kafka(self, topic: str) -> DataFrame:
-        s = self.settings
+        o = self.options
         return (self.spark.readStream.format("kafka")
-                .options(**kafka_client(s, "spark").spark_options())
+                .options(**o.kafka.spark_options())
                 .option("subscribe", topic)
                 .option("startingOffsets", "earliest")
-                .option("maxOffsetsPerTrigger", str(s.spark.max_offsets_per_trigger))
+                .option("maxOffsetsPerTrigger", str(o.max_offsets_per_trigger))
                 .option("includeHeaders", "true")
                 .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
                 .load())
 
     def start(self) -> None:
-        s = self.settings
-        trigger = f"{s.spark.trigger_s} seconds"
+        o = self.options
+        trigger = f"{o.trigger_s} seconds"
         private_checkpoints(self.checkpoint_dir)
         self.queries.append(
-            self._readings_output(self._kafka(s.kafka.readings_topic)).writeStream.queryName("readings")
+            self._readings_output(self._kafka(o.readings_topic)).writeStream.queryName("readings")
             .foreachBatch(self._readings_batch)
             .option("checkpointLocation", str(self.checkpoint_dir / "readings"))
             .trigger(processingTime=trigger).start())
-        devices = parse_devices(self._kafka(s.kafka.devices_topic))
+        devices = parse_devices(self._kafka(o.devices_topic))
         self.queries.append(
             devices.writeStream.queryName("devices").foreachBatch(self._devices_batch)
             .option("checkpointLocation", str(self.checkpoint_dir / "devices"))
             .trigger(processingTime=trigger).start())
-        logger.info("stream job started master=%s trigger=%s checkpoint=%s readings=%s", s.spark.master, trigger,
-                    self.checkpoint_dir, s.kafka.readings_topic)
+        logger.info("stream job started master=%s trigger=%s checkpoint=%s readings=%s", o.master, trigger,
+                    self.checkpoint_dir, o.readings_topic)
 
     def _readings_output(self, kafka: DataFrame) -> DataFrame:
         """What each readings micro-batch carries: the raw Kafka records (:data:`staging.KAFKA_COLUMNS`);

@@ -77,13 +77,13 @@ def run(args: argparse.Namespace) -> int:
     settings = config.load()
     if args.kafka_brokers is not None:
         settings = with_brokers(settings, args.kafka_brokers)
-    running = running_brokers(settings)
+    running = running_brokers(settings.run_dir)
     if running is not None and running != settings.stack.kafka_brokers:
         if args.action == "up":
             raise ServiceError(f"a Kafka of {running} broker(s) runs from {settings.run_dir}; stop it first "
                                "(`apt-energy stack down`)", service="kafka")
         settings = with_brokers(settings, running)
-    stack = NativeStack(settings)
+    stack = NativeStack.from_settings(settings)
     if args.action == "fetch":
         stack.fetch()
         return 0

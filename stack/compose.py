@@ -31,13 +31,13 @@ from pathlib import Path
 from apt_energy.config import Settings
 from apt_energy.config.settings import refuse_example_secrets
 from apt_energy.stack.dynsec import password_hash
-from apt_energy.stack.kafka import new_cluster_id, render_server_properties, storage_format_args
-from apt_energy.stack.mosquitto import render_identities
+from apt_energy.stack.kafka import KafkaAdmin, new_cluster_id, render_server_properties, storage_format_args
+from apt_energy.stack.mosquitto import MosquittoOptions, render_identities
 from apt_energy.stack.pki import ensure_server_tls
 from apt_energy.stack.secrets import write_private
 
 from apt_energy.errors import ConfigError
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from apt_energy.mqtt import device_password
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def render_kafka_properties(settings: Settings, *, log_dir: Path, host: str = "k
     ``bind`` empty: every interface of the container (tests pass 127.0.0.1 and free ports).
     ``advertised_host_port``: the port compose publishes ``HOST`` on, when not ``host_port`` itself."""
     native = render_server_properties(host=host, port=client_port, controller_port=controller_port,
-                                      log_dir=log_dir, admin=kafka_client(settings, "admin"))
+                                      log_dir=log_dir, admin=KafkaClient.from_settings(settings, "admin"))
     protocol = settings.kafka.security_protocol
     if protocol == "PLAINTEXT":
         raise ConfigError("kafka.security_protocol: compose's Kafka authenticates every client; expected "
@@ -134,7 +134,7 @@ def render_kafka_properties(settings: Settings, *, log_dir: Path, host: str = "k
 
 def render_kafka_client_properties(settings: Settings, *, bootstrap: str) -> str:
     """The healthcheck's ``--command-config``: Kafka's tools read the password from this file."""
-    admin = kafka_client(settings, "admin")
+    admin = KafkaClient.from_settings(settings, "admin")
     spark = admin.spark_options()  # the JAAS line, quoted as the Java clients want it
     return "\n".join([f"bootstrap.servers={bootstrap}", f"security.protocol={admin.security_protocol}",
                       f"sasl.mechanism={admin.mechanism}", f"sasl.jaas.config={spark['kafka.sasl.jaas.config']}",
@@ -160,7 +160,8 @@ def setup(settings: Settings, *, env: Mapping[str, str], setup: Paths = SETUP, s
     # Derived, not random: setup runs at every `compose up` while a running broker keeps the identities it
     # read at its start, so the healthcheck's password must stay what that broker knows ("$" is in no device id).
     health_password = device_password(settings.secrets.mqtt_device_secret, f"${HEALTH_USER}").reveal()
-    write_private(mosq / "dynamic-security.json", render_health_identity(render_identities(settings), health_password))
+    write_private(mosq / "dynamic-security.json", render_health_identity(
+        render_identities(MosquittoOptions.from_settings(settings)), health_password))
     write_private(mosq / "health" / "mosquitto_sub", render_mosquitto_sub_options(
         password=health_password, ca_file=servers.mosquitto / "tls" / "ca.crt"))
 
@@ -184,7 +185,8 @@ def setup(settings: Settings, *, env: Mapping[str, str], setup: Paths = SETUP, s
         for child in setup.kafka_data.iterdir():
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     if not (setup.kafka_data / "meta.properties").exists():
-        args = storage_format_args(settings, cluster_id=new_cluster_id(), config=servers.kafka / "server.properties")
+        args = storage_format_args(KafkaAdmin.from_settings(settings), cluster_id=new_cluster_id(),
+                                   config=servers.kafka / "server.properties")
         write_private(kafka / "format.args", "\n".join(f'"{a}"' for a in args) + "\n")
         write_private(marker, "")
     if chown:

@@ -16,9 +16,11 @@ import os
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-from apt_energy.config import Settings
+from apt_energy.config import Secret, Settings
+from apt_energy.config.settings import KafkaSettings
 from apt_energy.stack.jars import kafka_jars
 from apt_energy.stack.private import SERVER_UMASK, narrow_tree, private_dir
 from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
@@ -26,7 +28,7 @@ from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
 
 from apt_energy.errors import ServiceError
-from apt_energy.kafka import SPARK_GROUP_PREFIX, KafkaClient, kafka_client
+from apt_energy.kafka import SPARK_GROUP_PREFIX, KafkaClient, KafkaRole, kafka_client
 
 logger = logging.getLogger(__name__)
 
@@ -132,20 +134,64 @@ def java_binary() -> str:
     return require_binary("java", package="openjdk-17-jre-headless")
 
 
+@dataclass(frozen=True)
+class KafkaAdmin:
+    """Kafka as the stack manages it, as its admin: the Kafka section (topics, users), the cluster size and
+    the principals' passwords (the stack sets them on the broker: nothing else holds them all). Built at
+    one door, :meth:`from_settings`; a missing password fails when a client of it is first needed."""
+
+    kafka: KafkaSettings
+    brokers: int
+    passwords: dict[str, Secret]      # role → password (masked in repr)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaAdmin:
+        s = settings.secrets
+        return cls(settings.kafka, settings.stack.kafka_brokers, {
+            "admin": s.kafka_admin_password, "bridge": s.kafka_bridge_password, "spark": s.kafka_spark_password})
+
+    def client(self, role: KafkaRole = "admin") -> KafkaClient:
+        """``role``'s client (the admin's by default)."""
+        return kafka_client(self.kafka, role, self.passwords[role], brokers=self.brokers)
+
+
+@dataclass(frozen=True)
+class KafkaOptions:
+    """What a native Kafka node (or cluster) runs with: what it manages as the admin, where it keeps its
+    data and jars, its controller port and heap."""
+
+    cluster: KafkaAdmin
+    run_dir: Path
+    cache_dir: Path
+    controller_port: int = 9093
+    heap: str = "768m"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaOptions:
+        st = settings.stack
+        return cls(KafkaAdmin.from_settings(settings), settings.run_dir, settings.cache_dir,
+                   controller_port=st.kafka_controller_port, heap=st.kafka_heap)
+
+
 class Kafka:
     """One Kafka node: the whole single-broker stack, or node ``node`` of a ``stack.kafka_brokers`` cluster
     (its data under ``<run dir>/kafka-cluster/node-<node>``, formatted with the cluster's ``cluster_id``)."""
 
-    def __init__(self, settings: Settings, *, node: int = 1, cluster_id: str | None = None) -> None:
-        self.settings = settings
+    def __init__(self, options: KafkaOptions, *, node: int = 1, cluster_id: str | None = None) -> None:
+        self.options = options
+        self.cluster = options.cluster
         self.node = node
         self.cluster_id = cluster_id
-        self.brokers = settings.stack.kafka_brokers
+        self.brokers = options.cluster.brokers
         if self.brokers == 1:
-            self.name, self.dir = "kafka", settings.run_dir / "kafka"
+            self.name, self.dir = "kafka", options.run_dir / "kafka"
         else:
-            self.name, self.dir = f"kafka-{node}", settings.run_dir / "kafka-cluster" / f"node-{node}"
+            self.name, self.dir = f"kafka-{node}", options.run_dir / "kafka-cluster" / f"node-{node}"
         self.pid_file = self.dir / "pid"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, node: int = 1, cluster_id: str | None = None) -> Kafka:
+        return cls(KafkaOptions.from_settings(settings), node=node, cluster_id=cluster_id)
 
     @property
     def log_file(self) -> Path:
@@ -153,7 +199,7 @@ class Kafka:
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.settings.kafka.bootstrap.rpartition(":")
+        host, _, port = self.cluster.kafka.bootstrap.rpartition(":")
         return host, int(port) + 2 * (self.node - 1)
 
     @property
@@ -163,20 +209,20 @@ class Kafka:
 
     @property
     def controller_port(self) -> int:
-        return self.settings.stack.kafka_controller_port + 2 * (self.node - 1)
+        return self.options.controller_port + 2 * (self.node - 1)
 
     def voters(self) -> str:
         """The controller quorum: every node of the cluster (``id@host:port``)."""
         host, _ = self.host_port
-        base = self.settings.stack.kafka_controller_port
+        base = self.options.controller_port
         return ",".join(f"{i}@{host}:{base + 2 * (i - 1)}" for i in range(1, self.brokers + 1))
 
     def up(self) -> None:
         self.wait_healthy(self.start())
-        ensure_principals(self.settings)
+        ensure_principals(self.cluster)
         self.create_topics()
-        prune_acls(self.settings)
-        logger.info("kafka up bootstrap=%s", self.settings.kafka.bootstrap)
+        prune_acls(self.cluster)
+        logger.info("kafka up bootstrap=%s", self.cluster.kafka.bootstrap)
 
     def start(self) -> int:
         """Start this node unless it runs already; its pid. (A cluster node is healthy only once a
@@ -198,19 +244,19 @@ class Kafka:
             if port_open(host, p):
                 raise ServiceError(f"port {p} is in use by another process; set APT_ENERGY_KAFKA_BOOTSTRAP / "
                                  "APT_ENERGY_STACK_KAFKA_CONTROLLER_PORT to free ports")
-        classpath = f"{kafka_jars(self.settings.cache_dir)}/*"
+        classpath = f"{kafka_jars(self.options.cache_dir)}/*"
         data = self.dir / "data"
         # Segments hold every household's readings and the metadata log the SCRAM verifiers and ACLs.
         private_dir(self.dir)
         narrow_tree(self.dir)
-        admin = kafka_client(self.settings, "admin")
+        admin = self.cluster.client()
         props = self.dir / "server.properties"
         write_private(props, render_server_properties(host=host, port=port, controller_port=controller_port,
                                                       log_dir=data, admin=admin, node_id=self.node,
                                                       voters=self.voters(), replicas=min(self.brokers, 3)))
         log4j = self.dir / "log4j2.properties"
         log4j.write_text(render_log4j2(self.log_file))
-        jvm = [java, f"-Xmx{self.settings.stack.kafka_heap}", f"-Xms{self.settings.stack.kafka_heap}",
+        jvm = [java, f"-Xmx{self.options.heap}", f"-Xms{self.options.heap}",
                "-XX:+UseG1GC", "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
                f"-Dkafka.logs.dir={self.dir}", "-cp", classpath]
         marker = self.dir / "scram"
@@ -228,7 +274,7 @@ class Kafka:
     def _format(self, jvm: list[str], props: Path) -> None:
         """Format the storage with the cluster's SCRAM users. The StorageTool takes them only as arguments,
         so they go through a java @argfile (0600, deleted after) and never appear on a command line."""
-        args = storage_format_args(self.settings, cluster_id=self.cluster_id or new_cluster_id(), config=props)
+        args = storage_format_args(self.cluster, cluster_id=self.cluster_id or new_cluster_id(), config=props)
         argfile = self.dir / "format.args"
         write_private(argfile, "\n".join(f'"{a}"' for a in args) + "\n")
         try:
@@ -244,11 +290,11 @@ class Kafka:
         if not port_open(*self.host_port):
             return False
         # Ask this node itself, and require that it has joined the cluster (is a registered broker).
-        own = dataclasses.replace(kafka_client(self.settings, "admin"), bootstrap=self.endpoint)
+        own = dataclasses.replace(self.cluster.client(), bootstrap=self.endpoint)
         return broker_reachable(own, node_id=self.node)
 
     def create_topics(self, names: dict[str, dict[str, str]] | None = None, partitions: int | None = None) -> None:
-        ensure_topics(self.settings, names, partitions)
+        ensure_topics(self.cluster, names, partitions)
 
     def down(self) -> None:
         pid = read_pid(self.pid_file)
@@ -264,12 +310,12 @@ class Kafka:
                              pid=pid if running else None)
 
 
-def storage_format_args(settings: Settings, *, cluster_id: str, config: Path) -> list[str]:
+def storage_format_args(cluster: KafkaAdmin, *, cluster_id: str, config: Path) -> list[str]:
     """The StorageTool's main class and arguments: format with the pipeline principals' SCRAM users (the
     first one cannot be added later). They hold passwords: pass them in a 0600 java @argfile only."""
     args = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)]
     for role in ("admin", "bridge", "spark"):
-        client = kafka_client(settings, role)  # type: ignore[arg-type]
+        client = cluster.client(role)  # type: ignore[arg-type]
         args += ["--add-scram", f"{client.mechanism}=[name={_jaas(client.username)},"
                                 f"password={_jaas(client.password.reveal())}]"]
     return args
@@ -287,22 +333,22 @@ def broker_reachable(client: KafkaClient, *, timeout_s: float = 3, node_id: int 
     return len(md.brokers) >= 1 if node_id is None else node_id in md.brokers
 
 
-def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = None,
+def ensure_topics(cluster: KafkaAdmin, names: dict[str, dict[str, str]] | None = None,
                   partitions: int | None = None) -> None:
     """Create the pipeline's topics if missing: readings, devices (compacted), dead letters; on a cluster
     with 3 replicas each and ``min.insync.replicas`` 2 (the bridge produces with ``acks=all``)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    k = settings.kafka
+    k = cluster.kafka
     wanted = names if names is not None else {
         k.readings_topic: {},
         k.devices_topic: {"cleanup.policy": "compact"},
         k.dead_letter_topic: {},
     }
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(cluster.client().config())
     existing = set(admin.list_topics(timeout=10).topics)
-    replicas = min(settings.stack.kafka_brokers, 3)
+    replicas = min(cluster.brokers, 3)
     durable = {"min.insync.replicas": str(min_insync(replicas))}
     new = [NewTopic(name, num_partitions=partitions or k.partitions, replication_factor=replicas,
                     config={**durable, **cfg})
@@ -315,11 +361,10 @@ def ensure_topics(settings: Settings, names: dict[str, dict[str, str]] | None = 
                 raise ServiceError(f"could not create kafka topic {name}: {exc}") from exc
 
 
-def principal_acls(settings: Settings) -> list[tuple[str, str, str, str, str]]:
+def principal_acls(k: KafkaSettings) -> list[tuple[str, str, str, str, str]]:
     """(principal, resource type, pattern type, resource name, operation) the pipeline's principals need:
     the bridge writes the three topics (idempotently), the stream job reads them with its own consumer
     groups. Nothing else is allowed (``allow.everyone.if.no.acl.found=false``)."""
-    k = settings.kafka
     topics = (k.readings_topic, k.devices_topic, k.dead_letter_topic)
     bridge, spark = f"User:{k.bridge_user}", f"User:{k.spark_user}"
     acls = [(bridge, "BROKER", "LITERAL", "kafka-cluster", "IDEMPOTENT_WRITE")]  # BROKER: the cluster resource
@@ -330,7 +375,7 @@ def principal_acls(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     return acls
 
 
-def ensure_principals(settings: Settings) -> None:
+def ensure_principals(cluster: KafkaAdmin) -> None:
     """As the admin: (re)set each principal's SCRAM password from the environment (so rotating one is
     `edit .env` + `stack up`) and create the ACLs. Idempotent."""
     from confluent_kafka import KafkaException
@@ -342,10 +387,10 @@ def ensure_principals(settings: Settings) -> None:
         UserScramCredentialUpsertion,
     )
 
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(cluster.client().config())
     upserts: list[UserScramCredentialAlteration] = []
     for role in ("admin", "bridge", "spark"):
-        client = kafka_client(settings, role)  # type: ignore[arg-type]
+        client = cluster.client(role)  # type: ignore[arg-type]
         mechanism = ScramMechanism[client.mechanism.replace("-", "_")]
         upserts.append(UserScramCredentialUpsertion(client.username, ScramCredentialInfo(mechanism, 4096),
                                                     client.password.reveal().encode()))
@@ -354,12 +399,12 @@ def ensure_principals(settings: Settings) -> None:
             future.result(timeout=30)
     except KafkaException as exc:
         raise ServiceError(f"could not set Kafka users: {exc}", service="kafka") from exc
-    ensure_acls(settings)
+    ensure_acls(cluster)
     logger.info("kafka principals ensured users=%d", len(upserts))
 
 
-def ensure_acls(settings: Settings) -> None:
-    """As the admin: the ACLs of :func:`principal_acls` for ``settings``' topics (idempotent; tests and
+def ensure_acls(cluster: KafkaAdmin) -> None:
+    """As the admin: the ACLs of :func:`principal_acls` for the cluster's topics (idempotent; tests and
     benchmarks that run the pipeline on topics of their own call it for those)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import (
@@ -371,10 +416,10 @@ def ensure_acls(settings: Settings) -> None:
         ResourceType,
     )
 
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(cluster.client().config())
     bindings = [AclBinding(ResourceType[rtype], name, ResourcePatternType[ptype], principal, "*",
                            AclOperation[op], AclPermissionType.ALLOW)
-                for principal, rtype, ptype, name, op in principal_acls(settings)]
+                for principal, rtype, ptype, name, op in principal_acls(cluster.kafka)]
     try:
         for future in admin.create_acls(bindings).values():
             future.result(timeout=30)
@@ -396,15 +441,15 @@ def _topic_filter(name: str | None) -> object:
                             AclOperation.ANY, AclPermissionType.ANY)
 
 
-def topic_acls(settings: Settings, topic: str | None = None) -> list[object]:
+def topic_acls(cluster: KafkaAdmin, topic: str | None = None) -> list[object]:
     """As the admin: the ACL bindings on the literal topic ``topic`` (``None``: on every topic)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(cluster.client().config())
     return list(admin.describe_acls(_topic_filter(topic)).result(timeout=30))  # type: ignore[arg-type]
 
 
-def delete_topic_acls(settings: Settings, topics: list[str]) -> None:
+def delete_topic_acls(cluster: KafkaAdmin, topics: list[str]) -> None:
     """As the admin: every ACL on the (literal) topics ``topics``, e.g. when a test or a benchmark that
     granted them deletes its topics (Kafka keeps a topic's ACLs after the topic is gone)."""
     from confluent_kafka import KafkaException
@@ -412,7 +457,7 @@ def delete_topic_acls(settings: Settings, topics: list[str]) -> None:
 
     if not topics:
         return
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(cluster.client().config())
     try:
         for future in admin.delete_acls([_topic_filter(name) for name in topics]).values():  # type: ignore[misc]
             future.result(timeout=30)
@@ -420,26 +465,26 @@ def delete_topic_acls(settings: Settings, topics: list[str]) -> None:
         raise ServiceError(f"could not delete Kafka ACLs: {exc}", service="kafka") from exc
 
 
-def dangling_acl_topics(settings: Settings) -> list[str]:
+def dangling_acl_topics(cluster: KafkaAdmin) -> list[str]:
     """Topics that ACLs name but that no longer exist (left by a test or benchmark that was stopped before
     it cleaned up)."""
     from confluent_kafka.admin import AdminClient
 
-    named = {b.name for b in topic_acls(settings)}  # type: ignore[attr-defined]
-    existing = set(AdminClient(kafka_client(settings, "admin").config()).list_topics(timeout=10).topics)
+    named = {b.name for b in topic_acls(cluster)}  # type: ignore[attr-defined]
+    existing = set(AdminClient(cluster.client().config()).list_topics(timeout=10).topics)
     return sorted(named - existing)
 
 
-def prune_acls(settings: Settings) -> int:
+def prune_acls(cluster: KafkaAdmin) -> int:
     """Delete the ACLs of topics that are gone; returns how many topics had some."""
-    gone = dangling_acl_topics(settings)
-    delete_topic_acls(settings, gone)
+    gone = dangling_acl_topics(cluster)
+    delete_topic_acls(cluster, gone)
     if gone:
         logger.info("deleted the ACLs of topics=%d that no longer exist", len(gone))
     return len(gone)
 
 
-def reset_topics(settings: Settings) -> list[str]:
+def reset_topics(cluster: KafkaAdmin) -> list[str]:
     """Delete the pipeline's topics and create them again, empty (a reproducible demo or test run).
 
     Returns their names. Deletion completes asynchronously, so this waits until the broker no longer
@@ -447,9 +492,9 @@ def reset_topics(settings: Settings) -> list[str]:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    k = settings.kafka
+    k = cluster.kafka
     topics = [k.readings_topic, k.devices_topic, k.dead_letter_topic]
-    admin = AdminClient(kafka_client(settings, "admin").config())
+    admin = AdminClient(cluster.client().config())
     doomed = [t for t in topics if t in set(admin.list_topics(timeout=10).topics)]
     for name, future in (admin.delete_topics(doomed) if doomed else {}).items():
         try:
@@ -458,5 +503,5 @@ def reset_topics(settings: Settings) -> list[str]:
             raise ServiceError(f"could not delete kafka topic {name}: {exc}", service="kafka") from exc
     wait_until(lambda: not set(doomed) & set(admin.list_topics(timeout=10).topics), timeout=30,
                what="kafka topic deletion")
-    ensure_topics(settings)
+    ensure_topics(cluster)
     return topics

@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 
 from apt_energy.config import Settings
-from apt_energy.stack.kafka import Kafka, ensure_principals, ensure_topics, new_cluster_id, prune_acls
+from apt_energy.stack.kafka import Kafka, KafkaOptions, ensure_principals, ensure_topics, new_cluster_id, prune_acls
 from apt_energy.stack.private import private_dir
 from apt_energy.stack.process import alive, is_ours, read_pid, terminate
 from apt_energy.stack.service import ServiceStatus
@@ -46,10 +46,15 @@ class KafkaCluster:
 
     name = "kafka"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.dir = settings.run_dir / "kafka-cluster"
-        self.nodes = [Kafka(settings, node=i) for i in range(1, settings.stack.kafka_brokers + 1)]
+    def __init__(self, options: KafkaOptions) -> None:
+        self.options = options
+        self.cluster = options.cluster
+        self.dir = options.run_dir / "kafka-cluster"
+        self.nodes = [Kafka(options, node=i) for i in range(1, options.cluster.brokers + 1)]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaCluster:
+        return cls(KafkaOptions.from_settings(settings))
 
     @property
     def log_file(self) -> Path:
@@ -65,7 +70,7 @@ class KafkaCluster:
 
     def up(self) -> None:
         host, port = self.nodes[0].host_port
-        cluster_ports(port, self.settings.stack.kafka_controller_port, len(self.nodes))
+        cluster_ports(port, self.options.controller_port, len(self.nodes))
         cluster_id = self.cluster_id()
         (self.dir / "brokers").write_text(f"{len(self.nodes)}\n")
         pids = []
@@ -74,14 +79,14 @@ class KafkaCluster:
             pids.append(node.start())
         for node, pid in zip(self.nodes, pids, strict=True):
             node.wait_healthy(pid)
-        ensure_principals(self.settings)
+        ensure_principals(self.cluster)
         self.create_topics()
-        prune_acls(self.settings)
+        prune_acls(self.cluster)
         logger.info("kafka cluster up brokers=%d host=%s ports=%s", len(self.nodes), host,
                     ",".join(str(n.host_port[1]) for n in self.nodes))
 
     def create_topics(self, names: dict[str, dict[str, str]] | None = None, partitions: int | None = None) -> None:
-        ensure_topics(self.settings, names, partitions)
+        ensure_topics(self.cluster, names, partitions)
 
     def down(self) -> None:
         """SIGTERM every node at once, then wait for each; SIGKILL after ``STOP_TIMEOUT_S``: the last
@@ -109,22 +114,22 @@ class KafkaCluster:
         pids = [r.pid for r in rows if r.pid]
         detail = f"{sum(r.healthy for r in rows)}/{len(rows)} healthy"
         return ServiceStatus(self.name, any(r.running for r in rows), all(r.healthy for r in rows),
-                             self.settings.kafka.bootstrap, detail=detail, pid=pids[0] if pids else None)
+                             self.cluster.kafka.bootstrap, detail=detail, pid=pids[0] if pids else None)
 
 
-def running_brokers(settings: Settings) -> int | None:
-    """How many brokers the Kafka running from ``settings``' run dir has (1: the single broker), None if
-    none runs: ``stack status`` and ``down`` follow what runs, not what the configuration says now."""
-    pid = read_pid(settings.run_dir / "kafka" / "pid")
-    if is_ours(pid, str(settings.run_dir / "kafka")) and pid is not None and alive(pid):
+def running_brokers(run_dir: Path) -> int | None:
+    """How many brokers the Kafka running from ``run_dir`` has (1: the single broker), None if none runs:
+    ``stack status`` and ``down`` follow what runs, not what the configuration says now."""
+    pid = read_pid(run_dir / "kafka" / "pid")
+    if is_ours(pid, str(run_dir / "kafka")) and pid is not None and alive(pid):
         return 1
-    record = settings.run_dir / "kafka-cluster" / "brokers"
+    record = run_dir / "kafka-cluster" / "brokers"
     try:
         brokers = int(record.read_text().strip())
     except (OSError, ValueError):
         return None
     for i in range(1, brokers + 1):
-        node_dir = settings.run_dir / "kafka-cluster" / f"node-{i}"
+        node_dir = run_dir / "kafka-cluster" / f"node-{i}"
         pid = read_pid(node_dir / "pid")
         if is_ours(pid, str(node_dir)) and pid is not None and alive(pid):
             return brokers

@@ -9,10 +9,12 @@ import sysconfig
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
-from apt_energy.config import Settings
+from apt_energy.config import Household, Secret, Settings
+from apt_energy.config.settings import MqttSettings
 from apt_energy.stack import dynsec
 from apt_energy.stack.dynsec import BrokerUser
 from apt_energy.stack.pki import ServerTls, ensure_server_tls
@@ -22,7 +24,7 @@ from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
 
 from apt_energy.errors import ConfigError, ServiceError
-from apt_energy.mqtt import credentials, login
+from apt_energy.mqtt import MqttLogin, MqttRole, credentials, role_secret
 from apt_energy.topics import device_base
 
 logger = logging.getLogger(__name__)
@@ -115,25 +117,55 @@ def render_config(*, port: int, plain_port: int, data_dir: Path, tls: ServerTls,
     return "\n".join(lines) + "\n"
 
 
-def render_identities(settings: Settings) -> str:
-    """Every household's gateway, the bridge, the operator and the admin, from the settings' secrets."""
-    mq = settings.mqtt
+@dataclass(frozen=True)
+class MosquittoOptions:
+    """What the broker is run and configured with: the MQTT section, its run dir, the CA clients verify it
+    with (None: no TLS), and every identity it knows — the households' gateways, the bridge, the operator,
+    the admin — with the MQTT secrets they come from (the broker is given them all; no other secret)."""
+
+    mqtt: MqttSettings
+    run_dir: Path
+    ca_file: Path | None
+    households: tuple[Household, ...]
+    meters: tuple[str, ...]
+    secrets: dict[str, Secret]     # role → the secret it logs in with (a device's: the fleet's device secret)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MosquittoOptions:
+        roles: tuple[MqttRole, ...] = ("device", "bridge", "operator", "admin")
+        return cls(settings.mqtt, settings.run_dir, settings.mqtt_ca_file if settings.mqtt.tls else None,
+                   settings.complex.households(), tuple(settings.energy),
+                   {role: role_secret(settings, role) for role in roles})
+
+    def login(self, role: MqttRole) -> MqttLogin:
+        """``role``'s login (not a device's: each has its own, see :func:`render_identities`)."""
+        return MqttLogin(*credentials(self.mqtt, role, self.secrets[role]), self.ca_file)
+
+
+def render_identities(options: MosquittoOptions) -> str:
+    """Every household's gateway, the bridge, the operator and the admin, from the options' secrets."""
+    mq = options.mqtt
+    fleet_secret = options.secrets["device"]
     devices = [(h.device_id, device_base(mq.topic_prefix, h),
-                credentials(settings, "device", device_id=h.device_id)[1]) for h in settings.complex.households()]
-    users = {role: BrokerUser(*credentials(settings, role), role=role)  # type: ignore[arg-type]
+                credentials(mq, "device", fleet_secret, device_id=h.device_id)[1]) for h in options.households]
+    users = {role: BrokerUser(*credentials(mq, role, options.secrets[role]), role=role)  # type: ignore[arg-type]
              for role in ("bridge", "operator", "admin")}
     return dynsec.render(prefix=mq.topic_prefix, devices=devices, bridge=users["bridge"],
-                         operator=users["operator"], admin=users["admin"], meters=tuple(settings.energy),
+                         operator=users["operator"], admin=users["admin"], meters=options.meters,
                          test_prefix_root=mq.test_prefix_root)
 
 
 class Mosquitto:
     name = "mosquitto"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.dir = settings.run_dir / "mosquitto"
+    def __init__(self, options: MosquittoOptions) -> None:
+        self.options = options
+        self.dir = options.run_dir / "mosquitto"
         self.pid_file = self.dir / "pid"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Mosquitto:
+        return cls(MosquittoOptions.from_settings(settings))
 
     @property
     def log_file(self) -> Path:
@@ -147,22 +179,22 @@ class Mosquitto:
             # broker: restart it with the rights the settings give now.
             logger.warning("mosquitto runs with other rights than the settings give (stale test grants?); "
                            "restarting it")
-            stale = self.granted_test_roots() - {self.settings.mqtt.test_prefix_root}
+            stale = self.granted_test_roots() - {self.options.mqtt.test_prefix_root}
             self.down()
             self._start()
             for root in sorted(stale):  # what the killed run left retained under its test prefixes
-                clear_retained(self.settings, f"{root}/#")
+                clear_retained(self.options, f"{root}/#")
             return
         self._start()
 
     def _start(self) -> None:
         binary = require_binary("mosquitto", package="mosquitto", candidates=["/usr/sbin/mosquitto"])
-        host, port = self.settings.mqtt.host, self.settings.mqtt.port
+        host, port = self.options.mqtt.host, self.options.mqtt.port
         if port_open(host, port):
             raise ServiceError(f"port {port} is in use by another process (a system mosquitto? "
                              f"`systemctl stop mosquitto`), or set APT_ENERGY_MQTT_PORT to a free port")
-        if port_open("127.0.0.1", self.settings.mqtt.plain_port):
-            raise ServiceError(f"port {self.settings.mqtt.plain_port} is in use by another process; set "
+        if port_open("127.0.0.1", self.options.mqtt.plain_port):
+            raise ServiceError(f"port {self.options.mqtt.plain_port} is in use by another process; set "
                                "APT_ENERGY_MQTT_PLAIN_PORT to a free port")
         if not Path(DYNSEC_PLUGIN).exists():
             raise ServiceError(f"mosquitto's dynamic-security plugin is missing ({DYNSEC_PLUGIN}): "
@@ -174,9 +206,9 @@ class Mosquitto:
         tls = ensure_server_tls(self.dir / "tls", hosts=(host, "localhost"))
         # Written on every start: .env is the source of truth, so rotating a secret is edit + restart.
         dynsec_file = self.dir / "identities.json"
-        write_private(dynsec_file, render_identities(self.settings))
+        write_private(dynsec_file, render_identities(self.options))
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(render_config(port=port, plain_port=self.settings.mqtt.plain_port, data_dir=self.dir / "data",
+        conf.write_text(render_config(port=port, plain_port=self.options.mqtt.plain_port, data_dir=self.dir / "data",
                                       tls=tls, dynsec_file=dynsec_file, host=host, run_as_root=os.geteuid() == 0,
                                       user=user))
         # The broker's user gets what it writes (its database, the identities the plugin saves) and what it
@@ -208,7 +240,7 @@ class Mosquitto:
             running = json.loads((self.dir / "identities.json").read_text())
         except (OSError, ValueError):
             return False
-        wanted = json.loads(render_identities(self.settings))
+        wanted = json.loads(render_identities(self.options))
 
         def rights(data: dict[str, object]) -> object:
             clients = data.get("clients")
@@ -251,20 +283,20 @@ class Mosquitto:
     def status(self) -> ServiceStatus:
         pid = read_pid(self.pid_file)
         running = is_ours(pid, str(self.dir))
-        scheme = "mqtts" if self.settings.mqtt.tls else "mqtt"
-        endpoint = f"{scheme}://{self.settings.mqtt.host}:{self.settings.mqtt.port}"
-        healthy = running and _mqtt_ping(self.settings)
+        scheme = "mqtts" if self.options.mqtt.tls else "mqtt"
+        endpoint = f"{scheme}://{self.options.mqtt.host}:{self.options.mqtt.port}"
+        healthy = running and _mqtt_ping(self.options)
         return ServiceStatus(self.name, running, healthy, endpoint, pid=pid if running else None)
 
 
-def _mqtt_ping(settings: Settings) -> bool:
+def _mqtt_ping(options: MosquittoOptions) -> bool:
     """A real MQTT CONNECT/CONNACK over TLS as the admin, not just an open port."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
     try:
-        login(client, settings, "admin")
-        rc = client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=5)
+        options.login("admin").apply(client)
+        rc = client.connect(options.mqtt.host, options.mqtt.port, keepalive=5)
         if rc != 0:
             return False
         deadline = time.monotonic() + 3.0
@@ -277,7 +309,7 @@ def _mqtt_ping(settings: Settings) -> bool:
         return False
 
 
-def clear_retained(settings: Settings, topic_filter: str, *, settle_s: float = 1.0) -> int:
+def clear_retained(options: MosquittoOptions, topic_filter: str, *, settle_s: float = 1.0) -> int:
     """As the admin: delete every retained message under ``topic_filter`` (an empty retained publish
     each), e.g. what tests left under ``test/#``. Returns how many topics were cleared."""
     import paho.mqtt.client as mqtt
@@ -285,11 +317,11 @@ def clear_retained(settings: Settings, topic_filter: str, *, settle_s: float = 1
     found: set[str] = set()
     subscribed = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-    login(client, settings, "admin")
+    options.login("admin").apply(client)
     client.on_message = lambda _c, _u, msg: found.add(msg.topic) if msg.retain and msg.payload else None
     client.on_subscribe = lambda *_a: subscribed.set()
     client.on_connect = lambda c, *_a: c.subscribe(topic_filter, qos=1)
-    client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=30)
+    client.connect(options.mqtt.host, options.mqtt.port, keepalive=30)
     client.loop_start()
     try:
         if not subscribed.wait(10):

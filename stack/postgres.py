@@ -14,11 +14,13 @@ import pwd
 import shutil
 import stat
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from apt_energy.config import Settings
-from apt_energy.database import roles
+from apt_energy.config import Secret, Settings
+from apt_energy.config.settings import PostgresSettings
+from apt_energy.database.connection import postgres_roles
 from apt_energy.database.roles import close_maintenance_databases, ensure_role, harden_database, limit_roles
 from apt_energy.stack.private import SERVER_UMASK, narrow_tree, private_dir
 from apt_energy.stack.process import port_open, read_pid, require_binary, wait_until
@@ -46,13 +48,20 @@ def pg_bindir() -> Path:
 
 
 class Postgres:
+    """The cluster under ``<run dir>/postgres``, listening on ``postgres.host:port``. It holds no password:
+    the superuser's is read from the stack's secrets when it connects."""
+
     name = "postgresql"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.dir = settings.run_dir / "postgres"
+    def __init__(self, postgres: PostgresSettings, *, run_dir: Path) -> None:
+        self.postgres = postgres
+        self.dir = run_dir / "postgres"
         self.home = _home(self.dir)
         self.data = self.home / "data"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Postgres:
+        return cls(settings.postgres, run_dir=settings.run_dir)
 
     @property
     def log_file(self) -> Path:
@@ -68,7 +77,7 @@ class Postgres:
                               umask=SERVER_UMASK)
 
     def up(self) -> None:
-        pg = self.settings.postgres
+        pg = self.postgres
         bindir = pg_bindir()
         # The cluster's home is the postgres user's alone (its log names roles, databases and queries).
         private_dir(self.home, owner="postgres")
@@ -133,7 +142,7 @@ class Postgres:
             return False
 
     def admin_connect(self, *, dbname: str | None = None, connect_timeout: int = 10) -> psycopg.Connection:
-        return admin_connect(self.settings, dbname=dbname, connect_timeout=connect_timeout)
+        return admin_connect(self.postgres, dbname=dbname, connect_timeout=connect_timeout)
 
     def down(self) -> None:
         if self._server_pid() is None:
@@ -144,7 +153,7 @@ class Postgres:
 
     def status(self) -> ServiceStatus:
         pid = self._server_pid()
-        pg = self.settings.postgres
+        pg = self.postgres
         endpoint = f"postgresql://{pg.host}:{pg.port}/{pg.database}"
         return ServiceStatus(self.name, pid is not None, pid is not None and self._accepts(), endpoint, pid=pid)
 
@@ -204,24 +213,42 @@ def _reachable_by_postgres(path: Path) -> bool:
     return True
 
 
-def admin_connect(settings: Settings, *, dbname: str | None = None, connect_timeout: int = 10) -> psycopg.Connection:
+def admin_connect(pg: PostgresSettings, *, dbname: str | None = None,
+                  connect_timeout: int = 10) -> psycopg.Connection:
     """The superuser (``postgres``, password APT_ENERGY_DB_ADMIN_PASSWORD) at postgres.host:port."""
-    pg = settings.postgres
     return psycopg.connect(host=pg.host, port=pg.port, user=ADMIN_USER, dbname=dbname or "postgres",
                            password=admin_password().reveal(), connect_timeout=connect_timeout, autocommit=True)
 
 
-def provision(settings: Settings) -> None:
+@dataclass(frozen=True)
+class DatabaseLogins:
+    """The pipeline's database and its three roles with their passwords: what :func:`provision` creates
+    (the only holder of the owner's password besides migrations)."""
+
+    postgres: PostgresSettings
+    owner_password: Secret
+    writer_password: Secret
+    reader_password: Secret
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DatabaseLogins:
+        s = settings.secrets
+        return cls(settings.postgres, s.db_owner_password, s.db_password, s.db_reader_password)
+
+
+
+def provision(logins: DatabaseLogins) -> None:
     """Create (or update the passwords of) the owner, writer and reader roles and the pipeline's database,
     then harden it (:mod:`apt_energy.database.roles`)."""
     from psycopg import sql
 
-    cfg, secrets = settings.postgres, settings.secrets
-    logins = ((cfg.owner_user, secrets.db_owner_password, "APT_ENERGY_DB_OWNER_PASSWORD"),
-              (cfg.writer_user, secrets.db_password, "APT_ENERGY_DB_PASSWORD"),
-              (cfg.reader_user, secrets.db_reader_password, "APT_ENERGY_DB_READER_PASSWORD"))
-    with admin_connect(settings) as conn:
-        for role, password, env in logins:
+    cfg = logins.postgres
+    roles = postgres_roles(cfg)
+    users = ((cfg.owner_user, logins.owner_password, "APT_ENERGY_DB_OWNER_PASSWORD"),
+             (cfg.writer_user, logins.writer_password, "APT_ENERGY_DB_PASSWORD"),
+             (cfg.reader_user, logins.reader_password, "APT_ENERGY_DB_READER_PASSWORD"))
+    with admin_connect(cfg) as conn:
+        for role, password, env in users:
             if not password:
                 raise ServiceError(f"no password for PostgreSQL role {role}: set {env} in the environment or .env",
                                    service="postgresql")
@@ -229,9 +256,9 @@ def provision(settings: Settings) -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg.database,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(cfg.database), sql.Identifier(cfg.owner_user)))
-        limit_roles(conn, roles(settings))  # within the server's max_connections (compose's may be lower)
+        limit_roles(conn, roles)  # within the server's max_connections (compose's may be lower)
     # The maintenance databases are the superuser's alone (PUBLIC may connect to both by default).
-    with admin_connect(settings, dbname="template1") as conn:
+    with admin_connect(cfg, dbname="template1") as conn:
         close_maintenance_databases(conn)
-    with admin_connect(settings, dbname=cfg.database) as conn:
-        harden_database(conn, cfg.database, roles(settings))
+    with admin_connect(cfg, dbname=cfg.database) as conn:
+        harden_database(conn, cfg.database, roles)

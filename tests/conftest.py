@@ -17,13 +17,14 @@ from apt_energy.config import Settings
 from apt_energy.database import connect, migrate, roles, seed
 from apt_energy.database.roles import harden_database
 from apt_energy.stack import NativeStack
-from apt_energy.stack.kafka import ensure_acls
+from apt_energy.stack.kafka import KafkaAdmin, ensure_acls
+from apt_energy.stack.native import StackOptions
 from apt_energy.stack.secrets import ensure_dotenv
 from psycopg import sql
 from pyspark.sql import SparkSession
 
 from apt_energy import config
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from tests.slack_stub import SlackStub
 
 TEST_PREFIX_ROOT = "test"
@@ -35,8 +36,17 @@ _SESSION_DATABASES: set[str] = set()
 _SESSION_TOPICS: set[str] = set()
 
 
+class SessionStack(NativeStack):
+    """The session's native stack with the settings it was built from: tests compose their components
+    from them (the stack itself keeps only its options)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(StackOptions.from_settings(settings))
+        self.settings = settings
+
+
 @pytest.fixture(scope="session")
-def native_stack() -> Iterator[NativeStack]:
+def native_stack() -> Iterator[SessionStack]:
     """The real Mosquitto, PostgreSQL and Kafka. Started here unless already healthy; stopped at the end
     only if started here. A stack that was running is left as it was found: the broker's test grants
     withdrawn, and the databases, topics, ACLs and retained test messages of the session removed (also
@@ -46,7 +56,7 @@ def native_stack() -> Iterator[NativeStack]:
     # rights there as under the real prefix (stack/dynsec.py), only while the session runs.
     # Subprocesses inherit the variable.
     os.environ["APT_ENERGY_MQTT_TEST_PREFIX_ROOT"] = TEST_PREFIX_ROOT
-    stack = NativeStack(config.load())
+    stack = SessionStack(config.load())
     already = all(s.healthy for s in stack.status())
     if already:
         stack.mosquitto.up()  # restarts the broker with the test grants unless it has them
@@ -59,14 +69,14 @@ def native_stack() -> Iterator[NativeStack]:
         leave_as_found(stack, stop=not already)
 
 
-def leave_as_found(stack: NativeStack, *, stop: bool) -> None:
+def leave_as_found(stack: SessionStack, *, stop: bool) -> None:
     """The session's end: its databases, topics (and their ACLs), retained test messages gone; the broker
     without the test grants (or the whole stack stopped, if the session started it)."""
     from apt_energy.stack.kafka import prune_acls
 
     drop_databases(stack, sorted(_SESSION_DATABASES))
     delete_topics(stack, sorted(_SESSION_TOPICS))
-    prune_acls(stack.settings)
+    prune_acls(KafkaAdmin.from_settings(stack.settings))
     if stop:
         stack.down()
     else:
@@ -75,11 +85,11 @@ def leave_as_found(stack: NativeStack, *, stop: bool) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack_settings(native_stack: NativeStack) -> Settings:
+def stack_settings(native_stack: SessionStack) -> Settings:
     return native_stack.settings
 
 
-def create_database(stack: NativeStack) -> Settings:
+def create_database(stack: SessionStack) -> Settings:
     """A fresh, migrated and seeded database named ``t_<uuid>``; returns settings pointing at it."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     s = stack.settings
@@ -122,19 +132,19 @@ def fresh_db(database_factory: Callable[[], Settings]) -> Settings:
     return database_factory()
 
 
-def delete_topics(stack: NativeStack, names: list[str]) -> None:
+def delete_topics(stack: SessionStack, names: list[str]) -> None:
     """Delete the topics and every ACL on them (Kafka keeps a topic's ACLs after the topic is gone)."""
     from apt_energy.stack.kafka import delete_topic_acls
     from confluent_kafka.admin import AdminClient
 
     if names:
-        admin = AdminClient(kafka_client(stack.settings, "admin").config())
+        admin = AdminClient(KafkaClient.from_settings(stack.settings, "admin").config())
         for future in admin.delete_topics(names).values():
             try:
                 future.result(timeout=10)
             except Exception:
                 pass  # already gone (or never made): its ACLs go below all the same
-        delete_topic_acls(stack.settings, names)
+        delete_topic_acls(KafkaAdmin.from_settings(stack.settings), names)
         _SESSION_TOPICS.difference_update(names)
 
 
@@ -171,7 +181,7 @@ def isolate(settings: Settings, make_topic: Callable[..., str]) -> Settings:
                                   dead_letter_topic=make_topic("dlq")),
         bridge=dataclasses.replace(s.bridge, group=f"g{tag}", client_id=f"bridge-{tag}"),
     )
-    ensure_acls(isolated)  # the bridge may write these topics and the stream job read them
+    ensure_acls(KafkaAdmin.from_settings(isolated))  # the bridge may write these topics, the stream job read them
     return isolated
 
 

@@ -8,14 +8,14 @@ import uuid
 from apt_energy.config import Settings
 from confluent_kafka import Consumer, Message
 
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 
 
 def consume(settings: Settings, topic: str, *, until: int, timeout: float = 60.0,
             idle: float = 0.0) -> list[Message]:
     """Read ``topic`` (as the admin principal) from the beginning until ``until`` messages arrived (then
     ``idle`` more seconds of nothing new, to catch extras) or ``timeout``."""
-    consumer = Consumer(kafka_client(settings, "admin").config(**{
+    consumer = Consumer(KafkaClient.from_settings(settings, "admin").config(**{
         "group.id": f"test-{uuid.uuid4().hex}", "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     consumer.subscribe([topic])
     out: list[Message] = []

@@ -18,7 +18,7 @@ from apt_energy.stack.mosquitto import Mosquitto
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from apt_energy.mqtt import login
+from apt_energy.mqtt import MqttLogin
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def private_broker(settings: Settings, tmp_path: Path) -> tuple[Settings, Mosqui
     """A Mosquitto of our own (own port and run dir) that a test may restart without disturbing others."""
     s = dataclasses.replace(settings, mqtt=dataclasses.replace(settings.mqtt, port=free_port(), plain_port=free_port()),
                             stack=dataclasses.replace(settings.stack, run_dir=str(tmp_path / "run")))
-    broker = Mosquitto(s)
+    broker = Mosquitto.from_settings(s)
     broker.up()
     return s, broker
 
@@ -57,7 +57,7 @@ class Recorder:
         client_id = client_id or f"rec-{uuid.uuid4().hex}"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.topic = topic or f"{settings.mqtt.topic_prefix}/#"
-        login(self.client, settings, "admin")
+        MqttLogin.from_settings(settings, "admin").apply(self.client)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self.subscribed.set()

@@ -225,19 +225,21 @@ def _uses(service: str, settings: config.Settings) -> list[str]:
     """The secrets each project service's command reads, through the functions that command calls."""
     from apt_energy.database.connection import conninfo
 
-    from apt_energy.kafka import kafka_client
-    from apt_energy.mqtt import credentials
+    from apt_energy.kafka import KafkaClient
+    from apt_energy.mqtt import MqttLogin
 
     s = settings.secrets
     if service == "edge":
-        return [credentials(settings, "device", device_id=settings.complex.households()[0].device_id)[1].reveal()]
+        first = settings.complex.households()[0].device_id
+        return [MqttLogin.from_settings(settings, "device", device_id=first).password.reveal()]
     if service == "bridge":
-        return [credentials(settings, "bridge")[1].reveal(), kafka_client(settings, "bridge").password.reveal()]
+        return [MqttLogin.from_settings(settings, "bridge").password.reveal(),
+                KafkaClient.from_settings(settings, "bridge").password.reveal()]
     if service == "spark":   # the stream job (Kafka source as apt-spark, the writer's sink) and the notifier
         assert "password=" in conninfo(settings, role="writer")
-        return [kafka_client(settings, "spark").password.reveal(), s.db_password.reveal()]
+        return [KafkaClient.from_settings(settings, "spark").password.reveal(), s.db_password.reveal()]
     if service == "init":    # stack init: provision as the superuser, migrate as the owner, ensure_principals
-        kafka = [kafka_client(settings, r).password.reveal() for r in ("admin", "bridge", "spark")]  # type: ignore[arg-type]
+        kafka = [KafkaClient.from_settings(settings, r).password.reveal() for r in ("admin", "bridge", "spark")]  # type: ignore[arg-type]
         return [os.environ.get("APT_ENERGY_DB_ADMIN_PASSWORD", ""), s.db_owner_password.reveal(),
                 s.db_password.reveal(), s.db_reader_password.reveal(), *kafka]
     raise AssertionError(service)

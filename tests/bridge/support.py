@@ -53,8 +53,9 @@ def spread(settings: Settings, n: int) -> list[Household]:
 
 def fleet_of(settings: Settings, households: Sequence[Household], hours: int, *, speed: float = 0.0,
              ledger: Path | None = None) -> Fleet:
-    return Fleet(settings, households, FleetOptions(start=START, until=START + timedelta(hours=hours), interval_s=3600,
-                                                    speed=speed, ledger_path=ledger, drain_timeout_s=120))
+    return Fleet.from_settings(settings, households, FleetOptions(
+        start=START, until=START + timedelta(hours=hours), interval_s=3600, speed=speed, ledger_path=ledger,
+        drain_timeout_s=120))
 
 
 def expected_of(settings: Settings, households: Sequence[Household], hours: int) -> set[ReadingId]:

@@ -16,7 +16,7 @@ from apt_energy.config import Settings
 from apt_energy.edge import Fleet, FleetOptions
 from apt_energy.stack import NativeStack
 
-from apt_energy.mqtt import login
+from apt_energy.mqtt import MqttLogin
 from tests.bridge.support import START, Running
 from tests.conftest import env_for
 from tests.kafka_helpers import consume, headers
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 def fleet(settings: Settings, n: int, hours: int, speed: float = 0.0) -> Fleet:
-    return Fleet(settings, settings.complex.households()[:n],
+    return Fleet.from_settings(settings, settings.complex.households()[:n],
                  FleetOptions(start=START, until=START + timedelta(hours=hours), interval_s=3600, speed=speed,
                               drain_timeout_s=120))
 
@@ -144,7 +144,7 @@ def test_each_bad_input_class_lands_in_the_dead_letter_topic_while_good_data_flo
     try:
         wait_for(lambda: bridge.target.source.connected, 10, "bridge connected")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        login(pub, s, "admin")  # hostile traffic is injected as the admin
+        MqttLogin.from_settings(s, "admin").apply(pub)  # hostile traffic is injected as the admin
         pub.connect(s.mqtt.host, s.mqtt.port)
         pub.loop_start()
         for i, (topic, payload) in enumerate(bad.values()):

@@ -14,7 +14,7 @@ from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
 from apt_energy.config import Settings
 from apt_energy.edge import Ledger
 
-from apt_energy.mqtt import login
+from apt_energy.mqtt import MqttLogin
 from tests.bridge.support import Running, as_ledger, expected_of, fleet_of, kafka_readings, ledger_count, spread
 from tests.kafka_helpers import consume, headers
 from tests.mqtt_helpers import wait_for
@@ -54,7 +54,7 @@ class Publisher:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         # As the admin: a device's own identity may only use its own topics, and this corpus also aims at
         # topics no device may publish to (the broker's ACL is tested in tests/security/).
-        login(self.client, settings, "admin")
+        MqttLogin.from_settings(settings, "admin").apply(self.client)
         self.client.connect(settings.mqtt.host, settings.mqtt.port)
         self.client.loop_start()
 
@@ -74,7 +74,7 @@ def refused_by_the_broker(settings: Settings, topic: str) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     gone = threading.Event()
     client.on_disconnect = lambda *a: gone.set()
-    login(client, settings, "admin")
+    MqttLogin.from_settings(settings, "admin").apply(client)
     client.connect(settings.mqtt.host, settings.mqtt.port)
     client.loop_start()
     client.publish(topic, b"x" * (MESSAGE_SIZE_LIMIT + 1), qos=1)

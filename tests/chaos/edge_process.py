@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = config.load()
     wanted = set(args.devices.split(","))
     households = [h for h in settings.complex.households() if h.device_id in wanted]
-    fleet = Fleet(settings, households, FleetOptions(
+    fleet = Fleet.from_settings(settings, households, FleetOptions(
         start=args.start, until=args.until, interval_s=args.interval, speed=args.speed, ledger_path=args.ledger,
         state_path=args.state, progress_s=1.0, drain_timeout_s=240.0, checkpoint_s=0.5))
     on_stop_signals(fleet.stop)

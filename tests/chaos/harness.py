@@ -25,7 +25,7 @@ from apt_energy.database import connect
 from apt_energy.edge.fleet import Fleet, FleetOptions
 
 from apt_energy import pipeline
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from apt_energy.pipeline import PipelineOptions
 from apt_energy.supervise import ServiceRecord
 from apt_energy.truth import TruthResult, check, database_totals, read_ledger
@@ -142,7 +142,7 @@ def dead_letters(settings: Settings) -> int:
     """Messages in the dead-letter topic (sum of its partitions' high watermarks)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(kafka_client(settings, "admin").config(**{"group.id": "chaos-watermarks"}))
+    consumer = Consumer(KafkaClient.from_settings(settings, "admin").config(**{"group.id": "chaos-watermarks"}))
     try:
         topic = settings.kafka.dead_letter_topic
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -204,7 +204,7 @@ def run_scenario(chaos: Chaos, name: str, start: datetime, *, fault: Callable[[]
     was = before(chaos)
     ledger_path = tmp / f"ledger-{name}.json"
     until = start + timedelta(days=DAYS)
-    fleet = Fleet(chaos.settings, households, FleetOptions(
+    fleet = Fleet.from_settings(chaos.settings, households, FleetOptions(
         start=start, until=until, interval_s=INTERVAL_S, speed=DAYS * 86400 / RUN_S, ledger_path=ledger_path,
         state_path=tmp / f"edge-state-{name}.json", progress_s=3600.0, drain_timeout_s=240.0))
     if on_fleet is not None:

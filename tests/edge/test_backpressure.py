@@ -18,7 +18,7 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def fleet(speed: float = 0.0, buffer: int = 10) -> Fleet:
-    return Fleet(SETTINGS, SETTINGS.complex.households()[:2], FleetOptions(
+    return Fleet.from_settings(SETTINGS, SETTINGS.complex.households()[:2], FleetOptions(
         start=START, until=START + timedelta(days=1), interval_s=3600, speed=speed, buffer_limit=buffer))
 
 

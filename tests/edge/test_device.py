@@ -5,10 +5,11 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from apt_energy.edge.device import Backoff, Device, Register
+from apt_energy.edge.device import Backoff, Device, DeviceOptions, Register
 
 from apt_energy import config
 from apt_energy.contract import exact
+from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +20,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 def device(**kw: object) -> Device:
     args: dict[str, object] = dict(base_interval_s=3600, buffer_limit=100, sim_clock=lambda: T0)
     args.update(kw)
-    return Device(SETTINGS.complex.households()[0], SETTINGS, **args)  # type: ignore[arg-type]
+    return Device(SETTINGS.complex.households()[0], DeviceOptions.from_settings(SETTINGS), **args)  # type: ignore[arg-type]
 
 
 def test_tick_makes_one_reading_per_meter_with_increasing_seq_and_exact_totals() -> None:
@@ -117,3 +118,9 @@ def test_a_checkpoint_of_a_device_restores_its_commands_and_partial_interval() -
     assert [(r.meter, r.value, r.interval_s) for r in again.buffer] == [
         (r.meter, r.value, r.interval_s) for r in d.buffer]
     assert len(d.buffer) == 3
+
+
+def test_a_device_without_a_login_fails_at_its_first_connect_naming_the_fleet_secret() -> None:
+    d = device()   # built without one: the consumption model needs no broker secrets
+    with pytest.raises(ConfigError, match="APT_ENERGY_MQTT_DEVICE_SECRET"):
+        d.log_in()

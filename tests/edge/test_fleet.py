@@ -19,7 +19,7 @@ from apt_energy.config import Settings
 from apt_energy.edge import Fleet, FleetOptions, Ledger
 
 from apt_energy.contract import exact
-from apt_energy.mqtt import login
+from apt_energy.mqtt import MqttLogin
 from tests.mqtt_helpers import Recorder, isolated, private_broker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def run_fleet(settings: Settings, n: int, hours: int, tmp_path: Path, **opts: ob
     options = FleetOptions(start=START, until=START + timedelta(hours=hours), interval_s=3600,
                            ledger_path=tmp_path / "ledger.json", state_path=tmp_path / "state.json",
                            drain_timeout_s=60, **opts)  # type: ignore[arg-type]
-    fleet = Fleet(settings, settings.complex.households()[:n], options)
+    fleet = Fleet.from_settings(settings, settings.complex.households()[:n], options)
     fleet.run()
     return fleet
 
@@ -84,7 +84,7 @@ def test_broker_restart_mid_run_leaves_no_gap_in_any_seq(stack_settings: Setting
     try:
         options = FleetOptions(start=START, until=START + timedelta(hours=40), interval_s=3600, speed=3600 * 8,
                                ledger_path=tmp_path / "ledger.json", drain_timeout_s=60)
-        fleet = Fleet(settings, settings.complex.households()[:10], options)
+        fleet = Fleet.from_settings(settings, settings.complex.households()[:10], options)
         thread = threading.Thread(target=fleet.run)
         thread.start()
         wait_for(lambda: fleet.acked > 100, 20, "first readings")
@@ -130,7 +130,7 @@ def test_seq_and_life_survive_a_restart(stack_settings: Settings, tmp_path: Path
     assert {d["life"] for d in state.values()} == {first.devices[0].life} and first.devices[0].life > 0
     rec = Recorder(settings)
     try:
-        second = Fleet(settings, settings.complex.households()[:2], FleetOptions(
+        second = Fleet.from_settings(settings, settings.complex.households()[:2], FleetOptions(
             start=START + timedelta(hours=3), until=START + timedelta(hours=5), interval_s=3600,
             state_path=tmp_path / "state.json"))
         second.run()
@@ -167,7 +167,7 @@ def test_hostile_commands_to_one_device_leave_the_fleet_running(stack_settings: 
     base = f"{settings.mqtt.topic_prefix}/{target.complex_id}/{target.building:02d}/{target.unit_code}"
     options = FleetOptions(start=START, until=START + timedelta(hours=24), interval_s=3600, speed=3600 * 4,
                            ledger_path=tmp_path / "ledger.json", drain_timeout_s=60)
-    fleet = Fleet(settings, households, options)
+    fleet = Fleet.from_settings(settings, households, options)
     rec = Recorder(settings)
     thread = threading.Thread(target=fleet.run)
     thread.start()
@@ -178,7 +178,8 @@ def test_hostile_commands_to_one_device_leave_the_fleet_running(stack_settings: 
     try:
         wait_for(lambda: all(d.connected for d in fleet.devices), 10, "devices online")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        login(pub, settings, "operator")  # whoever holds the operator's login can send any bytes as a command
+        # whoever holds the operator's login can send any bytes as a command
+        MqttLogin.from_settings(settings, "operator").apply(pub)
         pub.connect(settings.mqtt.host, settings.mqtt.port)
         pub.loop_start()
         for bad in hostile:
@@ -210,14 +211,14 @@ def test_commands_inject_a_leak_and_malformed_ones_are_ignored(stack_settings: S
     household = settings.complex.households()[0]
     base = f"{settings.mqtt.topic_prefix}/{household.complex_id}/{household.building:02d}/{household.unit_code}"
     options = FleetOptions(start=START, until=START + timedelta(hours=48), interval_s=3600, speed=3600 * 4)
-    fleet = Fleet(settings, [household], options)
+    fleet = Fleet.from_settings(settings, [household], options)
     rec = Recorder(settings)
     thread = threading.Thread(target=fleet.run)
     thread.start()
     try:
         wait_for(lambda: fleet.devices[0].connected, 10, "device online")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        login(pub, settings, "operator")  # people send commands as the operator
+        MqttLogin.from_settings(settings, "operator").apply(pub)  # people send commands as the operator
         pub.connect(settings.mqtt.host, settings.mqtt.port)
         pub.loop_start()
         for bad in (b"garbage", b'{"inject": "flood"}', b"[]"):
@@ -279,7 +280,7 @@ def test_replace_meter_command_starts_a_new_life_announced_in_retained_meta(stac
     from apt_energy.edge.cli import send_replace
 
     settings = isolated(stack_settings)
-    fleet = Fleet(settings, settings.complex.households()[:1], FleetOptions(
+    fleet = Fleet.from_settings(settings, settings.complex.households()[:1], FleetOptions(
         start=START, until=START + timedelta(hours=40), interval_s=3600, speed=3600 * 4,
         ledger_path=tmp_path / "ledger.json", state_path=tmp_path / "state.json", drain_timeout_s=60))
     device = fleet.devices[0]

@@ -32,7 +32,7 @@ def monthly_totals(model: FleetModel, year: int = 2024) -> dict[int, np.ndarray]
 
 @pytest.fixture(scope="module")
 def year() -> tuple[FleetModel, dict[int, np.ndarray]]:
-    model = FleetModel(SETTINGS, SETTINGS.complex.households())
+    model = FleetModel.from_settings(SETTINGS, SETTINGS.complex.households())
     return model, monthly_totals(model)
 
 
@@ -89,19 +89,19 @@ def test_daily_profile_has_morning_and_evening_peaks_and_quiet_nights() -> None:
 def test_same_seed_gives_identical_readings_and_shards_agree_with_the_whole() -> None:
     households = SETTINGS.complex.households()
     end = datetime(2024, 3, 5, 6, tzinfo=UTC)
-    whole = FleetModel(SETTINGS, households).interval_values(end, 3600)
-    again = FleetModel(SETTINGS, households).interval_values(end, 3600)
+    whole = FleetModel.from_settings(SETTINGS, households).interval_values(end, 3600)
+    again = FleetModel.from_settings(SETTINGS, households).interval_values(end, 3600)
     np.testing.assert_array_equal(whole, again)
-    shard = FleetModel(SETTINGS, households[1::4]).interval_values(end, 3600)
+    shard = FleetModel.from_settings(SETTINGS, households[1::4]).interval_values(end, 3600)
     np.testing.assert_array_equal(shard, whole[1::4])
     import dataclasses
 
     other = dataclasses.replace(SETTINGS, simulation=dataclasses.replace(SETTINGS.simulation, seed=7))
-    assert not np.array_equal(FleetModel(other, households).interval_values(end, 3600), whole)
+    assert not np.array_equal(FleetModel.from_settings(other, households).interval_values(end, 3600), whole)
 
 
 def test_values_are_rounded_to_each_meters_decimals() -> None:
-    values = FleetModel(SETTINGS, SETTINGS.complex.households()[:50]).interval_values(
+    values = FleetModel.from_settings(SETTINGS, SETTINGS.complex.households()[:50]).interval_values(
         datetime(2024, 8, 1, 12, tzinfo=UTC), 3600)
     for j, meter in enumerate(SETTINGS.energy):
         scale = 10 ** SETTINGS.energy[meter].decimals
@@ -118,8 +118,8 @@ def test_leaks_keep_water_flowing_through_the_night() -> None:
     households = SETTINGS.complex.households()[:100]
     night = datetime(2024, 5, 10, 3, tzinfo=SETTINGS.complex.tz)
     j = list(SETTINGS.energy).index("water")
-    normal = FleetModel(SETTINGS, households).hourly_rate(night)[:100, j]
-    model = FleetModel(always, households)
+    normal = FleetModel.from_settings(SETTINGS, households).hourly_rate(night)[:100, j]
+    model = FleetModel.from_settings(always, households)
     leaking = model.hourly_rate(night)[:100, j]
     started = model.month_anomalies(night).leak_start_h[:100] <= (night.day - 1) * 24 + night.hour
     flow = SETTINGS.rules.night_flow.min_flow_per_hour["water"]

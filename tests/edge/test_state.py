@@ -32,7 +32,7 @@ def options(tmp_path: Path, hours: int = 12, **kw: object) -> FleetOptions:
 
 
 def fleet(tmp_path: Path, n: int = 3, **kw: object) -> Fleet:
-    return Fleet(SETTINGS, SETTINGS.complex.households()[:n], options(tmp_path, **kw))
+    return Fleet.from_settings(SETTINGS, SETTINGS.complex.households()[:n], options(tmp_path, **kw))
 
 
 def ack(f: Fleet, count: int) -> list[Reading]:

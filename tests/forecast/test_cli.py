@@ -58,7 +58,7 @@ def test_expected_month_is_the_households_factor_times_base_times_season() -> No
     months, totals, model = history_totals(settings, households, until=date(2024, 1, 1), months=12, interval_s=86400)
     frame = expected_months(settings, history_frame(households, months, totals, model))
     sim = settings.simulation.meters["heating"]
-    factor = FleetModel(settings, households).traits.factor[:4, model.meters.index("heating")]
+    factor = FleetModel.from_settings(settings, households).traits.factor[:4, model.meters.index("heating")]
     heat = frame[frame["energy_type"] == "heating"]
     for j, h in enumerate(households):
         mine = heat[heat["device_id"] == h.device_id].sort_values("month")

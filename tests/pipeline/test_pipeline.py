@@ -139,7 +139,7 @@ def test_two_bridges_under_the_pipeline_forward_every_building_exactly_once(pipe
     from confluent_kafka import Consumer
 
     from apt_energy.contract import Reading
-    from apt_energy.kafka import kafka_client
+    from apt_energy.kafka import KafkaClient
     from apt_energy.pipeline import down, up, wait_bridges_subscribed
     from apt_energy.reset import forget_bridge_session, mqtt_session
     from apt_energy.topics import reading_topic
@@ -160,7 +160,7 @@ def test_two_bridges_under_the_pipeline_forward_every_building_exactly_once(pipe
                                   "kWh")
                 client.publish(reading_topic(s.mqtt.topic_prefix, h, "electricity"), reading.to_json(),
                                qos=1).wait_for_publish(10)
-        consumer = Consumer(kafka_client(s, "admin").config(**{"group.id": f"g-{s.bridge.client_id}",
+        consumer = Consumer(KafkaClient.from_settings(s, "admin").config(**{"group.id": f"g-{s.bridge.client_id}",
                                                                 "auto.offset.reset": "earliest"}))
         consumer.subscribe([s.kafka.readings_topic])
         keys: list[bytes] = []

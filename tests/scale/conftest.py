@@ -100,7 +100,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
            "APT_ENERGY_SPARK_MASTER": f"spark://127.0.0.1:{master_port}",
            "APT_ENERGY_SPARK_CHECKPOINT_DIR": str(tmp / "checkpoints"), "SPARK_LOCAL_IP": "127.0.0.1"}
     settings = config.load(environ=env)
-    kafka = KafkaCluster(settings)
+    kafka = KafkaCluster.from_settings(settings)
     spark = SparkCluster(SparkClusterOptions(directory=tmp / "spark", port=master_port, webui_port=master_ui,
                                              workers=2, worker_cores=1, worker_memory="1g",
                                              worker_webui_ports=(free_port(), free_port()), env=env))

@@ -17,7 +17,7 @@ import pytest
 from apt_energy.stack.process import alive, read_pid
 
 from apt_energy import pipeline
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from apt_energy.pipeline import PipelineOptions
 from apt_energy.truth import Key, Total, TruthResult, check, database_totals, read_ledger
 from tests.chaos.harness import Chaos
@@ -38,7 +38,7 @@ SETTLE_TIMEOUT_S = 420.0
 def partition_leader(cluster: Cluster, topic: str) -> int:
     from confluent_kafka.admin import AdminClient
 
-    md = AdminClient(kafka_client(cluster.settings, "admin").config()).list_topics(topic, timeout=10)
+    md = AdminClient(KafkaClient.from_settings(cluster.settings, "admin").config()).list_topics(topic, timeout=10)
     return int(md.topics[topic].partitions[0].leader)
 
 

@@ -23,15 +23,15 @@ import yaml
 from apt_energy.config import Secret, Settings
 from apt_energy.stack.compose import COMPOSE_SECRETS, SERVERS, Paths, render_kafka_properties, setup
 from apt_energy.stack.jars import kafka_jars
-from apt_energy.stack.kafka import broker_reachable, ensure_principals, ensure_topics, java_binary
+from apt_energy.stack.kafka import KafkaAdmin, broker_reachable, ensure_principals, ensure_topics, java_binary
 from apt_energy.stack.mosquitto import DYNSEC_PLUGIN
 from apt_energy.stack.process import port_open, wait_until
 from apt_energy.stack.secrets import write_private
 
 from apt_energy import config
 from apt_energy.errors import ConfigError
-from apt_energy.kafka import KafkaClient, kafka_client
-from apt_energy.mqtt import credentials
+from apt_energy.kafka import KafkaClient
+from apt_energy.mqtt import MqttLogin
 from apt_energy.topics import device_base
 from tests.mqtt_helpers import free_port
 from tests.security.test_mqtt import NOT_AUTHORIZED, publish, session
@@ -143,7 +143,7 @@ def test_compose_broker_refuses_anonymous_wrong_password_and_plain_connections(b
 
 def test_compose_broker_gives_each_gateway_its_own_identity(broker: Settings) -> None:
     a, b = broker.complex.households()[:2]
-    user, password = credentials(broker, "device", device_id=a.device_id)
+    user, password = MqttLogin.from_settings(broker, "device", device_id=a.device_id).credentials
     own = session(broker, username=user, password=password.reveal(), client_id=a.device_id, tls=tls(broker))
     assert own.connack.value == 0
     assert publish(own, f"{device_base('apt', a)}/status") in (0, 0x10)   # success / no subscribers yet
@@ -211,7 +211,8 @@ def compose_kafka(files: tuple[Settings, Paths], tmp_path_factory: pytest.TempPa
         proc = subprocess.Popen(["sh", "-ec", script], stdout=out, stderr=out)
     s = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, bootstrap=f"127.0.0.1:{client_port}"))
     try:
-        wait_until(lambda: broker_reachable(kafka_client(s, "admin")), timeout=120, what="kafka (compose config)",
+        wait_until(lambda: broker_reachable(KafkaClient.from_settings(s, "admin")), timeout=120,
+                   what="kafka (compose config)",
                    log_file=log, alive=lambda: proc.poll() is None)
         assert not (work / "format.args").exists()     # the SCRAM passwords do not stay behind
         yield s
@@ -230,7 +231,7 @@ def _reachable(settings: Settings, port: int, *, protocol: str, user: str, passw
 
 
 def test_compose_kafka_authenticates_every_listener_and_refuses_plaintext(compose_kafka: Settings) -> None:
-    admin = kafka_client(compose_kafka, "admin")
+    admin = KafkaClient.from_settings(compose_kafka, "admin")
     text = render_kafka_properties(compose_kafka, log_dir=Path("/d"))
     assert "PLAINTEXT://" not in text and ":PLAINTEXT" not in text.replace("SASL_PLAINTEXT", "")
     for port in (compose_kafka.kafka.port, HOST_LISTENER["port"]):   # kafka:9092 and the published 29092
@@ -246,12 +247,12 @@ def test_compose_init_steps_give_the_pipeline_principals_only_their_acls(compose
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    ensure_principals(compose_kafka)
-    ensure_topics(compose_kafka)
-    bridge = AdminClient(kafka_client(compose_kafka, "bridge").config())
+    ensure_principals(KafkaAdmin.from_settings(compose_kafka))
+    ensure_topics(KafkaAdmin.from_settings(compose_kafka))
+    bridge = AdminClient(KafkaClient.from_settings(compose_kafka, "bridge").config())
     with pytest.raises(KafkaException):
         bridge.delete_topics([compose_kafka.kafka.readings_topic])[compose_kafka.kafka.readings_topic].result(30)
-    admin = AdminClient(kafka_client(compose_kafka, "admin").config())
+    admin = AdminClient(KafkaClient.from_settings(compose_kafka, "admin").config())
     assert compose_kafka.kafka.readings_topic in admin.list_topics(timeout=10).topics
 
 

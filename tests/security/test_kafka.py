@@ -10,7 +10,7 @@ from apt_energy.config import Secret, Settings
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from apt_energy.kafka import KafkaClient, kafka_client
+from apt_energy.kafka import KafkaClient
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,8 @@ def test_a_client_without_credentials_is_refused(stack_settings: Settings) -> No
 
 @pytest.mark.parametrize("user", ["apt-admin", "apt-bridge", "nobody"])
 def test_a_wrong_password_is_refused(stack_settings: Settings, user: str) -> None:
-    client = dataclasses.replace(kafka_client(stack_settings, "admin"), username=user, password=Secret("change-me"))
+    client = dataclasses.replace(KafkaClient.from_settings(stack_settings, "admin"), username=user,
+                                 password=Secret("change-me"))
     errors: list[KafkaError] = []
     admin = AdminClient(client.config(error_cb=errors.append, log_level=0))
     with pytest.raises(KafkaException):
@@ -60,7 +61,7 @@ def test_a_wrong_password_is_refused(stack_settings: Settings, user: str) -> Non
 
 
 def test_the_bridge_writes_readings_but_cannot_read_or_delete_them(stack_settings: Settings) -> None:
-    bridge = kafka_client(stack_settings, "bridge").config()
+    bridge = KafkaClient.from_settings(stack_settings, "bridge").config()
     topic = stack_settings.kafka.readings_topic
     assert _produce(bridge, topic) is None
     err = _first_error(bridge, topic)
@@ -73,7 +74,7 @@ def test_the_bridge_writes_readings_but_cannot_read_or_delete_them(stack_setting
 
 
 def test_the_bridge_cannot_write_other_topics_or_create_them(stack_settings: Settings) -> None:
-    bridge = kafka_client(stack_settings, "bridge").config()
+    bridge = KafkaClient.from_settings(stack_settings, "bridge").config()
     err = _produce(bridge, "__consumer_offsets")
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     from confluent_kafka.admin import NewTopic
@@ -85,14 +86,14 @@ def test_the_bridge_cannot_write_other_topics_or_create_them(stack_settings: Set
 
 
 def test_the_stream_job_reads_but_cannot_forge_readings(stack_settings: Settings) -> None:
-    spark = kafka_client(stack_settings, "spark").config()
+    spark = KafkaClient.from_settings(stack_settings, "spark").config()
     err = _produce(spark, stack_settings.kafka.readings_topic, idempotent=False)
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert _first_error(spark, stack_settings.kafka.readings_topic) is None  # reading is allowed
 
 
 def test_the_stream_job_may_use_only_its_own_consumer_groups(stack_settings: Settings) -> None:
-    spark = kafka_client(stack_settings, "spark").config()
+    spark = KafkaClient.from_settings(stack_settings, "spark").config()
     consumer = Consumer({**spark, "group.id": "someone-elses-group", "auto.offset.reset": "earliest"})
     consumer.subscribe([stack_settings.kafka.readings_topic])
     try:

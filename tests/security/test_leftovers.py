@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 from apt_energy.config import Settings
 from apt_energy.stack import NativeStack
-from apt_energy.stack.kafka import dangling_acl_topics, ensure_acls, prune_acls, topic_acls
-from apt_energy.stack.mosquitto import Mosquitto, clear_retained
+from apt_energy.stack.kafka import KafkaAdmin, dangling_acl_topics, ensure_acls, prune_acls, topic_acls
+from apt_energy.stack.mosquitto import Mosquitto, MosquittoOptions, clear_retained
 
 from apt_energy.topics import device_base
 from tests.conftest import _SESSION_DATABASES, create_database, delete_topics, drop_databases
@@ -31,7 +31,7 @@ def test_the_broker_grants_test_prefixes_only_while_the_tests_run(native_stack: 
         # what the session's end does (conftest.leave_as_found), and `stack up` after a killed session
         native_stack.withdraw_test_grants()
         plain = dataclasses.replace(settings, mqtt=dataclasses.replace(settings.mqtt, test_prefix_root=""))
-        assert Mosquitto(plain).rights_current()
+        assert Mosquitto.from_settings(plain).rights_current()
         assert publish(as_device(settings, me), test_topic) == NOT_AUTHORIZED
         assert not native_stack.mosquitto.rights_current()  # so the session's `up` restarts it with them
     finally:
@@ -49,10 +49,10 @@ def test_stack_up_after_a_killed_session_withdraws_its_grants_and_retained_messa
     device.wait(lambda: info.mid in device.acks)
     plain = dataclasses.replace(settings, mqtt=dataclasses.replace(settings.mqtt, test_prefix_root=""))
     try:
-        Mosquitto(plain).up()  # what `apt-energy stack up` does with the user's settings
-        assert Mosquitto(plain).rights_current()
+        Mosquitto.from_settings(plain).up()  # what `apt-energy stack up` does with the user's settings
+        assert Mosquitto.from_settings(plain).rights_current()
         assert publish(as_device(settings, me), test_topic) == NOT_AUTHORIZED
-        assert clear_retained(plain, test_topic, settle_s=0.5) == 0  # already gone
+        assert clear_retained(MosquittoOptions.from_settings(plain), test_topic, settle_s=0.5) == 0  # already gone
     finally:
         native_stack.mosquitto.up()
 
@@ -65,18 +65,19 @@ def _with_topics(settings: Settings, names: list[str]) -> Settings:
 def test_a_deleted_test_topic_takes_its_acls_and_stack_up_prunes_dangling_ones(
         native_stack: NativeStack, topic_factory: Callable[..., str]) -> None:
     settings = native_stack.settings
+    cluster = KafkaAdmin.from_settings(settings)
     topics = [topic_factory("leftover") for _ in range(3)]
-    ensure_acls(_with_topics(settings, topics))
-    assert all(topic_acls(settings, t) for t in topics)
+    ensure_acls(KafkaAdmin.from_settings(_with_topics(settings, topics)))
+    assert all(topic_acls(cluster, t) for t in topics)
     delete_topics(native_stack, topics)
-    assert [topic_acls(settings, t) for t in topics] == [[], [], []]
+    assert [topic_acls(cluster, t) for t in topics] == [[], [], []]
     # a run killed before its cleanup: ACLs for topics that were never (or are no longer) there
     ghosts = [f"ghost.{uuid.uuid4().hex[:10]}" for _ in range(3)]
-    ensure_acls(_with_topics(settings, ghosts))
-    assert set(ghosts) <= set(dangling_acl_topics(settings))
-    prune_acls(settings)  # Kafka.up does this at every `stack up`
-    assert dangling_acl_topics(settings) == []
-    assert [topic_acls(settings, t) for t in ghosts] == [[], [], []]
+    ensure_acls(KafkaAdmin.from_settings(_with_topics(settings, ghosts)))
+    assert set(ghosts) <= set(dangling_acl_topics(cluster))
+    prune_acls(cluster)  # Kafka.up does this at every `stack up`
+    assert dangling_acl_topics(cluster) == []
+    assert [topic_acls(cluster, t) for t in ghosts] == [[], [], []]
 
 
 def test_the_session_drops_every_test_database_it_made(native_stack: NativeStack) -> None:

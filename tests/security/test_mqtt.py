@@ -12,7 +12,7 @@ import pytest
 from apt_energy.config import Household, Settings
 from paho.mqtt.reasoncodes import ReasonCode
 
-from apt_energy.mqtt import credentials, device_password, login
+from apt_energy.mqtt import MqttLogin, device_password
 from apt_energy.topics import device_base, reading_topic
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def session(settings: Settings, *, username: str | None, password: str | None, c
 
 
 def as_device(settings: Settings, h: Household, *, client_id: str | None = None) -> Session:
-    user, password = credentials(settings, "device", device_id=h.device_id)
+    user, password = MqttLogin.from_settings(settings, "device", device_id=h.device_id).credentials
     return session(settings, username=user, password=password.reveal(), client_id=client_id or h.device_id,
                    tls=ssl.create_default_context(cafile=str(settings.mqtt_ca_file)))
 
@@ -132,7 +132,7 @@ def test_anonymous_and_wrong_password_logins_are_refused(stack_settings: Setting
 
 def test_the_bridge_reads_and_never_writes(stack_settings: Settings, two_households) -> None:  # type: ignore[no-untyped-def]
     me, _ = two_households
-    user, password = credentials(stack_settings, "bridge")
+    user, password = MqttLogin.from_settings(stack_settings, "bridge").credentials
     s = session(stack_settings, username=user, password=password.reveal(), client_id="bridge-probe",
                 tls=ssl.create_default_context(cafile=str(stack_settings.mqtt_ca_file)))
     assert subscribe(s, f"{stack_settings.mqtt.topic_prefix}/#") == 1
@@ -142,7 +142,7 @@ def test_the_bridge_reads_and_never_writes(stack_settings: Settings, two_househo
 
 def test_the_operator_sends_commands_but_no_readings(stack_settings: Settings, two_households) -> None:  # type: ignore[no-untyped-def]
     me, _ = two_households
-    user, password = credentials(stack_settings, "operator")
+    user, password = MqttLogin.from_settings(stack_settings, "operator").credentials
     s = session(stack_settings, username=user, password=password.reveal(), client_id="operator-probe",
                 tls=ssl.create_default_context(cafile=str(stack_settings.mqtt_ca_file)))
     assert publish(s, f"{device_base(stack_settings.mqtt.topic_prefix, me)}/cmd") < 0x80
@@ -154,7 +154,8 @@ def test_clients_refuse_a_broker_their_ca_did_not_sign(stack_settings: Settings,
 
     other = ensure_server_tls(tmp_path / "other-ca")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-    client.username_pw_set(*(x if isinstance(x, str) else x.reveal() for x in credentials(stack_settings, "admin")))
+    admin = MqttLogin.from_settings(stack_settings, "admin").credentials
+    client.username_pw_set(*(x if isinstance(x, str) else x.reveal() for x in admin))
     client.tls_set_context(ssl.create_default_context(cafile=str(other.ca_cert)))
     with pytest.raises(ssl.SSLCertVerificationError):
         client.connect(stack_settings.mqtt.host, stack_settings.mqtt.port)
@@ -162,7 +163,7 @@ def test_clients_refuse_a_broker_their_ca_did_not_sign(stack_settings: Settings,
 
 def test_the_login_helper_speaks_tls_with_a_verified_broker(stack_settings: Settings) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-    login(client, stack_settings, "admin")
+    MqttLogin.from_settings(stack_settings, "admin").apply(client)
     s = Session(client)
     client.on_connect = lambda _c, _u, _f, rc, _p: setattr(s, "connack", rc)
     client.connect(stack_settings.mqtt.host, stack_settings.mqtt.port)

@@ -118,7 +118,7 @@ def test_soak_with_a_kafka_outage_and_a_broker_restart(chaos: Chaos, native_stac
     start = snapshot(chaos, native_stack)
     quarantine_before, dead_before = quarantined(chaos.settings), dead_letters(chaos.settings)
     restarts_before = {k: r.restarts for k, r in chaos.services().items()}
-    fleet = Fleet(chaos.settings, households, FleetOptions(
+    fleet = Fleet.from_settings(chaos.settings, households, FleetOptions(
         start=START, until=START + timedelta(hours=hours), interval_s=3600, speed=3600 * SIM_HOURS_PER_S,
         ledger_path=ledger_path, state_path=tmp_path / "edge-state.json", progress_s=3600.0,
         drain_timeout_s=OUTAGE_S + 300))

@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from tests.alerts.support import NotifierThread
 from tests.mqtt_helpers import wait_for
 from tests.slack_stub import SlackStub
@@ -39,7 +39,7 @@ def settings(pipeline_settings: Settings, database_factory: Callable[[], Setting
 
 @pytest.fixture
 def job(settings: Settings, spark: SparkSession, tmp_path: Path) -> Iterator[StreamJob]:
-    j = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt")
+    j = StreamJob.from_settings(settings, spark, checkpoint_dir=tmp_path / "ckpt")
     j.start()
     yield j
     j.stop()
@@ -48,7 +48,7 @@ def job(settings: Settings, spark: SparkSession, tmp_path: Path) -> Iterator[Str
 
 
 def produce(settings: Settings, readings: list[Reading]) -> None:
-    p = Producer(kafka_client(settings, "admin").config())
+    p = Producer(KafkaClient.from_settings(settings, "admin").config())
     for r in readings:
         p.produce(settings.kafka.readings_topic, key=r.device_id.encode(), value=r.to_json())
     assert p.flush(30) == 0
@@ -139,7 +139,7 @@ def test_a_projected_tier_3_month_alerts_once_per_household_month(settings: Sett
                         "kWh") for d in range(first, first + days)]
 
     options = dataclasses.replace(sink_options(settings), rule_options={"projection": projection_options(settings)})
-    job = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt", options=options)
+    job = StreamJob.from_settings(settings, spark, checkpoint_dir=tmp_path / "ckpt", options=options)
     job.start()
     notifier = NotifierThread(build_notifier(settings))
     try:

@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import Reading, exact, usage_month
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from tests.conftest import env_for
 from tests.kafka_helpers import consume
 from tests.mqtt_helpers import wait_for
@@ -42,7 +42,7 @@ def job_factory(spark: SparkSession, tmp_path: Path) -> Iterator[Callable[[Setti
     jobs: list[StreamJob] = []
 
     def make(settings: Settings) -> StreamJob:
-        job = StreamJob(settings, spark, checkpoint_dir=tmp_path / f"ckpt{len(jobs)}")
+        job = StreamJob.from_settings(settings, spark, checkpoint_dir=tmp_path / f"ckpt{len(jobs)}")
         job.start()
         jobs.append(job)
         return job
@@ -74,7 +74,7 @@ def stored_count(settings: Settings) -> int:
 
 
 def produce(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer(kafka_client(settings, "admin").config(**{"linger.ms": 20}))
+    producer = Producer(KafkaClient.from_settings(settings, "admin").config(**{"linger.ms": 20}))
     for key, value in payloads:
         producer.produce(settings.kafka.readings_topic, key=key, value=value)
         producer.poll(0)
@@ -91,7 +91,7 @@ def test_monthly_usage_equals_the_ledger_exactly_and_replays_change_nothing(
     job = job_factory(settings)
     try:
         wait_for(lambda: bridge.source.connected, 10, "bridge")
-        fleet = Fleet(settings, settings.complex.households()[:8],
+        fleet = Fleet.from_settings(settings, settings.complex.households()[:8],
                       FleetOptions(start=start, until=start + timedelta(days=20), interval_s=3600,
                                    ledger_path=ledger_path))
         fleet.run()

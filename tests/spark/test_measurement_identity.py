@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import DeviceMeta, MeterInfo, Reading, exact, usage_month
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from tests.mqtt_helpers import wait_for
 from tests.spark.test_job import produce, stored_count
 
@@ -172,7 +172,7 @@ def test_register_breaks_and_gaps_are_flagged_pairwise_in_any_arrival_order_and_
 
 @pytest.fixture
 def job(settings: Settings, spark: SparkSession, tmp_path: Path) -> Iterator[StreamJob]:
-    j = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt")
+    j = StreamJob.from_settings(settings, spark, checkpoint_dir=tmp_path / "ckpt")
     j.start()
     yield j
     j.stop()
@@ -193,7 +193,7 @@ def test_a_meter_replaced_mid_month_bills_both_meters_intervals_and_keeps_its_hi
                                  (MeterInfo("water", "m³"),), "fw-1", 3600).to_json())
     meta["meters"][0].update(life=8, serial="WM-2024-0042", since="2024-03-01T10:00:00Z")
     produce(settings, [(h.device_id.encode(), r.to_json()) for r in old + new])
-    p = Producer(kafka_client(settings, "admin").config())
+    p = Producer(KafkaClient.from_settings(settings, "admin").config())
     p.produce(settings.kafka.devices_topic, key=f"{h.device_id}/meta".encode(), value=json.dumps(meta).encode())
     assert p.flush(30) == 0
     wait_for(lambda: stored_count(settings) == 22, 90, "both meters' readings")

@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from apt_energy.contract import DeviceMeta, MeterInfo, Reading, exact, usage_month
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from tests.mqtt_helpers import wait_for
 from tests.spark.test_job import Totals, db_totals, normalised, produce, reading, stored_count
 
@@ -34,7 +34,7 @@ def settings(pipeline_settings: Settings, database_factory: Callable[[], Setting
 
 @pytest.fixture
 def job(settings: Settings, spark: SparkSession, tmp_path: Path) -> Iterator[StreamJob]:
-    j = StreamJob(settings, spark, checkpoint_dir=tmp_path / "ckpt")
+    j = StreamJob.from_settings(settings, spark, checkpoint_dir=tmp_path / "ckpt")
     j.start()
     yield j
     j.stop()
@@ -99,7 +99,7 @@ def test_poison_readings_are_quarantined_with_the_database_reason_and_the_rest_c
 
 
 def produce_devices(settings: Settings, records: list[tuple[str, bytes]]) -> None:
-    p = Producer(kafka_client(settings, "admin").config())
+    p = Producer(KafkaClient.from_settings(settings, "admin").config())
     for key, value in records:
         p.produce(settings.kafka.devices_topic, key=key.encode(), value=value)
     assert p.flush(30) == 0

@@ -12,7 +12,7 @@ from apt_energy.stack.kafka_cluster import cluster_ports, running_brokers
 
 from apt_energy import config
 from apt_energy.errors import ConfigError, ServiceError
-from apt_energy.kafka import KafkaClient, cluster_bootstrap, kafka_client
+from apt_energy.kafka import KafkaClient, cluster_bootstrap
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +35,7 @@ def test_clients_of_a_configured_cluster_get_every_broker(tmp_path: Path) -> Non
     settings = config.load(environ={"APT_ENERGY_STACK_KAFKA_BROKERS": "3", "APT_ENERGY_KAFKA_BOOTSTRAP": "h:9100",
                                     "APT_ENERGY_KAFKA_BRIDGE_PASSWORD": "x"}, dotenv=None)
     assert settings.stack.kafka_brokers == 3
-    assert kafka_client(settings, "bridge").bootstrap == "h:9100,h:9102,h:9104"
+    assert KafkaClient.from_settings(settings, "bridge").bootstrap == "h:9100,h:9102,h:9104"
 
 
 def test_the_broker_count_is_checked_when_loaded() -> None:
@@ -71,10 +71,10 @@ def test_a_cluster_node_names_every_voter_and_replicates_with_two_in_sync(tmp_pa
 
 def test_status_and_down_follow_the_layout_that_runs_and_none_runs_without_pid_files(tmp_path: Path) -> None:
     settings = config.load(environ={"APT_ENERGY_STACK_RUN_DIR": str(tmp_path)}, dotenv=None)
-    assert running_brokers(settings) is None
+    assert running_brokers(settings.run_dir) is None
     (tmp_path / "kafka-cluster").mkdir()
     (tmp_path / "kafka-cluster" / "brokers").write_text("3\n")
-    assert running_brokers(settings) is None   # recorded, but no node alive
+    assert running_brokers(settings.run_dir) is None   # recorded, but no node alive
 
 
 def test_the_stream_job_gives_up_on_a_dead_broker_sooner_only_when_there_are_others() -> None:

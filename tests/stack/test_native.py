@@ -16,8 +16,8 @@ from apt_energy.database import connect
 from apt_energy.stack import NativeStack
 from confluent_kafka import Consumer, Producer
 
-from apt_energy.kafka import kafka_client
-from apt_energy.mqtt import login
+from apt_energy.kafka import KafkaClient
+from apt_energy.mqtt import MqttLogin
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_status_reports_every_service_healthy(native_stack: NativeStack) -> None
 def test_kafka_produce_consume_round_trip(stack_settings: Settings, topic_factory) -> None:  # type: ignore[no-untyped-def]
     topic = topic_factory("roundtrip", partitions=1)
     payload = uuid.uuid4().bytes
-    admin = kafka_client(stack_settings, "admin")
+    admin = KafkaClient.from_settings(stack_settings, "admin")
     producer = Producer(admin.config(**{"enable.idempotence": True}))
     producer.produce(topic, key=b"k", value=payload)
     assert producer.flush(15) == 0
@@ -65,12 +65,12 @@ def test_mqtt_qos1_round_trip(stack_settings: Settings) -> None:
 
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     sub.on_message = on_message
-    login(sub, stack_settings, "admin")
+    MqttLogin.from_settings(stack_settings, "admin").apply(sub)
     sub.connect(stack_settings.mqtt.host, stack_settings.mqtt.port)
     sub.subscribe(topic, qos=1)
     sub.loop_start()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    login(pub, stack_settings, "admin")
+    MqttLogin.from_settings(stack_settings, "admin").apply(pub)
     pub.connect(stack_settings.mqtt.host, stack_settings.mqtt.port)
     pub.loop_start()
     try:
@@ -103,7 +103,7 @@ def test_second_stack_starts_and_down_stops_only_what_it_started(native_stack: N
         stack=dataclasses.replace(s.stack, run_dir=str(tmp_path / "run"), kafka_controller_port=free_port(),
                                   kafka_heap="256m"),
     )
-    second = NativeStack(other)
+    second = NativeStack.from_settings(other)
     try:
         second.up()
         assert all(st.healthy for st in second.status())

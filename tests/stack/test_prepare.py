@@ -14,7 +14,7 @@ from apt_energy.database import connect
 from apt_energy.stack import NativeStack
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from apt_energy.kafka import kafka_client
+from apt_energy.kafka import KafkaClient
 from tests.conftest import delete_topics, drop_databases, env_for
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def test_init_creates_database_schema_seed_and_topics_and_a_second_run_changes_n
     with connect(blank, role="reader") as conn:  # the reader can read what the owner migrated
         assert conn.execute("SELECT count(*) FROM households").fetchone() == (840,)
     k = blank.kafka
-    admin = AdminClient(kafka_client(blank, "admin").config())
+    admin = AdminClient(KafkaClient.from_settings(blank, "admin").config())
     topics = admin.list_topics(timeout=10).topics
     assert {k.readings_topic, k.devices_topic, k.dead_letter_topic} <= set(topics)
     assert len(topics[k.readings_topic].partitions) == k.partitions
