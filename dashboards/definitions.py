@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from apt_energy.config import ComplexSettings, EnergyType
-from apt_energy.rules.threshold import Threshold
 from apt_energy.dashboards.grafana import JSON, Dashboard, Panel, Query, Variable, column_unit, thresholds
 from apt_energy.rules import Registry
 from apt_energy.rules import registry as rule_registry
+from apt_energy.rules.threshold import Threshold
 
 # Grafana unit ids for the configured units; anything else is shown as a suffix.
 GRAFANA_UNITS = {"kWh": "kwatth", "m³": "m3", "kg CO2e": "masskg"}
