@@ -38,6 +38,8 @@ RUN mvn -q -B -f warm/spark-kafka.pom.xml dependency:copy-dependencies -Dinclude
  && rm -rf /tmp/warm warm
 COPY pyproject.toml README.md ./
 COPY apt_energy ./apt_energy
+COPY core ./core
+COPY app ./app
 COPY config ./config
 COPY stack ./stack
 COPY database ./database
@@ -48,6 +50,7 @@ COPY dashboards ./dashboards
 COPY alerts ./alerts
 COPY billing ./billing
 COPY forecast ./forecast
+COPY rules ./rules
 # --no-deps: everything came from the lock above. `python -P`: the check imports the installed package, not
 # /src's folders (in /src, apt_energy/ would shadow it: the other folders are apt_energy.* only once installed).
 RUN pip install --no-deps . \

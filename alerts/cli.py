@@ -20,15 +20,15 @@ from apt_energy.alerts.notifier import Notifier, NotifierOptions
 from apt_energy.alerts.quiet import QuietHours
 from apt_energy.alerts.slack import ConsoleTransport, destination, transport_for
 from apt_energy.config import Settings
+from apt_energy.core.cliutil import on_stop_signals, print_json
+from apt_energy.core.errors import ConfigError, ServiceError
+from apt_energy.core.metrics import serve_if_enabled
+from apt_energy.core.table import table
 from apt_energy.database import connect
 from apt_energy.rules import registry as rule_registry
 from psycopg.rows import class_row
 
 from apt_energy import config
-from apt_energy.cliutil import on_stop_signals, print_json
-from apt_energy.errors import ConfigError, ServiceError
-from apt_energy.metrics import serve_if_enabled
-from apt_energy.table import table
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from apt_energy.alerts.notifier import NotifierStats
-
-from apt_energy.metrics import Sample
+from apt_energy.core.metrics import Sample
 
 __all__ = ["notifier_samples"]
 

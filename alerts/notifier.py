@@ -57,9 +57,8 @@ from apt_energy.alerts.message import Message, MessageStyle, digests, render, re
 from apt_energy.alerts.outbox import EDIT_KINDS, Notice
 from apt_energy.alerts.quiet import QuietHours
 from apt_energy.alerts.slack import HistoryUnreadable, Posted, PostFailed, Transport
-
-from apt_energy.backoff import Backoff, BackoffPolicy
-from apt_energy.errors import ConfigError, ServiceError
+from apt_energy.core.backoff import Backoff, BackoffPolicy
+from apt_energy.core.errors import ConfigError, ServiceError
 
 logger = logging.getLogger(__name__)
 

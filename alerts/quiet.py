@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from apt_energy.errors import ConfigError
+from apt_energy.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

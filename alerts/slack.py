@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Protocol
 from apt_energy.alerts.message import Message
 from apt_energy.alerts.outbox import OutboxState
 from apt_energy.config import Settings
+from apt_energy.core.errors import ServiceError
 from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
@@ -32,8 +33,6 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
-
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

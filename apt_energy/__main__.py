@@ -1,3 +1,3 @@
-from apt_energy.cli import main
+from apt_energy.app.cli import main
 
 raise SystemExit(main())

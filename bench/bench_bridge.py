@@ -26,13 +26,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
+from apt_energy.core.kafka import KafkaClient
+from apt_energy.core.mqtt import MqttLogin
 from apt_energy.stack.kafka import Kafka, KafkaAdmin, ensure_acls
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from apt_energy.kafka import KafkaClient
-from apt_energy.mqtt import MqttLogin
 from bench.common import TEST_PREFIX_ROOT, mosquitto_client_env, percentile, report, stack_settings
 from bench.figure import Figure
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.edge import Fleet, FleetOptions
 from apt_energy.stack import mosquitto as mosquitto_module
 from apt_energy.stack.kafka import Kafka, KafkaAdmin, ensure_acls
@@ -43,7 +44,6 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from apt_energy.kafka import KafkaClient
 from bench.common import report, stack_settings
 
 START = datetime(2024, 3, 1, tzinfo=UTC)

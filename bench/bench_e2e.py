@@ -5,7 +5,7 @@ Spark job and the bridge start under the pipeline supervisor, and the fleet runs
 6 h interval. Spark is warmed first (a few malformed readings must reach the quarantine table), so the
 clock measures the pipeline, not the JVM's start: it runs from the fleet's start until the database holds
 every reading the broker acknowledged; then the database is checked against the fleet's ledger
-(:mod:`apt_energy.truth`, exact decimals per household, meter and month).
+(:mod:`apt_energy.app.truth`, exact decimals per household, meter and month).
 
 Same-run baseline, stated: the same fleet (same households, months and interval) publishing into
 Mosquitto alone, under a topic nobody subscribes to — the first stage's own rate; the ratio says how
@@ -26,16 +26,16 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from apt_energy.app import pipeline
+from apt_energy.app.bad_input import publish_bad_input
+from apt_energy.app.pipeline import PipelineOptions
+from apt_energy.app.progress import Progress, sample
+from apt_energy.app.reset import reset_pipeline
+from apt_energy.app.truth import check, read_ledger
 from apt_energy.config import Settings
+from apt_energy.core.cliutil import add_months, in_zone, local_date
 from apt_energy.edge.fleet import Fleet, FleetOptions
 
-from apt_energy import pipeline
-from apt_energy.bad_input import publish_bad_input
-from apt_energy.cliutil import add_months, in_zone, local_date
-from apt_energy.pipeline import PipelineOptions
-from apt_energy.progress import Progress, sample
-from apt_energy.reset import reset_pipeline
-from apt_energy.truth import check, read_ledger
 from bench.common import TEST_PREFIX_ROOT, report, stack_settings
 from bench.figure import Figure
 

@@ -27,13 +27,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apt_energy.config.settings import BuildingGroup, Household, Settings
+from apt_energy.core import topics
+from apt_energy.core.contract import Reading
+from apt_energy.core.mqtt import MqttLogin
 from apt_energy.edge.fleet import Fleet, FleetOptions
 from apt_energy.stack.mosquitto import Mosquitto
 from apt_energy.stack.secrets import write_private
 
-from apt_energy import topics
-from apt_energy.contract import Reading
-from apt_energy.mqtt import MqttLogin
 from bench.common import report, rss_kb, stack_settings
 from bench.figure import Figure
 

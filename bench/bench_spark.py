@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 
 import psycopg
 from apt_energy.config import Settings
+from apt_energy.core.contract import Reading, exact
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import connect, conninfo, migrate, roles, seed
 from apt_energy.database.roles import harden_database
 from apt_energy.spark.job import StreamJob, build_session, sink_options, with_retries
@@ -48,8 +50,6 @@ from psycopg import sql
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from apt_energy.contract import Reading, exact
-from apt_energy.kafka import KafkaClient
 from bench.common import percentile, report, stack_settings
 from bench.figure import Figure
 from bench.previous_merge import PreviousMergeSink, previous_schema

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 from apt_energy.config import Settings
+from apt_energy.core.mqtt import MqttLogin, MqttRole
 from apt_energy.stack import NativeStack
 from apt_energy.stack.secrets import ensure_dotenv, write_private
 
 from apt_energy import config
-from apt_energy.mqtt import MqttLogin, MqttRole
 
 # Benchmarks isolate their MQTT traffic under test/<tag>/…, which the broker grants every role when
 # mqtt.test_prefix_root is set (as the test session does).

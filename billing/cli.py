@@ -14,11 +14,10 @@ from apt_energy.billing import export, statement, statement_source, store, tarif
 from apt_energy.billing.statement import LANGS
 from apt_energy.config import Settings
 from apt_energy.config import load as load_settings
+from apt_energy.core.cliutil import print_json
+from apt_energy.core.table import table
 from apt_energy.database import completeness
 from apt_energy.database.connection import connect
-
-from apt_energy.cliutil import print_json
-from apt_energy.table import table
 
 
 def _month(text: str) -> date:

@@ -38,7 +38,7 @@ def cycle_days(month: date, reading_day: int) -> int:
 def cycle_of(ts: datetime, reading_day: int, tz: ZoneInfo) -> date:
     """The billing month a reading whose interval ends at ``ts`` belongs to: that of the interval's last
     instant (a reading ending at the reading day's midnight is the cycle before's, as in
-    :func:`apt_energy.contract.usage_month`)."""
+    :func:`apt_energy.core.contract.usage_month`)."""
     local = (ts - timedelta(seconds=1)).astimezone(tz)
     shifted = (local - timedelta(days=reading_day - 1)).date()
     return shifted.replace(day=1)

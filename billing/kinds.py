@@ -16,8 +16,7 @@ from typing import Any, Protocol
 
 from apt_energy.billing import area_heating, flat_rate, progressive, water_sewerage
 from apt_energy.billing.bill import Bill
-
-from apt_energy.errors import ConfigError
+from apt_energy.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

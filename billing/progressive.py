@@ -19,8 +19,7 @@ from typing import Any
 from apt_energy.billing import rates
 from apt_energy.billing.bill import TEN, WON, Bill, BillLine, cut
 from apt_energy.billing.rates import Dated, NoTariffInForce
-
-from apt_energy.errors import ConfigError
+from apt_energy.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-from apt_energy.errors import ConfigError
+from apt_energy.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

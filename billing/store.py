@@ -13,10 +13,9 @@ import psycopg
 from apt_energy.billing.bill import bill_for
 from apt_energy.billing.cycle import cycle_days, cycle_end, cycle_start, next_month
 from apt_energy.billing.tariffs import NoTariffInForce, Tariffs
+from apt_energy.core.table import table
 from apt_energy.rules.projection import forecast_share  # the one projection formula (the alert rule's too)
 from psycopg.rows import class_row
-
-from apt_energy.table import table
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from apt_energy.billing import kinds
 from apt_energy.billing.bill import Bill
 from apt_energy.billing.kinds import Tariff
 from apt_energy.billing.rates import Dated, NoTariffInForce
-
-from apt_energy.errors import ConfigError
+from apt_energy.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

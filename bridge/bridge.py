@@ -36,11 +36,10 @@ from apt_energy.bridge.routing import (
 )
 from apt_energy.bridge.stats import BridgeStats
 from apt_energy.config import Settings
+from apt_energy.core.errors import ConfigError, InvalidInput, ServiceError
+from apt_energy.core.kafka import KafkaClient
+from apt_energy.core.mqtt import MqttLogin, tls_context
 from confluent_kafka import KafkaError, Message
-
-from apt_energy.errors import ConfigError, InvalidInput, ServiceError
-from apt_energy.kafka import KafkaClient
-from apt_energy.mqtt import MqttLogin, tls_context
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from apt_energy.bridge.bridge import Bridge, mqtt_options, part_client_id
 from apt_energy.bridge.metrics import BrokerSys, bridge_samples
 from apt_energy.bridge.partition import Part
+from apt_energy.core.cliutil import add_env_flag, on_stop_signals
+from apt_energy.core.errors import ConfigError
+from apt_energy.core.metrics import serve_if_enabled
 
 from apt_energy import config
-from apt_energy.cliutil import add_env_flag, on_stop_signals
-from apt_energy.errors import ConfigError
-from apt_energy.metrics import serve_if_enabled
 
 
 def part(text: str) -> Part:

@@ -6,10 +6,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from apt_energy.core.errors import InvalidInput, ServiceError
+from apt_energy.core.kafka import KafkaClient
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
-from apt_energy.errors import InvalidInput, ServiceError
-from apt_energy.kafka import KafkaClient
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ import time
 import paho.mqtt.client as mqtt
 from apt_energy.bridge.mqtt_source import MqttOptions
 from apt_energy.bridge.stats import BridgeStats
-
-from apt_energy.metrics import Sample
+from apt_energy.core.metrics import Sample
 
 logger = logging.getLogger(__name__)
 

@@ -21,13 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
+from apt_energy.core.backoff import Backoff, BackoffPolicy
+from apt_energy.core.mqtt import BufferedClient
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-
-from apt_energy.backoff import Backoff, BackoffPolicy
-from apt_energy.mqtt import BufferedClient
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +43,9 @@ class MqttOptions:
     host: str = "127.0.0.1"
     port: int = 1883
     keepalive_s: int = 30
-    username: str = ""                 # the bridge's broker identity (apt_energy.mqtt.credentials)
+    username: str = ""                 # the bridge's broker identity (apt_energy.core.mqtt.credentials)
     password: str = ""
-    tls: ssl.SSLContext | None = None  # verifies the broker (apt_energy.mqtt.tls_context); None: plain MQTT
+    tls: ssl.SSLContext | None = None  # verifies the broker (apt_energy.core.mqtt.tls_context); None: plain MQTT
     session_expiry_s: int = 86400
     receive_maximum: int = 20000       # unacknowledged messages the broker may send us
 

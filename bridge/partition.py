@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from apt_energy.errors import ConfigError
+from apt_energy.core.errors import ConfigError
 
 __all__ = ["Part", "Partition"]
 

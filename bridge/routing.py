@@ -18,9 +18,9 @@ import logging
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from apt_energy import canonical, contract, topics
-from apt_energy.contract import ContractError, Reason
-from apt_energy.errors import InvalidInput
+from apt_energy.core import canonical, contract, topics
+from apt_energy.core.contract import ContractError, Reason
+from apt_energy.core.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 

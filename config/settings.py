@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any, Final, Union
 
 import yaml
+from apt_energy.core.errors import ConfigError
 from apt_energy.rules import registry as rule_registry
 from apt_energy.rules.base import Invalid, require
 from apt_energy.rules.registry import Rules
-
-from apt_energy.errors import ConfigError
 
 ENV_PREFIX = "APT_ENERGY_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -409,7 +408,7 @@ class AlertSettings:
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    """Prometheus endpoints of the long-lived processes (apt_energy/metrics.py): off unless enabled, loopback
+    """Prometheus endpoints of the long-lived processes (core/metrics.py): off unless enabled, loopback
     unless ``host`` says otherwise. Bridge part i of n listens on ``bridge_port + i``, edge shard i on
     ``fleet_port + i``."""
 

@@ -15,9 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from apt_energy.core.errors import ConfigError
 from apt_energy.dashboards.macros import TimeRange, expand_macros, interpolate
-
-from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ import argparse
 from datetime import datetime, timedelta
 
 from apt_energy.billing.cli import tariffs_for
+from apt_energy.core.cliutil import in_zone, local_date
 from apt_energy.dashboards import health
 from apt_energy.dashboards.build import JSON_DIR, stale, write
 from apt_energy.dashboards.check import run_panels
@@ -15,7 +16,6 @@ from apt_energy.database import connect
 from apt_energy.stack.mosquitto import MAX_QUEUED_MESSAGES
 
 from apt_energy import billing, config
-from apt_energy.cliutil import in_zone, local_date
 
 
 def variable(text: str) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 dashboard over the Prometheus datasource — generated here, committed, checked against the generator.
 
 The business dashboards read PostgreSQL (dashboards/definitions.py); this one reads the processes' own
-metrics (apt_energy/metrics.py): rates, Kafka lag, in-flight, dead letters, quarantines, in-doubt alerts and
+metrics (core/metrics.py): rates, Kafka lag, in-flight, dead letters, quarantines, in-doubt alerts and
 the broker's queue depth. Its JSON lives under the provisioning folder (``provisioning/dashboards/health``),
 which compose already mounts, with a provider and a datasource file of its own.
 """

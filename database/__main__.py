@@ -1,3 +1,3 @@
-from apt_energy.cli import run_component
+from apt_energy.app.cli import run_component
 
 run_component("db")

@@ -8,9 +8,8 @@ from typing import Literal
 import psycopg
 from apt_energy.config import Secret, Settings
 from apt_energy.config.settings import PostgresSettings
+from apt_energy.core.errors import ServiceError
 from apt_energy.database.roles import Roles
-
-from apt_energy.errors import ServiceError
 
 Role = Literal["owner", "writer", "reader"]
 

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import psycopg
 import psycopg.sql
+from apt_energy.core.errors import ServiceError
 from apt_energy.database.roles import Roles, grant_tables
-
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

@@ -39,9 +39,8 @@ from dataclasses import dataclass
 
 import psycopg
 from apt_energy.config import Secret
+from apt_energy.core.errors import ServiceError
 from psycopg import sql
-
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

@@ -10,14 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from apt_energy.config import Household, Settings
+from apt_energy.core.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
+from apt_energy.core.errors import ConfigError
+from apt_energy.core.metrics import serve_if_enabled
 from apt_energy.edge.fleet import Fleet, FleetOptions
 from apt_energy.edge.metrics import fleet_samples
 from apt_energy.edge.shards import MembershipWatch, Replicas, assign, discover, settle
 
 from apt_energy import config
-from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
-from apt_energy.errors import ConfigError
-from apt_energy.metrics import serve_if_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +131,9 @@ def replace_meter(args: argparse.Namespace) -> int:
 def send_replace(settings: Settings, device_id: str, meter: str, *, serial: str | None = None,
                  total: float | None = None) -> str:
     """Publish the ``replace`` command to one device as the operator; returns the topic."""
+    from apt_energy.app.reset import mqtt_session
+    from apt_energy.core import topics
     from apt_energy.edge.commands import replace_command
-
-    from apt_energy import topics
-    from apt_energy.reset import mqtt_session
 
     household = next((h for h in settings.complex.households() if h.device_id == device_id), None)
     if household is None:

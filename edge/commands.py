@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from apt_energy.contract import ContractError, load_json
-from apt_energy.errors import InvalidInput
+from apt_energy.core.contract import ContractError, load_json
+from apt_energy.core.errors import InvalidInput
 
 MAX_COMMAND_BYTES = 4096
 

@@ -19,6 +19,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import paho.mqtt.client as mqtt
 from apt_energy.config import Household, Settings
+from apt_energy.core import topics
+from apt_energy.core.backoff import Backoff
+from apt_energy.core.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, format_ts, parse_ts
+from apt_energy.core.mqtt import BufferedClient, MqttLogin, missing_credentials
 from apt_energy.edge.commands import (
     ClearAnomalies,
     GoOffline,
@@ -32,11 +36,6 @@ from apt_energy.edge.state import Register, SavedDevice
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-
-from apt_energy import topics
-from apt_energy.backoff import Backoff
-from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, format_ts, parse_ts
-from apt_energy.mqtt import BufferedClient, MqttLogin, missing_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class DeviceCounters:
 class DeviceOptions:
     """What every gateway of a fleet shares (one object for the whole fleet): its meters with their units and
     decimals, the topic prefix, the firmware it reports and a leak's default flow. No secret: each device's
-    own login is given to it apart (:class:`apt_energy.mqtt.MqttLogin`)."""
+    own login is given to it apart (:class:`apt_energy.core.mqtt.MqttLogin`)."""
 
     meters: tuple[str, ...]
     units: dict[str, str]
@@ -99,7 +98,7 @@ class Device:
         self.base_interval_s = base_interval_s
         self.interval_s = base_interval_s
         self.registers = registers or {m: Register() for m in self.meters}
-        # the generation of this seq state (see apt_energy.contract): a new one restarts seq at 0. Each
+        # the generation of this seq state (see apt_energy.core.contract): a new one restarts seq at 0. Each
         # meter has its own from then on (a replaced meter starts a new one); the device's is the default.
         self.life = life
         for reg in self.registers.values():

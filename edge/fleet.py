@@ -33,14 +33,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from apt_energy.config import Household, Settings
 from apt_energy.config.settings import MqttSettings
+from apt_energy.core.contract import Reading
+from apt_energy.core.errors import ConfigError
+from apt_energy.core.mqtt import DeviceLogins
 from apt_energy.edge.device import Device, DeviceOptions
 from apt_energy.edge.ledger import Identity, Ledger
 from apt_energy.edge.profile import FleetModel
 from apt_energy.edge.state import STATE_FORMAT, Journal, Register, SavedDevice, journal_path, load_state, save_state
-
-from apt_energy.contract import Reading
-from apt_energy.errors import ConfigError
-from apt_energy.mqtt import DeviceLogins
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from apt_energy.contract import Reading, exact, usage_month
+from apt_energy.core.contract import Reading, exact, usage_month
 
 LEDGER_FORMAT = 2      # the JSON Lines header's "ledger" value
 

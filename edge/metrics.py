@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from apt_energy.core.metrics import Sample
 from apt_energy.edge.fleet import FleetStats
-
-from apt_energy.metrics import Sample
 
 __all__ = ["fleet_samples"]
 

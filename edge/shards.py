@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from apt_energy.errors import ConfigError
+from apt_energy.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from apt_energy.contract import Reading, format_ts, parse_ts
+from apt_energy.core.contract import Reading, format_ts, parse_ts
 
 STATE_FORMAT = 3
 # 3: {"format": 3, "devices": {id: {"life", "at", "interval_s", "offline_until", "accum", "accum_ticks",

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from apt_energy.app.progress import StatusLine
 from apt_energy.config import Household, Settings
 from apt_energy.config import load as load_settings
 from apt_energy.database.connection import connect
@@ -25,8 +26,6 @@ from apt_energy.forecast.history import import_months
 from apt_energy.forecast.models import MAX_HORIZON
 from pyspark import StatusTracker
 from pyspark.sql import SparkSession
-
-from apt_energy.progress import StatusLine
 
 M_MIN_SIMULATED = 16   # the per-series models need > 13 months before the first origin
 
@@ -159,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
 class SparkProgress:
     """A live line for a long Spark action: tasks done of the active stages, refreshed once a second
-    (in place on a terminal, every 10 s in a log; :class:`apt_energy.progress.StatusLine`)."""
+    (in place on a terminal, every 10 s in a log; :class:`apt_energy.app.progress.StatusLine`)."""
 
     def __init__(self, tracker: StatusTracker, what: str) -> None:
         self.tracker = tracker          # SparkContext.statusTracker()

@@ -19,7 +19,7 @@ R = TypeVar("R")
 
 class Invalid(ValueError):
     """A parameter out of range, raised while the settings are built; the loader prefixes the key path and
-    turns it into a one-line :class:`~apt_energy.errors.ConfigError` (configuration's ``_Invalid``)."""
+    turns it into a one-line :class:`~apt_energy.core.errors.ConfigError` (configuration's ``_Invalid``)."""
 
     def __init__(self, key: str, expected: str, got: object) -> None:
         super().__init__(key, expected, got)

@@ -10,12 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from apt_energy.config import Settings
+from apt_energy.core.cliutil import add_env_flag, on_stop_signals
+from apt_energy.core.errors import ConfigError
+from apt_energy.core.metrics import Sample, serve_if_enabled
 from apt_energy.rules import ProjectionOptions
 
 from apt_energy import config
-from apt_energy.cliutil import add_env_flag, on_stop_signals
-from apt_energy.errors import ConfigError
-from apt_energy.metrics import Sample, serve_if_enabled
 
 logger = logging.getLogger(__name__)
 

@@ -24,16 +24,15 @@ from typing import Protocol, TypeVar
 import psycopg
 from apt_energy.config import Settings
 from apt_energy.config.settings import JIT_OPTIONS, SPARK_QUIET_LOG4J2, SPARK_STREAM_LOG4J2, spark_driver_network
+from apt_energy.core.backoff import BackoffPolicy
+from apt_energy.core.errors import ServiceError
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import conninfo
 from apt_energy.spark.sink import BatchResult, PostgresSink, SinkOptions
 from apt_energy.spark.staging import COUNT_SCHEMA, KAFKA_COLUMNS, BatchKey, PartitionStager, RecordCheck, stream_id
 from apt_energy.spark.transforms import parse_devices, received_ms
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
-
-from apt_energy.backoff import BackoffPolicy
-from apt_energy.errors import ServiceError
-from apt_energy.kafka import KafkaClient
 
 logger = logging.getLogger(__name__)
 

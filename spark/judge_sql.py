@@ -7,7 +7,7 @@ spark/merge_sql.py) into the temp table ``judged``; ``REGISTER`` flags register 
 
 from __future__ import annotations
 
-from apt_energy.contract import Reason
+from apt_energy.core.contract import Reason
 
 __all__ = ["JUDGE", "REGISTER"]
 

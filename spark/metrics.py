@@ -7,9 +7,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from apt_energy.core.metrics import Sample
 from apt_energy.spark.job import JobStats
-
-from apt_energy.metrics import Sample
 
 logger = logging.getLogger(__name__)
 

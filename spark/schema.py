@@ -1,6 +1,6 @@
-"""Spark types derived from the message contract (``apt_energy/contract.py``), checked by one test.
+"""Spark types derived from the message contract (``core/contract.py``), checked by one test.
 
-:data:`READING_SCHEMA` has one field per :class:`~apt_energy.contract.Reading` field, typed from the
+:data:`READING_SCHEMA` has one field per :class:`~apt_energy.core.contract.Reading` field, typed from the
 dataclass hints and the contract's integer widths (``INTEGER_BITS``: BIGINT → long, INTEGER → int).
 ``value``/``total`` travel as doubles and are cast to :data:`EXACT`, DECIMAL(20, 6): the contract keeps
 them below 1e9 with at most six decimals (15 significant digits), so the cast is exact and sums in
@@ -13,6 +13,7 @@ import dataclasses
 import typing
 from datetime import datetime
 
+from apt_energy.core.contract import INTEGER_BITS, MAX_DECIMALS, Reading
 from pyspark.sql.types import (
     DataType,
     DecimalType,
@@ -24,8 +25,6 @@ from pyspark.sql.types import (
     StructType,
     TimestampType,
 )
-
-from apt_energy.contract import INTEGER_BITS, MAX_DECIMALS, Reading
 
 __all__ = ["DEVICE_CHECK_SCHEMA", "EXACT", "READING_SCHEMA", "VALIDATED_READING_SCHEMA", "reading_schema"]
 

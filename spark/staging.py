@@ -2,13 +2,13 @@
 
 Each partition of the batch reaches one Python worker as Arrow record batches of raw Kafka records
 (``DataFrame.mapInArrow``); in that one pass the worker judges each record by the contract
-(:func:`apt_energy.contract.validate_reading`, then the clock window) and COPYs the rows into the
+(:func:`apt_energy.core.contract.validate_reading`, then the clock window) and COPYs the rows into the
 UNLOGGED ``reading_staging`` table under the batch's key. The driver then merges the batch in one short
 transaction (``sink.PostgresSink.merge``). A row PostgreSQL refuses even there (a NUL in a string) is
 found by bisection and staged as a quarantine entry carrying the database's reason.
 
 Most records are readings exactly as our own gateways encode them: those the worker recognises with
-:class:`apt_energy.canonical.CanonicalReader` (no JSON parser) and writes as ready COPY lines made of the
+:class:`apt_energy.core.canonical.CanonicalReader` (no JSON parser) and writes as ready COPY lines made of the
 payload's own bytes; every other record takes the contract's full validator and psycopg's row encoder.
 py-spy put the validator at 60 % and the row encoder at 28 % of a staging worker before.
 
@@ -31,10 +31,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from apt_energy.core.canonical import CanonicalReader, instant
+from apt_energy.core.contract import MAX_PAYLOAD_BYTES, Rejection, usage_month, validate_reading, window_rejections
 from apt_energy.spark.poison import find_poison, is_data_error, printable, probe
-
-from apt_energy.canonical import CanonicalReader, instant
-from apt_energy.contract import MAX_PAYLOAD_BYTES, Rejection, usage_month, validate_reading, window_rejections
 
 logger = logging.getLogger(__name__)
 

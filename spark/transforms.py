@@ -6,7 +6,7 @@ same contract function in the pass that stages them (``staging.PartitionStager``
 instead of a UDF round trip plus a COPY pass); :func:`parse_readings` stays the DataFrame form of that
 verdict (``bench/bench_spark.py``'s previous path, and the tests that pin both to the contract).
 
-Validation is the contract's own (:func:`apt_energy.contract.validate_reading`), run in a Python UDF,
+Validation is the contract's own (:func:`apt_energy.core.contract.validate_reading`), run in a Python UDF,
 not a second implementation in Spark expressions: the checks that make hostile input safe (strict UTF-8,
 duplicate keys, NaN/overflow, nesting depth, NUL and lone surrogates, VARCHAR lengths, exactness of
 doubles) have no faithful Spark equivalent (``from_json`` keeps one of two duplicate keys, accepts NaN
@@ -27,11 +27,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from apt_energy.spark.schema import DEVICE_CHECK_SCHEMA, EXACT, VALIDATED_READING_SCHEMA
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-
-from apt_energy.contract import (
+from apt_energy.core.contract import (
     MAX_LENGTH,
     MAX_PAYLOAD_BYTES,
     Reading,
@@ -40,6 +36,9 @@ from apt_energy.contract import (
     validate_reading,
     window_rejections,
 )
+from apt_energy.spark.schema import DEVICE_CHECK_SCHEMA, EXACT, VALIDATED_READING_SCHEMA
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 STAGING_COLUMNS = ("device_id", "meter", "life", "seq", "ts", "interval_s", "value", "total", "unit", "usage_month",
                    "topic", "partition", "offset", "reason", "raw", "received_ms")

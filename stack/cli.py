@@ -10,6 +10,8 @@ import os
 
 from apt_energy.config import PROJECT_ROOT, Settings
 from apt_energy.config.settings import refuse_example_secrets
+from apt_energy.core.cliutil import print_json
+from apt_energy.core.errors import ServiceError
 from apt_energy.stack.compose import check_secrets
 from apt_energy.stack.compose import setup as compose_setup
 from apt_energy.stack.kafka_cluster import running_brokers
@@ -18,8 +20,6 @@ from apt_energy.stack.prepare import prepare
 from apt_energy.stack.secrets import GENERATED, ensure_dotenv
 
 from apt_energy import config
-from apt_energy.cliutil import print_json
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

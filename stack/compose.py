@@ -30,15 +30,14 @@ from pathlib import Path
 
 from apt_energy.config import Settings
 from apt_energy.config.settings import refuse_example_secrets
+from apt_energy.core.errors import ConfigError
+from apt_energy.core.kafka import KafkaClient
+from apt_energy.core.mqtt import device_password
 from apt_energy.stack.dynsec import password_hash
 from apt_energy.stack.kafka import KafkaAdmin, new_cluster_id, render_server_properties, storage_format_args
 from apt_energy.stack.mosquitto import MosquittoOptions, render_identities
 from apt_energy.stack.pki import ensure_server_tls
 from apt_energy.stack.secrets import write_private
-
-from apt_energy.errors import ConfigError
-from apt_energy.kafka import KafkaClient
-from apt_energy.mqtt import device_password
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ dynamic-security plugin (the file it reads at start).
 - the **operator** (MQTT Explorer) reads everything and writes only ``cmd`` topics;
 - the **admin** may do anything (tests and fault drills inject hostile traffic as it).
 
-Device passwords come from :func:`apt_energy.mqtt.device_password`; the file holds PBKDF2-SHA512 hashes,
+Device passwords come from :func:`apt_energy.core.mqtt.device_password`; the file holds PBKDF2-SHA512 hashes,
 never a password.
 """
 

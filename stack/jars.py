@@ -14,9 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from apt_energy.core.errors import ServiceError
 from apt_energy.stack.process import require_binary
-
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

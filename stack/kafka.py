@@ -21,14 +21,13 @@ from pathlib import Path
 
 from apt_energy.config import Secret, Settings
 from apt_energy.config.settings import KafkaSettings
+from apt_energy.core.errors import ServiceError
+from apt_energy.core.kafka import SPARK_GROUP_PREFIX, KafkaClient, KafkaRole, kafka_client
 from apt_energy.stack.jars import kafka_jars
 from apt_energy.stack.private import SERVER_UMASK, narrow_tree, private_dir
 from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
 from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
-
-from apt_energy.errors import ServiceError
-from apt_energy.kafka import SPARK_GROUP_PREFIX, KafkaClient, KafkaRole, kafka_client
 
 logger = logging.getLogger(__name__)
 

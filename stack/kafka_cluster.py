@@ -16,12 +16,11 @@ import signal
 from pathlib import Path
 
 from apt_energy.config import Settings
+from apt_energy.core.errors import ServiceError
 from apt_energy.stack.kafka import Kafka, KafkaOptions, ensure_principals, ensure_topics, new_cluster_id, prune_acls
 from apt_energy.stack.private import private_dir
 from apt_energy.stack.process import alive, is_ours, read_pid, terminate
 from apt_energy.stack.service import ServiceStatus
-
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

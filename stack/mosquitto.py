@@ -15,6 +15,9 @@ from pathlib import Path
 from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
 from apt_energy.config import Household, Secret, Settings
 from apt_energy.config.settings import MqttSettings
+from apt_energy.core.errors import ConfigError, ServiceError
+from apt_energy.core.mqtt import MqttLogin, MqttRole, credentials, role_secret
+from apt_energy.core.topics import device_base
 from apt_energy.stack import dynsec
 from apt_energy.stack.dynsec import BrokerUser
 from apt_energy.stack.pki import ServerTls, ensure_server_tls
@@ -22,10 +25,6 @@ from apt_energy.stack.private import narrow_tree, private_dir, reachable_by, uni
 from apt_energy.stack.process import alive, is_ours, port_open, read_pid, require_binary, spawn, terminate, wait_until
 from apt_energy.stack.secrets import write_private
 from apt_energy.stack.service import ServiceStatus
-
-from apt_energy.errors import ConfigError, ServiceError
-from apt_energy.mqtt import MqttLogin, MqttRole, credentials, role_secret
-from apt_energy.topics import device_base
 
 logger = logging.getLogger(__name__)
 

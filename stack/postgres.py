@@ -20,14 +20,13 @@ from pathlib import Path
 import psycopg
 from apt_energy.config import Secret, Settings
 from apt_energy.config.settings import PostgresSettings
+from apt_energy.core.errors import ServiceError
 from apt_energy.database.connection import postgres_roles
 from apt_energy.database.roles import close_maintenance_databases, ensure_role, harden_database, limit_roles
 from apt_energy.stack.private import SERVER_UMASK, narrow_tree, private_dir
 from apt_energy.stack.process import port_open, read_pid, require_binary, wait_until
 from apt_energy.stack.secrets import ADMIN_USER, admin_password
 from apt_energy.stack.service import ServiceStatus
-
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,12 @@ import logging
 import psycopg
 from apt_energy.config import Settings
 from apt_energy.config.settings import PostgresSettings
+from apt_energy.core.errors import ServiceError
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import connect, migrate, roles, seed
 from apt_energy.stack.kafka import KafkaAdmin, broker_reachable, ensure_principals, ensure_topics
 from apt_energy.stack.postgres import DatabaseLogins, admin_connect, provision
 from apt_energy.stack.process import wait_until
-
-from apt_energy.errors import ServiceError
-from apt_energy.kafka import KafkaClient
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from apt_energy.core.errors import ServiceError
 from apt_energy.stack.private import SERVER_UMASK
-
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

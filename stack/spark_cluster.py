@@ -19,11 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apt_energy.core.errors import ServiceError
 from apt_energy.stack.kafka import java_binary
 from apt_energy.stack.process import alive, is_ours, port_open, read_pid, spawn, terminate, wait_until
 from apt_energy.stack.service import ServiceStatus
-
-from apt_energy.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

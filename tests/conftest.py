@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from apt_energy.config import Settings
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import connect, migrate, roles, seed
 from apt_energy.database.roles import harden_database
 from apt_energy.stack import NativeStack
@@ -24,7 +25,6 @@ from psycopg import sql
 from pyspark.sql import SparkSession
 
 from apt_energy import config
-from apt_energy.kafka import KafkaClient
 from tests.slack_stub import SlackStub
 
 TEST_PREFIX_ROOT = "test"

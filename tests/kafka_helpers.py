@@ -6,9 +6,8 @@ import time
 import uuid
 
 from apt_energy.config import Settings
+from apt_energy.core.kafka import KafkaClient
 from confluent_kafka import Consumer, Message
-
-from apt_energy.kafka import KafkaClient
 
 
 def consume(settings: Settings, topic: str, *, until: int, timeout: float = 60.0,

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from apt_energy.config import Settings
+from apt_energy.core.mqtt import MqttLogin
 from apt_energy.stack.mosquitto import Mosquitto
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
-from apt_energy.mqtt import MqttLogin
 
 
 def free_port() -> int:

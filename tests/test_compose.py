@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import yaml
+from apt_energy.app.cli import build_parser
 
 from apt_energy import config
-from apt_energy.cli import build_parser
 
 pytestmark = pytest.mark.tools
 
@@ -223,10 +223,9 @@ def test_kafka_clients_authenticate_and_mqtt_clients_use_tls(resolved: dict[str,
 
 def _uses(service: str, settings: config.Settings) -> list[str]:
     """The secrets each project service's command reads, through the functions that command calls."""
+    from apt_energy.core.kafka import KafkaClient
+    from apt_energy.core.mqtt import MqttLogin
     from apt_energy.database.connection import conninfo
-
-    from apt_energy.kafka import KafkaClient
-    from apt_energy.mqtt import MqttLogin
 
     s = settings.secrets
     if service == "edge":
@@ -248,9 +247,8 @@ def _uses(service: str, settings: config.Settings) -> list[str]:
 @pytest.mark.parametrize("service", ["edge", "bridge", "spark", "init", "setup"])
 def test_each_project_service_gets_exactly_the_secrets_its_command_reads(
         resolved: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from apt_energy.core.errors import AptEnergyError
     from apt_energy.stack.compose import COMPOSE_SECRETS, check_secrets
-
-    from apt_energy.errors import AptEnergyError
 
     env = {k: str(v) for k, v in resolved["services"][service]["environment"].items()}
     given = _secret_names(env)

@@ -4,6 +4,9 @@ The rules (``rules/``, one module per alert rule) are the lowest layer and impor
 but themselves: the settings loader (core) types and checks their parameters at load, and the stages
 (spark evaluates them, alerts words them, dashboards and billing show and reuse them) import them.
 
+The core (``apt_energy.core``, with ``apt_energy.config``) and the application (``apt_energy.app``) are two
+packages; the ``apt_energy`` folder itself holds only the version and ``python -m apt_energy``.
+
 Read from the source with ``ast`` (no imports run), so the test also catches imports inside functions.
 Every module of the project must have a layer here; a new package has to be placed on purpose.
 """
@@ -20,23 +23,25 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
 # import namespace → folder (pyproject's package-dir)
 FOLDERS = {
-    "apt_energy": "apt_energy", "apt_energy.config": "config", "apt_energy.database": "database",
-    "apt_energy.edge": "edge", "apt_energy.bridge": "bridge", "apt_energy.spark": "spark",
-    "apt_energy.alerts": "alerts", "apt_energy.dashboards": "dashboards", "apt_energy.stack": "stack",
-    "apt_energy.billing": "billing", "apt_energy.forecast": "forecast", "apt_energy.rules": "rules",
+    "apt_energy": "apt_energy", "apt_energy.core": "core", "apt_energy.app": "app", "apt_energy.config": "config",
+    "apt_energy.database": "database", "apt_energy.edge": "edge", "apt_energy.bridge": "bridge",
+    "apt_energy.spark": "spark", "apt_energy.alerts": "alerts", "apt_energy.dashboards": "dashboards",
+    "apt_energy.stack": "stack", "apt_energy.billing": "billing", "apt_energy.forecast": "forecast",
+    "apt_energy.rules": "rules",
 }
 RULES, CORE, STORAGE, STAGE, OPS, APP = range(6)
 LAYER_NAMES = {RULES: "rules", CORE: "core", STORAGE: "storage", STAGE: "stage", OPS: "ops", APP: "application"}
-CORE_MODULES = {"apt_energy", "apt_energy.errors", "apt_energy.contract", "apt_energy.canonical", "apt_energy.topics",
-                "apt_energy.mqtt", "apt_energy.kafka",
-                "apt_energy.backoff", "apt_energy.logs", "apt_energy.cliutil", "apt_energy.metrics",
-                "apt_energy.table"}
-APP_MODULES = {"apt_energy.cli", "apt_energy.__main__", "apt_energy.demo", "apt_energy.pipeline",
-               "apt_energy.supervise", "apt_energy.truth", "apt_energy.report", "apt_energy.reset",
-               "apt_energy.progress", "apt_energy.bad_input",
-               "apt_energy.healthcheck"}   # a container healthcheck: an entry point of its own
-STAGES = {"apt_energy.edge", "apt_energy.bridge", "apt_energy.spark", "apt_energy.alerts", "apt_energy.dashboards",
-          "apt_energy.billing", "apt_energy.forecast"}
+# Each package is one layer, by its name: a module's layer is where its folder stands, never a list of modules.
+PACKAGE_LAYER = {
+    "apt_energy.rules": RULES,
+    "apt_energy": CORE,            # only the version (and ``__main__``, an entry point)
+    "apt_energy.core": CORE, "apt_energy.config": CORE,
+    "apt_energy.database": STORAGE,
+    "apt_energy.edge": STAGE, "apt_energy.bridge": STAGE, "apt_energy.spark": STAGE, "apt_energy.alerts": STAGE,
+    "apt_energy.dashboards": STAGE, "apt_energy.billing": STAGE, "apt_energy.forecast": STAGE,
+    "apt_energy.stack": OPS,
+    "apt_energy.app": APP,
+}
 
 
 def package_of(module: str) -> str:
@@ -46,24 +51,12 @@ def package_of(module: str) -> str:
 
 def layer_of(module: str) -> int:
     """Entry points (``cli``, ``__main__``) of every package wire settings into components: application."""
-    if module.rsplit(".", 1)[-1] in ("cli", "__main__") or module in APP_MODULES:
+    if module.rsplit(".", 1)[-1] in ("cli", "__main__"):
         return APP
     package = package_of(module)
-    if package == "apt_energy.rules":
-        return RULES
-    if package == "apt_energy":
-        if module not in CORE_MODULES:
-            pytest.fail(f"{module} has no layer: add it to CORE_MODULES or APP_MODULES in {__file__}")
-        return CORE
-    if package == "apt_energy.config":
-        return CORE
-    if package == "apt_energy.database":
-        return STORAGE
-    if package in STAGES:
-        return STAGE
-    if package == "apt_energy.stack":
-        return OPS
-    pytest.fail(f"{module} has no layer")
+    if package not in PACKAGE_LAYER:
+        pytest.fail(f"{package} has no layer: add it to PACKAGE_LAYER in {__file__}")
+    return PACKAGE_LAYER[package]
 
 
 def project_modules() -> dict[str, Path]:
@@ -109,10 +102,16 @@ def test_imports_only_point_down(module: str) -> None:
             "layers only point down, and a stage imports no other stage")
 
 
+def test_the_ground_holds_only_the_core() -> None:
+    # A module dropped into apt_energy/ would be neither core nor application: it has to pick its package.
+    assert {p.name for p in (ROOT / "apt_energy").glob("*.py")} == {"__init__.py", "__main__.py"}
+    assert layer_of("apt_energy.__main__") == APP and layer_of("apt_energy") == CORE
+
+
 def test_the_layer_rule_catches_an_upward_import(tmp_path: Path) -> None:
     # The rule itself can fail: core importing the CLI would be reported.
-    assert layer_of("apt_energy.contract") < layer_of("apt_energy.cli")
-    assert layer_of("apt_energy.edge.fleet") < layer_of("apt_energy.stack.native") < layer_of("apt_energy.demo")
+    assert layer_of("apt_energy.core.contract") < layer_of("apt_energy.app.cli")
+    assert layer_of("apt_energy.edge.fleet") < layer_of("apt_energy.stack.native") < layer_of("apt_energy.app.demo")
 
 
 def test_the_rules_import_nothing_of_the_project_but_themselves() -> None:

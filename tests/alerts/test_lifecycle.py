@@ -12,9 +12,9 @@ from apt_energy.alerts.buttons import Origin, Press, judge
 from apt_energy.alerts.lifecycle import Case, refusal
 from apt_energy.alerts.message import MAX_BLOCKS, MAX_SECTION_CHARS
 from apt_energy.config import Settings
+from apt_energy.core.errors import ConfigError
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

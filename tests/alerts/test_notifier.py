@@ -9,8 +9,8 @@ import pytest
 from apt_energy.alerts import BotTransport, Message, OutboxState, Posted, WebhookTransport
 from apt_energy.alerts.cli import build_notifier
 from apt_energy.config import Secret, Settings
+from apt_energy.core.errors import ConfigError
 
-from apt_energy.errors import ConfigError
 from tests.alerts.conftest import FAST, all_in, insert_alerts, make_notifier, states
 from tests.alerts.support import NotifierThread
 from tests.mqtt_helpers import wait_for

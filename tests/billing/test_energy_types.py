@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apt_energy.app.report import usage_rows
 from apt_energy.billing import export, statement
 from apt_energy.billing.bill import bill_for
 from apt_energy.billing.cli import export_options, statement_inputs, tariffs_for
 from apt_energy.billing.statement_source import BillRow, LineRow, energy_parts
 from apt_energy.config.settings import DEFAULT_CONFIG_DIR
+from apt_energy.core.contract import Reading
+from apt_energy.core.errors import ConfigError
 from apt_energy.dashboards.build import render
 from apt_energy.dashboards.cli import dashboard_inputs
 
 from apt_energy import billing, config
-from apt_energy.contract import Reading
-from apt_energy.errors import ConfigError
-from apt_energy.report import usage_rows
 from tests.billing import energy_type_files
 
 pytestmark = pytest.mark.unit

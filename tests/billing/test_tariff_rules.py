@@ -22,11 +22,11 @@ from apt_energy.billing.progressive import progressive_bill as electricity_bill
 from apt_energy.billing.store import has_tariff, month_ranges
 from apt_energy.billing.tariffs import NoTariffInForce, load
 from apt_energy.config.settings import DEFAULT_CONFIG_DIR
+from apt_energy.core.errors import ConfigError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

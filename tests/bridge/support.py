@@ -13,9 +13,9 @@ from typing import Any
 
 from apt_energy.bridge import Bridge
 from apt_energy.config import Household, Settings
+from apt_energy.core.contract import exact, parse_ts, usage_month
 from apt_energy.edge import Fleet, FleetOptions, Ledger
 
-from apt_energy.contract import exact, parse_ts, usage_month
 from tests.kafka_helpers import consume
 
 START = datetime(2024, 3, 1, tzinfo=UTC)

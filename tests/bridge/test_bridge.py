@@ -13,10 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
+from apt_energy.core.mqtt import MqttLogin
 from apt_energy.edge import Fleet, FleetOptions
 from apt_energy.stack import NativeStack
 
-from apt_energy.mqtt import MqttLogin
 from tests.bridge.support import START, Running
 from tests.conftest import env_for
 from tests.kafka_helpers import consume, headers

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from apt_energy.app.cli import build_parser
 from apt_energy.bridge import Part, part_client_id
-
-from apt_energy.cli import build_parser
 
 pytestmark = pytest.mark.unit
 

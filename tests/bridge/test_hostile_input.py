@@ -12,9 +12,9 @@ import pytest
 from apt_energy.bridge import Bridge
 from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
 from apt_energy.config import Settings
+from apt_energy.core.mqtt import MqttLogin
 from apt_energy.edge import Ledger
 
-from apt_energy.mqtt import MqttLogin
 from tests.bridge.support import Running, as_ledger, expected_of, fleet_of, kafka_readings, ledger_count, spread
 from tests.kafka_helpers import consume, headers
 from tests.mqtt_helpers import wait_for

@@ -5,10 +5,9 @@ from __future__ import annotations
 import paho.mqtt.client as mqtt
 import pytest
 from apt_energy.bridge.partition import Part, Partition
+from apt_energy.core.errors import ConfigError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

@@ -18,10 +18,9 @@ from apt_energy.bridge.routing import (
     dead_letter_value,
     route,
 )
+from apt_energy.core.contract import Reading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from apt_energy.contract import Reading
 
 pytestmark = pytest.mark.unit
 
@@ -88,8 +87,7 @@ def test_commands_to_devices_are_skipped_not_dead_lettered() -> None:
 def test_a_topic_parser_that_raises_something_unexpected_gives_a_dead_letter(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from apt_energy.bridge import routing
-
-    from apt_energy import topics
+    from apt_energy.core import topics
 
     def broken(prefix: str, topic: str) -> None:
         raise KeyError("surprise")

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from apt_energy.app.pipeline import PipelineOptions, bridge_client_ids, retire_bridge_sessions
 from apt_energy.bridge import end_session, mqtt_options
 from apt_energy.config import Settings
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
-from apt_energy.pipeline import PipelineOptions, bridge_client_ids, retire_bridge_sessions
 
 
 @pytest.mark.unit

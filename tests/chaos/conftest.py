@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from apt_energy.app.reset import forget_bridge_session
 from apt_energy.stack import NativeStack
 
-from apt_energy.reset import forget_bridge_session
 from tests.chaos.harness import Chaos, Outcome, table
 from tests.chaos.slack_outage import AmbiguousSlack
 from tests.conftest import create_database, delete_topics, drop_databases, env_for, isolate, topic_maker

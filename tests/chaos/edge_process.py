@@ -10,10 +10,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from apt_energy.core import logs
+from apt_energy.core.cliutil import on_stop_signals
 from apt_energy.edge.fleet import Fleet, FleetOptions
 
-from apt_energy import config, logs
-from apt_energy.cliutil import on_stop_signals
+from apt_energy import config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,15 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apt_energy.alerts.notifier import NotifierOptions
+from apt_energy.app import pipeline
+from apt_energy.app.pipeline import PipelineOptions
+from apt_energy.app.supervise import ServiceRecord
+from apt_energy.app.truth import TruthResult, check, database_totals, read_ledger
 from apt_energy.config import Household, Settings
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import connect
 from apt_energy.edge.fleet import Fleet, FleetOptions
-
-from apt_energy import pipeline
-from apt_energy.kafka import KafkaClient
-from apt_energy.pipeline import PipelineOptions
-from apt_energy.supervise import ServiceRecord
-from apt_energy.truth import TruthResult, check, database_totals, read_ledger
 
 HOUSEHOLDS = 20            # per scenario: each scenario simulates households of its own
 DAYS = 3
@@ -102,9 +101,9 @@ class Chaos:
     def wait_ready(self, canary: Household) -> None:
         """One reading through the whole chain (MQTT → bridge → Kafka → Spark → PostgreSQL), so the first
         scenario does not measure the Spark job's start-up."""
-        from apt_energy.contract import Reading
-        from apt_energy.reset import mqtt_session
-        from apt_energy.topics import reading_topic
+        from apt_energy.app.reset import mqtt_session
+        from apt_energy.core.contract import Reading
+        from apt_energy.core.topics import reading_topic
 
         reading = Reading(canary.device_id, "electricity", 1, datetime(2024, 1, 1, tzinfo=UTC), INTERVAL_S,
                           0.5, 0.5, "kWh")
@@ -277,7 +276,7 @@ def settle(chaos: Chaos, ledger: dict[tuple[str, str, str], object], restarts_be
     """Wait until the database holds the ledger and Slack every alert, or nothing has moved for QUIET_S
     (counted from the last change and the last service start) — a lost reading never arrives — or a
     service keeps crashing (GIVE_UP_RESTARTS in this scenario: a poison message, it will not recover)."""
-    from apt_energy.progress import pending_notifications
+    from apt_energy.app.progress import pending_notifications
 
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     last, last_change = None, time.monotonic()

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from apt_energy.config import Household
-
-from apt_energy.topics import device_base, reading_topic
+from apt_energy.core.topics import device_base, reading_topic
 
 
 @dataclass(frozen=True)

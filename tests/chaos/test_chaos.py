@@ -12,6 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from apt_energy.app.reset import mqtt_session
+from apt_energy.core.contract import Reading
+from apt_energy.core.topics import reading_topic
 from apt_energy.database import connect
 from apt_energy.edge.cli import send_replace
 from apt_energy.edge.fleet import Fleet
@@ -20,9 +23,6 @@ from apt_energy.edge.state import load_state
 from apt_energy.stack import NativeStack
 from apt_energy.stack.process import read_pid
 
-from apt_energy.contract import Reading
-from apt_energy.reset import mqtt_session
-from apt_energy.topics import reading_topic
 from tests.chaos.conftest import OUTCOMES
 from tests.chaos.harness import (
     DAYS,

@@ -10,7 +10,7 @@
   nothing runs them, so :class:`HealthTicker` calls ``podman healthcheck run`` for every running container
   that has one, at its interval. Docker's daemon does this itself.
 - **Truth**: the edge replicas' ledgers (in the ``edge-state`` volume) against PostgreSQL's totals, the demo's
-  check (:mod:`apt_energy.truth`).
+  check (:mod:`apt_energy.app.truth`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from apt_energy.app import truth
 from apt_energy.config import Settings
 from apt_energy.stack.jars import jars_for, kafka_jars, kafka_version
 from apt_energy.stack.secrets import GENERATED
 
-from apt_energy import config, truth
+from apt_energy import config
 
 logger = logging.getLogger(__name__)
 

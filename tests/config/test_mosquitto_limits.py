@@ -10,6 +10,7 @@ import pytest
 from apt_energy.bridge import BridgeOptions
 from apt_energy.bridge.routing import MESSAGE_SIZE_LIMIT
 from apt_energy.config import Settings
+from apt_energy.core.errors import ConfigError
 from apt_energy.stack.mosquitto import (
     AUTOSAVE_S,
     MAX_QUEUED_MESSAGES,
@@ -19,7 +20,6 @@ from apt_energy.stack.mosquitto import (
 from apt_energy.stack.pki import ServerTls
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

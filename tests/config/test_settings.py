@@ -15,10 +15,10 @@ from apt_energy.config.settings import (
     Secrets,
     Settings,
 )
+from apt_energy.core.errors import ConfigError
 from apt_energy.rules import ProjectionRule
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from apt_energy.core.errors import ServiceError
 from apt_energy.database.roles import OWNER_RESERVE, SUPERUSER_RESERVED, Roles, fitted
-
-from apt_energy.errors import ServiceError
 
 pytestmark = pytest.mark.unit
 

@@ -5,11 +5,11 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from apt_energy.core.contract import exact
+from apt_energy.core.errors import ConfigError
 from apt_energy.edge.device import Backoff, Device, DeviceOptions, Register
 
 from apt_energy import config
-from apt_energy.contract import exact
-from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

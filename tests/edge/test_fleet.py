@@ -16,10 +16,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from apt_energy.config import Settings
+from apt_energy.core.contract import exact
+from apt_energy.core.mqtt import MqttLogin
 from apt_energy.edge import Fleet, FleetOptions, Ledger
 
-from apt_energy.contract import exact
-from apt_energy.mqtt import MqttLogin
 from tests.mqtt_helpers import Recorder, isolated, private_broker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ def test_every_device_leaves_retained_meta_and_status_and_the_ledger_matches_wha
 
 
 def assert_ledger_matches(ledger_path: Path, received: dict, settings: Settings) -> None:  # type: ignore[type-arg]
-    from apt_energy.contract import parse_ts, usage_month
+    from apt_energy.core.contract import parse_ts, usage_month
 
     expected: dict[tuple[str, str, str], tuple[Decimal, int]] = {}
     for (device, meter), seqs in received.items():
@@ -258,8 +258,8 @@ def test_a_retained_command_is_ignored_and_counted_not_executed_at_every_connect
                                                                                 tmp_path: Path) -> None:
     settings = isolated(stack_settings)
     household = settings.complex.households()[0]
-    from apt_energy import topics
-    from apt_energy.reset import mqtt_session
+    from apt_energy.app.reset import mqtt_session
+    from apt_energy.core import topics
 
     cmd = f"{topics.device_base(settings.mqtt.topic_prefix, household)}/cmd"
     with mqtt_session(settings, "retained-cmd-test", "admin") as client:

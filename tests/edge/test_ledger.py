@@ -8,12 +8,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apt_energy.core.contract import Reading, exact
 from apt_energy.edge.ledger import Ledger
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apt_energy.contract import Reading, exact
-from tests.apt_energy.test_contract_properties import amounts
+from tests.core.test_contract_properties import amounts
 
 pytestmark = pytest.mark.unit
 

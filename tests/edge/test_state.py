@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from apt_energy.core.contract import Reading, exact
 from apt_energy.edge import Fleet, FleetOptions, Ledger
 from apt_energy.edge.ledger import merge_ranges
 from apt_energy.edge.state import Journal, Register, SavedDevice, journal_path, load_state, replay, save_state
@@ -16,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apt_energy import config
-from apt_energy.contract import Reading, exact
 
 pytestmark = pytest.mark.unit
 

@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from apt_energy.app.pipeline import PipelineOptions, service_specs
+from apt_energy.app.supervise import read_state
 from apt_energy.bridge.bridge import part_client_id
 from apt_energy.bridge.partition import Part
 from apt_energy.config import Household, Settings
 from apt_energy.stack.process import alive
 
-from apt_energy.pipeline import PipelineOptions, service_specs
-from apt_energy.supervise import read_state
 from tests.conftest import env_for
 
 
@@ -32,7 +32,7 @@ def test_one_bridge_uses_the_configured_client_id_and_the_notifier_runs_on_its_o
 
 @pytest.mark.unit
 def test_pipeline_status_json_lists_the_recorded_services_for_scripts(tmp_path: Path) -> None:
-    from apt_energy.supervise import ServiceRecord, write_state
+    from apt_energy.app.supervise import ServiceRecord, write_state
 
     write_state(tmp_path / "state.json", None, [ServiceRecord("bridge", str(tmp_path / "bridge.log"), ["py"],
                                                               state="stopped", restarts=2, last_exit="exit 1")])
@@ -136,13 +136,12 @@ def test_two_bridges_under_the_pipeline_forward_every_building_exactly_once(pipe
                                                                              tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
+    from apt_energy.app.pipeline import down, up, wait_bridges_subscribed
+    from apt_energy.app.reset import forget_bridge_session, mqtt_session
+    from apt_energy.core.contract import Reading
+    from apt_energy.core.kafka import KafkaClient
+    from apt_energy.core.topics import reading_topic
     from confluent_kafka import Consumer
-
-    from apt_energy.contract import Reading
-    from apt_energy.kafka import KafkaClient
-    from apt_energy.pipeline import down, up, wait_bridges_subscribed
-    from apt_energy.reset import forget_bridge_session, mqtt_session
-    from apt_energy.topics import reading_topic
 
     s = pipeline_settings
     options = PipelineOptions(directory=tmp_path / "pipeline", bridges=2, bridge_client_id=s.bridge.client_id,

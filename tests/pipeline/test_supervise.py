@@ -7,8 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from apt_energy.supervise import (
+from apt_energy.app.supervise import (
     RestartPolicy,
     ServiceRecord,
     ServiceSpec,
@@ -112,7 +111,7 @@ def test_stopping_terminates_the_children_and_records_them_stopped(tmp_path: Pat
 
 @pytest.mark.unit
 def test_a_log_over_its_size_is_rotated_and_its_writer_keeps_appending(tmp_path: Path) -> None:
-    from apt_energy.supervise import LogRotation, rotate_log
+    from apt_energy.app.supervise import LogRotation, rotate_log
 
     log = tmp_path / "bridge.log"
     rotation = LogRotation(max_bytes=4096, keep=2)
@@ -132,7 +131,7 @@ def test_a_log_over_its_size_is_rotated_and_its_writer_keeps_appending(tmp_path:
 
 @pytest.mark.unit
 def test_a_rotation_below_a_kilobyte_or_keeping_nothing_is_refused() -> None:
-    from apt_energy.supervise import LogRotation
+    from apt_energy.app.supervise import LogRotation
 
     for bad in ({"max_bytes": 100}, {"keep": 0}):
         with pytest.raises(ValueError, match="log rotation"):

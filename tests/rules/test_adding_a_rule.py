@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 from apt_energy.alerts.message import MessageStyle, render
 from apt_energy.alerts.outbox import Notice
+from apt_energy.app.report import rule_rows
 from apt_energy.config.settings import DEFAULT_CONFIG_DIR
+from apt_energy.core.errors import ConfigError
 from apt_energy.dashboards.definitions import alert_unit, rules_described
 from apt_energy.rules import Batch, MonthChange, registry
 from apt_energy.spark.evaluation import decide
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
-from apt_energy.report import rule_rows
 
 pytestmark = pytest.mark.unit
 

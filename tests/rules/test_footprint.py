@@ -17,7 +17,7 @@ def test_a_rule_is_named_only_by_its_module_its_section_and_its_texts() -> None:
     # (the demo's note, billing's projection model and leak window, the application's projection options)
     for key, files in found.items():
         assert not [f for f in files if f.startswith(("spark/sink", "spark/evaluation", "alerts/message",
-                                                      "apt_energy/report"))], key
+                                                      "app/report"))], key
 
 
 def test_the_count_sees_each_kind_of_mention() -> None:

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from apt_energy.app import pipeline
+from apt_energy.app.pipeline import PipelineOptions
+from apt_energy.app.truth import Key, Total, TruthResult, check, database_totals, read_ledger
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.stack.process import alive, read_pid
 
-from apt_energy import pipeline
-from apt_energy.kafka import KafkaClient
-from apt_energy.pipeline import PipelineOptions
-from apt_energy.truth import Key, Total, TruthResult, check, database_totals, read_ledger
 from tests.chaos.harness import Chaos
 from tests.scale.conftest import REPORT, Cluster, stack, status_rows
 

@@ -21,6 +21,10 @@ from typing import Any
 import pytest
 import yaml
 from apt_energy.config import Secret, Settings
+from apt_energy.core.errors import ConfigError
+from apt_energy.core.kafka import KafkaClient
+from apt_energy.core.mqtt import MqttLogin
+from apt_energy.core.topics import device_base
 from apt_energy.stack.compose import COMPOSE_SECRETS, SERVERS, Paths, render_kafka_properties, setup
 from apt_energy.stack.jars import kafka_jars
 from apt_energy.stack.kafka import KafkaAdmin, broker_reachable, ensure_principals, ensure_topics, java_binary
@@ -29,10 +33,6 @@ from apt_energy.stack.process import port_open, wait_until
 from apt_energy.stack.secrets import write_private
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
-from apt_energy.kafka import KafkaClient
-from apt_energy.mqtt import MqttLogin
-from apt_energy.topics import device_base
 from tests.mqtt_helpers import free_port
 from tests.security.test_mqtt import NOT_AUTHORIZED, publish, session
 

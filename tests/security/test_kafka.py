@@ -7,10 +7,9 @@ import uuid
 
 import pytest
 from apt_energy.config import Secret, Settings
+from apt_energy.core.kafka import KafkaClient
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-
-from apt_energy.kafka import KafkaClient
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 import pytest
 from apt_energy.config import Settings
+from apt_energy.core.topics import device_base
 from apt_energy.stack import NativeStack
 from apt_energy.stack.kafka import KafkaAdmin, dangling_acl_topics, ensure_acls, prune_acls, topic_acls
 from apt_energy.stack.mosquitto import Mosquitto, MosquittoOptions, clear_retained
 
-from apt_energy.topics import device_base
 from tests.conftest import _SESSION_DATABASES, create_database, delete_topics, drop_databases
 from tests.security.test_mqtt import NOT_AUTHORIZED, as_device, publish
 

@@ -38,8 +38,7 @@ def test_an_env_copied_with_0644_is_narrowed_with_a_warning(tmp_path: Path, capl
 
 def test_example_values_are_replaced_and_refused_where_they_remain(tmp_path: Path) -> None:
     from apt_energy.config.settings import refuse_example_secrets
-
-    from apt_energy.errors import ConfigError
+    from apt_energy.core.errors import ConfigError
 
     env = tmp_path / ".env"
     env.write_text("APT_ENERGY_DB_PASSWORD=change-me-writer\nSLACK_BOT_TOKEN=\nAPT_ENERGY_DB_OWNER_PASSWORD=mine\n")

@@ -10,10 +10,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from apt_energy.config import Household, Settings
+from apt_energy.core.mqtt import MqttLogin, device_password
+from apt_energy.core.topics import device_base, reading_topic
 from paho.mqtt.reasoncodes import ReasonCode
-
-from apt_energy.mqtt import MqttLogin, device_password
-from apt_energy.topics import device_base, reading_topic
 
 pytestmark = pytest.mark.integration
 NOT_AUTHORIZED = 0x87

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from apt_energy.config import Settings
+from apt_energy.core.errors import ServiceError
 from apt_energy.database import connect, migrate, roles
 from apt_energy.database.migrate import _LOCK_KEY, MIGRATIONS_DIR
 from apt_energy.database.roles import (
@@ -26,7 +27,6 @@ from apt_energy.stack import NativeStack
 from apt_energy.stack.postgres import MAX_CONNECTIONS
 from psycopg import sql
 
-from apt_energy.errors import ServiceError
 from tests.conftest import create_database, drop_databases
 
 pytestmark = pytest.mark.integration

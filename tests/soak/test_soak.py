@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from apt_energy.app.truth import check, read_ledger
 from apt_energy.edge.fleet import Fleet, FleetOptions
 from apt_energy.stack import NativeStack
 from apt_energy.stack.process import read_pid
 
-from apt_energy.truth import check, read_ledger
 from tests.chaos.harness import Chaos, dead_letters, quarantined, settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
@@ -94,7 +94,7 @@ def restart_kafka(stack: NativeStack, attempts: int = 5) -> None:
     """Kafka back after the outage. Seen once in a 15-min soak: while Kafka was down minutes, its controller
     port (in the ephemeral range) was taken by some outgoing connection on this shared machine, and the
     restart failed to bind; it is free again seconds later."""
-    from apt_energy.errors import ServiceError
+    from apt_energy.core.errors import ServiceError
 
     for attempt in range(1, attempts + 1):
         try:

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from apt_energy.alerts.cli import build_notifier
 from apt_energy.config import Secret, Settings
+from apt_energy.core.contract import Reading
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import connect
 from apt_energy.spark.job import StreamJob
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
-from apt_energy.contract import Reading
-from apt_energy.kafka import KafkaClient
 from tests.alerts.support import NotifierThread
 from tests.mqtt_helpers import wait_for
 from tests.slack_stub import SlackStub

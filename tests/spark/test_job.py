@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from apt_energy.bridge import Bridge
 from apt_energy.config import Settings
+from apt_energy.core.contract import Reading, exact, usage_month
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import connect
 from apt_energy.edge import Fleet, FleetOptions, Ledger
 from apt_energy.spark.job import StreamJob
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
-from apt_energy.contract import Reading, exact, usage_month
-from apt_energy.kafka import KafkaClient
 from tests.conftest import env_for
 from tests.kafka_helpers import consume
 from tests.mqtt_helpers import wait_for

@@ -13,14 +13,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from apt_energy.config import Settings
+from apt_energy.core.contract import DeviceMeta, MeterInfo, Reading, exact, usage_month
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import completeness, connect, conninfo
 from apt_energy.spark.job import StreamJob, sink_options
 from apt_energy.spark.sink import PostgresSink, StagedReading
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
-from apt_energy.contract import DeviceMeta, MeterInfo, Reading, exact, usage_month
-from apt_energy.kafka import KafkaClient
 from tests.mqtt_helpers import wait_for
 from tests.spark.test_job import produce, stored_count
 

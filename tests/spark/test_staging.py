@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from apt_energy.core.contract import Reading, exact, validate_reading
 from apt_energy.spark.staging import (
     KAFKA_COLUMNS,
     STAGED_COLUMNS,
@@ -24,8 +25,7 @@ from apt_energy.spark.staging import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apt_energy.contract import Reading, exact, validate_reading
-from tests.apt_energy.test_canonical import mutated, renumbered
+from tests.core.test_canonical import mutated, renumbered
 from tests.spark.test_transforms import EDGES, GOOD, HOSTILE, NOW, UNITS, with_
 
 pytestmark = pytest.mark.unit

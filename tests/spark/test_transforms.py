@@ -6,13 +6,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from apt_energy.core.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, exact, validate_reading
 from apt_energy.spark.schema import EXACT, READING_SCHEMA, VALIDATED_READING_SCHEMA
 from apt_energy.spark.transforms import DEVICE_COLUMNS, STAGING_COLUMNS, parse_devices, parse_readings
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, TimestampType
-
-from apt_energy.contract import DeviceMeta, DeviceStatus, MeterInfo, Reading, exact, validate_reading
 
 pytestmark = pytest.mark.spark
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from apt_energy.config import Settings
+from apt_energy.core.errors import ConfigError
 from apt_energy.stack.compose import (
     COMPOSE_SECRETS,
     HEALTH_USER,
@@ -23,7 +24,6 @@ from apt_energy.stack.compose import (
 from apt_energy.stack.secrets import GENERATED
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from apt_energy.config import Secret
+from apt_energy.core.errors import ConfigError, ServiceError
+from apt_energy.core.kafka import KafkaClient, cluster_bootstrap
 from apt_energy.stack.kafka import render_server_properties
 from apt_energy.stack.kafka_cluster import cluster_ports, running_brokers
 
 from apt_energy import config
-from apt_energy.errors import ConfigError, ServiceError
-from apt_energy.kafka import KafkaClient, cluster_bootstrap
 
 pytestmark = pytest.mark.unit
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from apt_energy.config import Settings
+from apt_energy.core.kafka import KafkaClient
+from apt_energy.core.mqtt import MqttLogin
 from apt_energy.database import connect
 from apt_energy.stack import NativeStack
 from confluent_kafka import Consumer, Producer
-
-from apt_energy.kafka import KafkaClient
-from apt_energy.mqtt import MqttLogin
 
 pytestmark = pytest.mark.integration
 

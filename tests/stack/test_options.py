@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 from apt_energy.config import Secret
 from apt_energy.config.settings import Secrets
+from apt_energy.core.errors import ConfigError
 from apt_energy.stack.kafka import KafkaAdmin
 from apt_energy.stack.mosquitto import MosquittoOptions
 from apt_energy.stack.native import StackOptions
 from apt_energy.stack.postgres import DatabaseLogins
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 from apt_energy.config import Settings
+from apt_energy.core.kafka import KafkaClient
 from apt_energy.database import connect
 from apt_energy.stack import NativeStack
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from apt_energy.kafka import KafkaClient
 from tests.conftest import delete_topics, drop_databases, env_for
 
 pytestmark = pytest.mark.integration

@@ -45,8 +45,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final, Literal
 
-from apt_energy import topics
-from apt_energy.errors import InvalidInput
+from apt_energy.core import topics
+from apt_energy.core.errors import InvalidInput
 
 __all__ = [
     "BIGINT_MAX", "INTEGER_BITS", "INT_MAX", "MAX_AMOUNT", "MAX_DECIMALS", "MAX_DEPTH", "MAX_LENGTH",
@@ -390,7 +390,7 @@ class Reading:
     def to_json(self) -> bytes:
         """The payload, compact UTF-8 JSON. Written without the generic encoder for plain finite floats: a
         fleet publishes thousands a second and ``json.dumps`` of the dict was a tenth of its CPU (py-spy);
-        ``tests/apt_energy/test_contract.py`` pins the bytes to the generic encoder's."""
+        ``tests/core/test_contract.py`` pins the bytes to the generic encoder's."""
         value, total = self.value, self.total
         if type(value) is not float or type(total) is not float or not (_finite(value) and _finite(total)):
             return self._generic_json()

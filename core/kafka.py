@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from apt_energy.config import Secret, Settings
 from apt_energy.config.settings import KafkaSettings
-from apt_energy.errors import ConfigError
+from apt_energy.core.errors import ConfigError
 
 KafkaRole = Literal["admin", "bridge", "spark"]
 # Spark's Kafka source names its consumer groups "<groupIdPrefix>-<uuid>…"; the spark principal may read

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-
-from apt_energy import logs
-from apt_energy.cliutil import jsonable, print_json
+from apt_energy.core import logs
+from apt_energy.core.cliutil import jsonable, print_json
 
 pytestmark = pytest.mark.unit
 

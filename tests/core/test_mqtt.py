@@ -6,9 +6,8 @@ import socket
 
 import paho.mqtt.client as mqtt
 import pytest
+from apt_energy.core.mqtt import BufferedClient
 from paho.mqtt.exception import MalformedPacket
-
-from apt_energy.mqtt import BufferedClient
 
 pytestmark = pytest.mark.unit
 

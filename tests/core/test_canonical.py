@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from apt_energy.core.canonical import CanonicalReader, instant, names
+from apt_energy.core.contract import BIGINT_MAX, INT_MAX, ContractError, Reading, exact, load_json, validate_reading
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from apt_energy.canonical import CanonicalReader, instant, names
-from apt_energy.contract import BIGINT_MAX, INT_MAX, ContractError, Reading, exact, load_json, validate_reading
-from tests.apt_energy.test_contract_properties import amounts, payloads, valid_readings
+from tests.core.test_contract_properties import amounts, payloads, valid_readings
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from apt_energy import __version__, logs
-from apt_energy.errors import AptEnergyError, ConfigError
+from apt_energy.core import logs
+from apt_energy.core.errors import AptEnergyError, ConfigError
+
+from apt_energy import __version__
 
 # (subcommand module, one-line summary), in the order data flows.
 COMMANDS = (
@@ -24,8 +26,8 @@ COMMANDS = (
     "apt_energy.spark.cli",
     "apt_energy.alerts.cli",
     "apt_energy.dashboards.cli",
-    "apt_energy.pipeline",
-    "apt_energy.demo",
+    "apt_energy.app.pipeline",
+    "apt_energy.app.demo",
     "apt_energy.config.cli",
     "apt_energy.billing.cli",
     "apt_energy.forecast.cli",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from apt_energy.app.reset import mqtt_session
 from apt_energy.config import Household, Settings
-from apt_energy.contract import Reading
-from apt_energy.reset import mqtt_session
-from apt_energy.topics import reading_topic
+from apt_energy.core.contract import Reading
+from apt_energy.core.topics import reading_topic
 
 __all__ = ["publish_bad_input"]
 

@@ -2,9 +2,9 @@
 
 Brings the native stack up, resets the pipeline's data (topics, tables, checkpoints) so the result is
 reproducible, starts the Spark job, the bridge and the notifier under the pipeline supervisor
-(:mod:`apt_energy.pipeline`) and the edge fleet in this process, waits until every published reading
+(:mod:`apt_energy.app.pipeline`) and the edge fleet in this process, waits until every published reading
 is stored, then prints a summary per building and energy type, the alerts, and a truth check of the
-database against the simulator's ledger (:mod:`apt_energy.truth`).
+database against the simulator's ledger (:mod:`apt_energy.app.truth`).
 
 Forecasts and bills around the stream: before it, the complex's past (36 simulated months, the same
 consumption model) is forecast for the streamed months, so the projection rule can warn during the
@@ -24,19 +24,21 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from apt_energy import config, pipeline
-from apt_energy.bad_input import publish_bad_input
-from apt_energy.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
+from apt_energy.app import pipeline
+from apt_energy.app.bad_input import publish_bad_input
+from apt_energy.app.pipeline import PipelineOptions
+from apt_energy.app.progress import Progress, StatusLine, pending_notifications, sample, status_text
+from apt_energy.app.report import next_steps, summary
+from apt_energy.app.reset import PIPELINE_TABLES, reset_pipeline
+from apt_energy.app.truth import check, read_ledger
 from apt_energy.config import Settings
+from apt_energy.core.cliutil import add_env_flag, add_months, duration, in_zone, local_date, on_stop_signals
+from apt_energy.core.errors import CheckFailed, ServiceError
 from apt_energy.database import connect
-from apt_energy.errors import CheckFailed, ServiceError
-from apt_energy.pipeline import PipelineOptions
-from apt_energy.progress import Progress, StatusLine, pending_notifications, sample, status_text
-from apt_energy.report import next_steps, summary
-from apt_energy.reset import PIPELINE_TABLES, reset_pipeline
 from apt_energy.stack.native import NativeStack
 from apt_energy.stack.secrets import ensure_dotenv
-from apt_energy.truth import check, read_ledger
+
+from apt_energy import config
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from apt_energy.contract import (
+from apt_energy.core.contract import (
     MAX_AMOUNT,
     MAX_LENGTH,
     MAX_PAYLOAD_BYTES,

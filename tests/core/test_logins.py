@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from apt_energy.config import Secret
 from apt_energy.config.settings import KafkaSettings, Secrets
+from apt_energy.core.errors import ConfigError
+from apt_energy.core.kafka import KafkaClient, kafka_client
+from apt_energy.core.mqtt import DeviceLogins, MqttLogin, device_password
 
 from apt_energy import config
-from apt_energy.errors import ConfigError
-from apt_energy.kafka import KafkaClient, kafka_client
-from apt_energy.mqtt import DeviceLogins, MqttLogin, device_password
 
 pytestmark = pytest.mark.unit
 

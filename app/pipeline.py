@@ -3,7 +3,7 @@
 ``up`` starts a supervisor daemon (``pipeline run`` in its own session, pid file and log under
 ``--dir``, default ``<run dir>/pipeline``) that runs the Spark job, the bridge(s) and the Slack
 notifier as its children, each with a log of its own, and restarts them when they exit (see
-:mod:`apt_energy.supervise` for the policy). ``up`` twice is harmless: the second one reports the
+:mod:`apt_energy.app.supervise` for the policy). ``up`` twice is harmless: the second one reports the
 running supervisor. ``down`` asks the supervisor to stop (SIGTERM to every child, SIGKILL after
 ``--stop-timeout``) and cleans up after a supervisor that was itself killed. The stages are run as
 processes (``python -m apt_energy.spark`` …), so this module depends on their command lines, and on the
@@ -25,16 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-
-from apt_energy import config
 from apt_energy.alerts.slack import destination
 from apt_energy.alerts.status import describe, running
-from apt_energy.bridge import Part, end_session, mqtt_options, part_client_id
-from apt_energy.cliutil import add_env_flag, on_stop_signals
-from apt_energy.database import connect
-from apt_energy.errors import AptEnergyError, ConfigError, ServiceError
-from apt_energy.stack.process import alive, is_ours, read_pid, spawn, terminate, wait_until
-from apt_energy.supervise import (
+from apt_energy.app.supervise import (
     LogRotation,
     RestartPolicy,
     ServiceRecord,
@@ -44,6 +37,13 @@ from apt_energy.supervise import (
     read_state,
     write_state,
 )
+from apt_energy.bridge import Part, end_session, mqtt_options, part_client_id
+from apt_energy.core.cliutil import add_env_flag, on_stop_signals
+from apt_energy.core.errors import AptEnergyError, ConfigError, ServiceError
+from apt_energy.database import connect
+from apt_energy.stack.process import alive, is_ours, read_pid, spawn, terminate, wait_until
+
+from apt_energy import config
 
 logger = logging.getLogger(__name__)
 

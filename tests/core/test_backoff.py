@@ -13,11 +13,10 @@ import pytest
 from apt_energy.alerts.message import MessageStyle
 from apt_energy.alerts.notifier import Notifier, NotifierOptions
 from apt_energy.alerts.slack import WebhookTransport
+from apt_energy.app.supervise import RestartPolicy, restart_delay
 from apt_energy.bridge.mqtt_source import RECONNECT_BACKOFF
+from apt_energy.core.backoff import RECONNECT, Backoff, BackoffPolicy
 from apt_energy.spark.job import DB_RETRY, with_retries
-
-from apt_energy.backoff import RECONNECT, Backoff, BackoffPolicy
-from apt_energy.supervise import RestartPolicy, restart_delay
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ remains to check is what the pattern cannot say (integer ranges, the meter's uni
 
 Anything else — another key order, whitespace, escapes, schema 1, exponents, a number below 1e-4 that
 ``repr`` writes as ``1e-05`` — is not rejected here: :meth:`CanonicalReader.read` returns ``None`` and the
-caller asks the contract's validator, which has the last word. ``tests/apt_energy/test_canonical.py``
+caller asks the contract's validator, which has the last word. ``tests/core/test_canonical.py``
 checks on generated and mutated payloads that whatever this accepts, the validator accepts with the same
 fields.
 """
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from apt_energy.contract import (
+from apt_energy.core.contract import (
     BIGINT_MAX,
     INT_MAX,
     MAX_LENGTH,
@@ -75,7 +75,7 @@ def instant(ts: bytes) -> datetime | None:
 
 
 def names(payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> tuple[bytes, bytes] | None:
-    """``(device_id, meter)`` of a canonical reading, any unit, that :func:`apt_energy.contract.load_json`
+    """``(device_id, meter)`` of a canonical reading, any unit, that :func:`apt_energy.core.contract.load_json`
     accepts (the bridge's check: strict JSON naming its device and meter), else ``None`` (ask load_json)."""
     if len(payload) > max_bytes:
         return None
@@ -104,7 +104,7 @@ class CanonicalReader:
 
     def read(self, payload: bytes) -> Canonical | None:
         """The reading's fields when ``payload`` is canonical and keeps the contract, else ``None``
-        (which says nothing about validity: ask :func:`apt_energy.contract.validate_reading`)."""
+        (which says nothing about validity: ask :func:`apt_energy.core.contract.validate_reading`)."""
         if len(payload) > self._max_bytes:
             return None
         m = _READING.fullmatch(payload)

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
-
 from apt_energy.config import Settings
+from apt_energy.core.mqtt import MqttLogin, MqttRole
 from apt_energy.database import connect
-from apt_energy.mqtt import MqttLogin, MqttRole
 from apt_energy.stack.kafka import KafkaAdmin, reset_topics
 
 logger = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from apt_energy.alerts.notifier import NotifierStats
 from apt_energy.bridge.metrics import bridge_samples
 from apt_energy.bridge.stats import BridgeStats
 from apt_energy.config.settings import MetricsSettings
+from apt_energy.core.metrics import Sample, collect, serve, serve_if_enabled
 from apt_energy.edge.fleet import FleetStats
 from apt_energy.edge.metrics import fleet_samples
 from apt_energy.spark.job import JobStats
@@ -18,7 +19,6 @@ from apt_energy.spark.metrics import job_samples, progress_samples
 from prometheus_client.parser import text_string_to_metric_families
 
 from apt_energy import config
-from apt_energy.metrics import Sample, collect, serve, serve_if_enabled
 
 
 def values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -82,7 +82,7 @@ def test_the_endpoint_serves_the_text_format_read_at_scrape_time() -> None:
 
 @pytest.mark.unit
 def test_a_port_out_of_range_is_refused_naming_the_key() -> None:
-    from apt_energy.errors import ConfigError
+    from apt_energy.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"metrics\.bridge_port"):
         config.load(environ={"APT_ENERGY_METRICS_BRIDGE_PORT": "70000"}, dotenv=None)

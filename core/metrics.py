@@ -17,12 +17,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from apt_energy.config.settings import MetricsSettings
+from apt_energy.core.errors import ConfigError
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from apt_energy.config.settings import MetricsSettings
-from apt_energy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
-from apt_energy.truth import Total, TruthResult
+from apt_energy.app.truth import Total, TruthResult
 
 pytestmark = pytest.mark.unit
 

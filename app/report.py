@@ -7,13 +7,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from apt_energy.app.progress import Progress
+from apt_energy.app.truth import TruthResult
 from apt_energy.config import EnergyType, Settings
+from apt_energy.core.table import table
 from apt_energy.database import completeness, connect
-from apt_energy.progress import Progress
 from apt_energy.rules import Registry
 from apt_energy.rules import registry as rule_registry
-from apt_energy.table import table
-from apt_energy.truth import TruthResult
 
 __all__ = ["next_steps", "rule_rows", "summary", "usage_rows"]
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from apt_energy.table import pad, table, width
+from apt_energy.core.table import pad, table, width
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from apt_energy.config import Household
-from apt_energy.errors import InvalidInput
+from apt_energy.core.errors import InvalidInput
 
 __all__ = ["KINDS", "MAX_TOPIC_LENGTH", "DeviceTopic", "InvalidInput", "device_base", "parse", "reading_topic"]
 

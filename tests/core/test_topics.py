@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 from apt_energy.config import Household
-
-from apt_energy import topics
+from apt_energy.core import topics
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""The container healthchecks' logic (compose.yaml runs them as python -m apt_energy.healthcheck)."""
+"""The container healthchecks' logic (compose.yaml runs them as python -m apt_energy.app.healthcheck)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from apt_energy.healthcheck import connected, fresh, main, subscribed
+from apt_energy.app.healthcheck import connected, fresh, main, subscribed
 
 pytestmark = pytest.mark.unit
 

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from apt_energy.backoff import BackoffPolicy
-from apt_energy.logs import iso_now
-from apt_energy.table import table
+from apt_energy.core.backoff import BackoffPolicy
+from apt_energy.core.logs import iso_now
+from apt_energy.core.table import table
 
 logger = logging.getLogger(__name__)
 

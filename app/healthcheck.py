@@ -1,4 +1,4 @@
-"""Container healthchecks as one small command: ``python -m apt_energy.healthcheck CHECK ARG...``.
+"""Container healthchecks as one small command: ``python -m apt_energy.app.healthcheck CHECK ARG...``.
 
 compose.yaml's checks for the project's services, each argument one word: podman 4.3's healthcheck runner
 splits an exec-form argument at its spaces, so ``python -c "import json, sys; …"`` reached Python as
@@ -65,7 +65,7 @@ def main(argv: Sequence[str]) -> int:
         case ["connected", port]:
             ok = connected(int(port), _tables())
         case _:
-            print("usage: python -m apt_energy.healthcheck subscribed FILE | fresh FILE SECONDS | connected PORT",
+            print("usage: python -m apt_energy.app.healthcheck subscribed FILE | fresh FILE SECONDS | connected PORT",
                   file=sys.stderr)
             return 2
     return 0 if ok else 1

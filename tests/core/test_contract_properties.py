@@ -9,11 +9,8 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from apt_energy import topics
-from apt_energy.contract import (
+from apt_energy.core import topics
+from apt_energy.core.contract import (
     BIGINT_MAX,
     INT_MAX,
     MAX_AMOUNT,
@@ -28,6 +25,8 @@ from apt_energy.contract import (
     decode_message,
     validate_reading,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.unit
 

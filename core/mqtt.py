@@ -11,7 +11,7 @@ common ones without properties (a PUBACK with at most a reason code, a PUBLISH w
 (for ``wait_for_publish``), which was a quarter of the fleet's CPU: a QoS 1 publish without properties
 gets a message whose info shares one condition per client. It overrides paho's private
 ``_sock_recv``/``_sock_close``/``_packet_write``/``_handle_pubackcomp``/``_handle_publish`` and
-``publish`` (stable across 2.x); ``tests/apt_energy/test_mqtt.py`` pins the behaviour.
+``publish`` (stable across 2.x); ``tests/core/test_mqtt.py`` pins the behaviour.
 
 Whoever drives the network loop must call ``loop_read()`` again while :attr:`has_buffered` is true:
 bytes already in the buffer no longer make the socket readable for select/epoll.
@@ -31,16 +31,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
+from apt_energy.config import Secret, Settings
+from apt_energy.config.settings import MqttSettings
+from apt_energy.core.errors import ConfigError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from apt_energy.config import Secret, Settings
-from apt_energy.config.settings import MqttSettings
-from apt_energy.errors import ConfigError
-
 # The paho-mqtt minor version whose private methods the overrides below were written and tested against
-# (pyproject.toml pins it; tests/apt_energy/test_paho_version.py fails on any other).
+# (pyproject.toml pins it; tests/core/test_paho_version.py fails on any other).
 PAHO_TESTED_MINOR = (2, 2)
 CHUNK = 65536
 COALESCE_BYTES = 65536     # at most this much of queued packets joined into one write
