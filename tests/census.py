@@ -59,7 +59,7 @@ def settings_keepers(tree: ast.AST) -> list[str]:
 
 
 class Census(NamedTuple):
-    places: Counter[str]          # "application" / "below the application" → parameters taking Settings
+    places: Counter[str]          # "application" / "below the application" (", doors") → parameters taking Settings
     files: Counter[str]           # the same → files with at least one
     keepers: list[str]            # module.Class below the application that keeps a Settings
     long: list[tuple[str, int]]   # (path, lines) over LONG
@@ -71,15 +71,16 @@ def census() -> Census:
     keepers: list[str] = []
     long_modules: list[tuple[str, int]] = []
     for module, path in sorted(MODULES.items()):
-        if package_of(module) == "apt_energy.config" and path.stem == "settings":
-            continue   # where Settings is defined
         text = path.read_text(encoding="utf-8")
         tree = ast.parse(text)
-        where = "application" if layer_of(module) == APP else "below the application"
-        n = len(settings_params(tree))
-        places[where] += n
-        files[where] += bool(n)
-        keepers += [f"{module}.{c}" for c in settings_keepers(tree) if layer_of(module) != APP]
+        if not (package_of(module) == "apt_energy.config" and path.stem == "settings"):  # where it is defined
+            where = "application" if layer_of(module) == APP else "below the application"
+            found = settings_params(tree)
+            doors = sum(name == "from_settings" for name in found)
+            places[where] += len(found) - doors
+            places[f"{where}, doors"] += doors
+            files[where] += bool(found)
+            keepers += [f"{module}.{c}" for c in settings_keepers(tree) if layer_of(module) != APP]
         lines = text.count("\n")
         if lines > LONG:
             long_modules.append((str(path.relative_to(ROOT)), lines))
@@ -98,7 +99,8 @@ def duplicate_pairs() -> str:
 def main() -> int:
     c = census()
     for where in ("below the application", "application"):
-        print(f"Settings taken {where}: {c.places[where]} places in {c.files[where]} files")
+        print(f"Settings taken {where}: {c.places[where]} places and {c.places[where + ', doors']} "
+              f"from_settings doors, in {c.files[where]} files")
     print(f"classes below the application keeping Settings: {len(c.keepers)} {' '.join(c.keepers)}")
     print(f"modules over {LONG} lines: {len(c.long)}")
     for path, lines in sorted(c.long, key=lambda x: -x[1]):
