@@ -11,11 +11,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from apt_energy.billing import rates
-from apt_energy.billing.bill import TEN, WON, Bill, BillLine, cut
+from apt_energy.billing.bill import Bill, BillLine, cut, cut_total, vat_line
 from apt_energy.billing.rates import Dated
 
 logger = logging.getLogger(__name__)
@@ -43,14 +43,11 @@ def area_heating_bill(tariff: AreaTariff, month: date, usage: Decimal, *,
     rate = tariff.energy_krw_per_mcal.day_weighted(month)
     base = cut(area * base_rate)
     energy = cut(usage * rate)
-    vat_rate = tariff.vat.at(month)
-    vat = ((base + energy) * vat_rate).quantize(WON, rounding=ROUND_HALF_UP)
-    raw = base + energy + vat
-    total = cut(raw, TEN)
+    vat = vat_line(base + energy, tariff.vat.at(month))
+    total, truncation = cut_total(base + energy + vat.amount)
     lines = (BillLine("base", "기본요금 (계약면적)", area, base_rate, base),
              BillLine("energy", "사용요금", usage, rate, energy),
-             BillLine("vat", "부가가치세", base + energy, vat_rate, vat),
-             BillLine("truncation", "10원 미만 절사", Decimal(1), Decimal(0), total - raw))
+             vat, truncation)
     return Bill(tariff.key, month, usage, usage, None, lines, total)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # tariffs.py imports the kinds, which build Bills: only a type here
@@ -52,6 +52,17 @@ class Bill:
 def cut(amount: Decimal, unit: Decimal = WON) -> Decimal:
     """Truncate toward zero to a multiple of ``unit`` (절사)."""
     return (amount / unit).to_integral_value(rounding=ROUND_DOWN) * unit
+
+
+def vat_line(charge: Decimal, rate: Decimal) -> BillLine:
+    """VAT on ``charge``, rounded half up to the won (every VAT-liable kind's line)."""
+    return BillLine("vat", "부가가치세", charge, rate, (charge * rate).quantize(WON, rounding=ROUND_HALF_UP))
+
+
+def cut_total(raw: Decimal) -> tuple[Decimal, BillLine]:
+    """The total cut below 10 won (10원 미만 절사), and the line that shows what the cut took."""
+    total = cut(raw, TEN)
+    return total, BillLine("truncation", "10원 미만 절사", Decimal(1), Decimal(0), total - raw)
 
 
 def bill_for(tariffs: Tariffs, energy_type: EnergyType, month: date, usage: Decimal, *,

@@ -7,11 +7,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from apt_energy.billing import rates
-from apt_energy.billing.bill import TEN, WON, Bill, BillLine, cut
+from apt_energy.billing.bill import Bill, BillLine, cut, cut_total, vat_line
 from apt_energy.billing.rates import Dated
 from apt_energy.core.errors import ConfigError
 
@@ -45,14 +45,11 @@ def flat_bill(tariff: FlatTariff, month: date, usage: Decimal) -> Bill:
     """Base charge + usage at one rate, VAT, 10-won cut."""
     table = tariff.table(month)
     energy = cut(usage * table.energy_krw_per_unit)
-    vat_rate = tariff.vat.at(month)
-    vat = ((table.base_krw + energy) * vat_rate).quantize(WON, rounding=ROUND_HALF_UP)
-    raw = table.base_krw + energy + vat
-    total = cut(raw, TEN)
+    vat = vat_line(table.base_krw + energy, tariff.vat.at(month))
+    total, truncation = cut_total(table.base_krw + energy + vat.amount)
     lines = (BillLine("base", "기본요금", Decimal(1), table.base_krw, table.base_krw),
              BillLine("energy", "사용요금", usage, table.energy_krw_per_unit, energy),
-             BillLine("vat", "부가가치세", table.base_krw + energy, vat_rate, vat),
-             BillLine("truncation", "10원 미만 절사", Decimal(1), Decimal(0), total - raw))
+             vat, truncation)
     return Bill(tariff.key, month, usage, usage, None, lines, total)
 
 

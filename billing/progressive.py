@@ -13,11 +13,11 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from apt_energy.billing import rates
-from apt_energy.billing.bill import TEN, WON, Bill, BillLine, cut
+from apt_energy.billing.bill import TEN, Bill, BillLine, cut, cut_total, vat_line
 from apt_energy.billing.rates import Dated, NoTariffInForce
 from apt_energy.core.errors import ConfigError
 
@@ -129,14 +129,13 @@ def progressive_bill(tariff: ProgressiveTariff, month: date, usage: Decimal) -> 
     lines.append(BillLine("fuel", "연료비조정요금", kwh, fuel, cut(kwh * fuel)))
     charge = sum((line.amount for line in lines), Decimal(0))
     lines.append(BillLine("charge", "전기요금계", Decimal(1), charge, charge))
-    vat_rate = tariff.vat.at(month)
-    vat = (charge * vat_rate).quantize(WON, rounding=ROUND_HALF_UP)
+    vat = vat_line(charge, tariff.vat.at(month))
     levy_rate = tariff.fund_levy.at(month)
     levy = cut(charge * levy_rate, TEN)
-    lines.append(BillLine("vat", "부가가치세", charge, vat_rate, vat))
+    lines.append(vat)
     lines.append(BillLine("fund_levy", "전력산업기반기금", charge, levy_rate, levy))
-    total = cut(charge + vat + levy, TEN)
-    lines.append(BillLine("truncation", "10원 미만 절사", Decimal(1), Decimal(0), total - (charge + vat + levy)))
+    total, truncation = cut_total(charge + vat.amount + levy)
+    lines.append(truncation)
     return Bill(tariff.key, month, usage, kwh, reached, tuple(lines), total)
 
 

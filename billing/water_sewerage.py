@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from apt_energy.billing import rates
-from apt_energy.billing.bill import TEN, Bill, BillLine, cut
+from apt_energy.billing.bill import Bill, BillLine, cut, cut_total
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def water_sewerage_bill(tariff: WaterSewerageTariff, month: date, usage: Decimal
                 lines.append(BillLine(f"{code}_t{i + 1}", f"{label} {i + 1}단계", q, rate, cut(q * rate)))
     lines.append(BillLine("levy", "물이용부담금", units, table.levy, cut(units * table.levy)))
     raw = sum((line.amount for line in lines), Decimal(0))
-    total = cut(raw, TEN)
-    lines.append(BillLine("truncation", "10원 미만 절사", Decimal(1), Decimal(0), total - raw))
+    total, truncation = cut_total(raw)
+    lines.append(truncation)
     return Bill(tariff.key, month, usage, units, None, tuple(lines), total)
 
 
